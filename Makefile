@@ -1,0 +1,26 @@
+# Two entry points for a fresh clone (see README): `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup clean-venv
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[torch,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job: for now, render the schedule gallery.
+demo: $(STAMP)
+	mkdir -p out
+	$(BIN)/cadence gallery --out out/gallery.png --overwrite
+	$(BIN)/cadence list
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 tests
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,275 @@
+"""Drive any PyTorch optimizer field from cadence schedules.
+
+``Scheduler(optimizer, schedule, total_steps=...)`` speaks the
+``torch.optim.lr_scheduler.LRScheduler`` protocol (``step()``, ``get_last_lr()``,
+``state_dict()``, ``load_state_dict()``) and is an instance of that class, so it drops into
+plain loops, the transformers Trainer and Lightning. Unlike torch's schedulers it never
+wraps ``optimizer.step`` and never updates a value from the previous one: the value for
+step k is ``schedule(k) * ratio`` for each param group, a pure function of the clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+from cadence.errors import CadenceError
+from cadence.schedules import Replanned, Schedule, parse
+from cadence.time import Rates
+
+__all__ = ["Scheduler"]
+
+_FORMAT = "cadence.torch.Scheduler/1"
+_BLOCK = 4096  # steps evaluated at once; one numpy call per block keeps step() cheap
+
+
+def _accessor(field: str):
+    """(read, write) functions for a param-group field; beta1/beta2 address ``betas``."""
+    index = {"betas": 0, "beta1": 0, "beta2": 1}.get(field)
+    if index is None:
+        def read(group):
+            return group[field]
+
+        def write(group, value):
+            current = group[field]
+            if isinstance(current, torch.Tensor):
+                current.fill_(value)
+            else:
+                group[field] = value
+        return "field", read, write
+
+    def read_beta(group):
+        return group["betas"][index]
+
+    def write_beta(group, value):
+        betas = list(group["betas"])
+        if isinstance(betas[index], torch.Tensor):
+            betas[index].fill_(value)
+        else:
+            betas[index] = value
+        group["betas"] = tuple(betas)
+    return "betas", read_beta, write_beta
+
+
+class Scheduler(LRScheduler):
+    """Set optimizer param-group fields from schedules, one step at a time.
+
+    Args:
+        optimizer: any ``torch.optim.Optimizer``.
+        schedule: a schedule or spec string (drives ``field``), or a mapping
+            ``{field: schedule}`` to drive several fields (``lr``, ``weight_decay``,
+            ``momentum``, ``beta1``/``betas``, ``beta2``, or any numeric group key).
+        total_steps: the planned number of optimizer steps (needed by every schedule
+            whose shape depends on the run's length).
+        rates: the run's :class:`cadence.Rates`, for durations in samples, tokens or epochs.
+        ratios: per-field list of per-group multipliers. By default each group keeps its
+            ratio to the largest initial value of that field across groups (a group built
+            with half the base LR stays at half); if every group starts at 0, all get 1.
+
+    Right after construction the groups hold the values for step 0; after the k-th
+    ``step()`` they hold the values for step k.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, schedule: "Schedule | str | Mapping[str, Schedule | str]",
+                 total_steps: int | None = None, *, field: str = "lr", rates: Rates | None = None,
+                 ratios: "Mapping[str, list[float]] | None" = None) -> None:
+        # LRScheduler.__init__ is deliberately not called: it wraps optimizer.step and takes a step.
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise CadenceError(f"Scheduler needs a torch.optim.Optimizer; got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        if isinstance(schedule, Mapping):
+            if not schedule:
+                raise CadenceError("Scheduler: the schedule mapping is empty; give at least one {field: schedule}")
+            pairs = dict(schedule)
+        else:
+            pairs = {field: schedule}
+        self.schedules: dict[str, Schedule] = {name: parse(s) for name, s in pairs.items()}
+        self.rates = rates or Rates()
+        self._io = {}
+        for name in self.schedules:
+            kind, read, write = _accessor(name)
+            for i, group in enumerate(optimizer.param_groups):
+                key = "betas" if kind == "betas" else name
+                if key not in group:
+                    hint = " (Adam-style optimizers keep momentum in betas: drive 'beta1')" if name == "momentum" else ""
+                    raise CadenceError(f"Scheduler: param group {i} has no {key!r} field to drive{hint}")
+            self._io[name] = (read, write)
+        self._totals: list[list] = [[0, total_steps, "replan"]] if total_steps is not None else []
+        self._bind()
+        self.ratios = {name: self._default_ratios(name) for name in self.schedules}
+        if ratios is not None:
+            for name, r in ratios.items():
+                self._set_ratios(name, r)
+        self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+        self._step = 0
+        self._cache: dict[str, tuple[int, np.ndarray]] = {}
+        self._apply()
+
+    # -- clock ------------------------------------------------------------------------------
+    @property
+    def last_epoch(self) -> int:
+        """The current step (torch's name for it)."""
+        return self._step
+
+    @last_epoch.setter
+    def last_epoch(self, value: int) -> None:  # torch code sometimes assigns it
+        self._step = int(value)
+        self._cache.clear()
+
+    @property
+    def total_steps(self) -> int | None:
+        return self._totals[-1][1] if self._totals else None
+
+    def step(self, step: int | None = None) -> None:  # noqa: D401 - torch's name
+        """Advance the clock by one step, or set it to ``step``, and update the optimizer."""
+        if step is None:
+            self._step += 1
+        else:
+            if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+                raise CadenceError(f"Scheduler.step: step must be an int >= 0; got {step!r}")
+            self._step = int(step)
+        self._apply()
+
+    def set_total(self, total_steps: int, mode: str = "replan") -> None:
+        """Change the planned length from the current step on; values of earlier steps never change.
+
+        ``mode='replan'``: from now on the schedule is the one planned for ``total_steps``
+        (a WSD run in its stable phase just moves its decay). ``mode='stretch'``: the rest
+        of the current plan is stretched onto the new remaining steps (continuous).
+        The current step's value, not yet used by ``optimizer.step()``, follows the new plan.
+        """
+        if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)):
+            raise CadenceError(f"set_total: total_steps must be an int; got {total_steps!r}")
+        if total_steps <= self._step:
+            raise CadenceError(f"set_total: the new total ({total_steps}) must be larger than the current step ({self._step})")
+        record = [self._step, int(total_steps), mode]
+        if not self._totals:
+            record[0] = 0
+        old = [list(r) for r in self._totals]
+        if self._totals and self._totals[-1][0] == self._step:
+            if len(self._totals) == 1:
+                record[2] = "replan"
+            self._totals[-1] = record
+        else:
+            self._totals.append(record)
+        try:
+            self._bind()
+        except CadenceError:
+            self._totals = old
+            self._bind()
+            raise
+        self._cache.clear()
+        self._apply()
+
+    # -- values -----------------------------------------------------------------------------
+    def _bind(self) -> None:
+        self._effective = {}
+        self._contexts = {}
+        for name, s in self.schedules.items():
+            if len(self._totals) > 1:
+                s = Replanned(s, self._totals)
+            total = self._totals[-1][1] if self._totals else None
+            self._contexts[name] = s.bind(total, self.rates)
+            self._effective[name] = s
+
+    def value(self, field: str, step: int) -> float:
+        """The schedule's value for ``field`` at ``step`` (before the per-group ratio)."""
+        block = step // _BLOCK
+        cached = self._cache.get(field)
+        if cached is None or cached[0] != block:
+            start = block * _BLOCK
+            steps = np.arange(start, start + _BLOCK, dtype=np.float64)
+            cached = (block, self._effective[field].evaluate(steps, self._contexts[field]))
+            self._cache[field] = cached
+        return float(cached[1][step - block * _BLOCK])
+
+    def _values_now(self) -> dict[str, list[float]]:
+        out = {}
+        for name in self.schedules:
+            v = self.value(name, self._step)
+            if not math.isfinite(v):
+                raise CadenceError(f"Scheduler: {name} schedule gave {v} at step {self._step}")
+            out[name] = [v if r == 1.0 else v * r for r in self.ratios[name]]
+        return out
+
+    def _apply(self) -> None:
+        groups = self.optimizer.param_groups
+        for name, vals in self._values_now().items():
+            write = self._io[name][1]
+            for group, v in zip(groups, vals):
+                write(group, v)
+        self._last_lr = [float(g["lr"]) if not isinstance(g["lr"], torch.Tensor) else g["lr"].clone() for g in groups]
+
+    def get_lr(self) -> list[float]:
+        """The learning rates for the current step (no side effects)."""
+        vals = self._values_now()
+        if "lr" in vals:
+            return vals["lr"]
+        return [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float]:
+        return self._last_lr
+
+    def get_last_values(self) -> dict[str, list[float]]:
+        """Every driven field's current value per param group."""
+        return {name: [float(read(g)) for g in self.optimizer.param_groups] for name, (read, _) in self._io.items()}
+
+    # -- ratios -----------------------------------------------------------------------------
+    def _default_ratios(self, name: str) -> list[float]:
+        read = self._io[name][0]
+        bases = [float(read(g)) for g in self.optimizer.param_groups]
+        top = max(bases)
+        if top <= 0:
+            return [1.0] * len(bases)
+        return [b / top for b in bases]
+
+    def _set_ratios(self, name: str, ratios: list[float]) -> None:
+        if name not in self.schedules:
+            raise CadenceError(f"Scheduler: ratios given for {name!r}, which no schedule drives ({', '.join(self.schedules)})")
+        n = len(self.optimizer.param_groups)
+        if len(ratios) != n or not all(isinstance(r, (int, float)) and math.isfinite(r) and r >= 0 for r in ratios):
+            raise CadenceError(f"Scheduler: ratios[{name!r}] must be {n} finite numbers >= 0 (one per param group); got {ratios!r}")
+        self.ratios[name] = [float(r) for r in ratios]
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data (ints, floats, strings, lists): safe for ``torch.load(weights_only=True)``."""
+        return {
+            "format": _FORMAT,
+            "step": self._step,
+            "totals": [list(r) for r in self._totals],
+            "schedules": {name: s.spec() for name, s in self.schedules.items()},
+            "ratios": {name: list(r) for name, r in self.ratios.items()},
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        if not isinstance(state_dict, Mapping) or state_dict.get("format") != _FORMAT:
+            found = state_dict.get("format") if isinstance(state_dict, Mapping) else type(state_dict).__name__
+            raise CadenceError(f"Scheduler.load_state_dict: expected a {_FORMAT} state; got {found!r}")
+        mine = {name: s.spec() for name, s in self.schedules.items()}
+        if state_dict["schedules"] != mine:
+            raise CadenceError(
+                f"Scheduler.load_state_dict: the checkpoint drives {state_dict['schedules']}, this scheduler drives {mine}"
+            )
+        old = (self._totals, dict(self.ratios))
+        self._totals = [list(r) for r in state_dict["totals"]]
+        try:
+            self._bind()
+            for name, r in state_dict["ratios"].items():
+                self._set_ratios(name, r)
+        except CadenceError:
+            self._totals, self.ratios = old
+            self._bind()
+            raise
+        self._step = int(state_dict["step"])
+        self._cache.clear()
+        self._apply()
+
+    def __repr__(self) -> str:
+        driven = ", ".join(f"{n}={s.spec()}" for n, s in self.schedules.items())
+        return f"Scheduler(step={self._step}, total_steps={self.total_steps}, {driven})"
