@@ -29,8 +29,11 @@ class _Decay(Schedule):
 
     shape: str = "linear"
 
-    def __init__(self, peak: float = 1.0, final: float = 0.0, warmup=0, **extra) -> None:
-        super().__init__(peak=peak, final=final, warmup=warmup, **extra)
+    def __init__(self, peak: float = 1.0, final: float = 0.0, warmup=0) -> None:
+        super().__init__(peak=peak, final=final, warmup=warmup)
+        self._init_decay(peak, final, warmup)
+
+    def _init_decay(self, peak, final, warmup) -> None:
         self.peak = self._number("peak", peak, low=0)
         self.final = self._number("final", final, low=0)
         self.warmup = self._duration("warmup", warmup)
@@ -95,7 +98,8 @@ class Polynomial(_Decay):
     source = "torch PolynomialLR; transformers polynomial decay"
 
     def __init__(self, peak: float = 1.0, final: float = 0.0, warmup=0, power: float = 1.0) -> None:
-        super().__init__(peak, final, warmup, power=power)
+        Schedule.__init__(self, peak=peak, final=final, warmup=warmup, power=power)
+        self._init_decay(peak, final, warmup)
         self.power = self._number("power", power, low=0, low_open=True)
 
     def _curve(self, p):
