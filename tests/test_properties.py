@@ -60,8 +60,9 @@ def test_no_jumps_bigger_than_the_steepest_phase(case):
     bound = peak / max(shortest, 1) * (np.pi / 2 + 1e-9)
     if params.get("shape") in ("1-sqrt", "exp", "rex") or isinstance(s, (S.Rex, S.Exponential)):
         bound = peak * max(1.0 / np.sqrt(max(shortest, 1)), 8.0 / max(shortest, 1))
-    if isinstance(s, S.Polynomial):  # (1-p)^power is steepest at its last step when power < 1
-        bound = max(bound, peak * (1.0 / shortest) ** min(s.power, 1.0) * (1 + 1e-9))
+    if isinstance(s, S.Polynomial):  # (1-p)^power: steepest first step (power/L) or last step (1/L)^power
+        worst = max(s.power / shortest, (1.0 / shortest) ** min(s.power, 1.0))
+        bound = max(bound, peak * worst * (1 + 1e-9))
     assert np.max(np.abs(np.diff(v))) <= bound + 1e-12
 
 
