@@ -29,9 +29,10 @@ def decaying(draw):
         s = S.exponential(peak=peak, final=final, warmup=warmup)
     elif kind == "infinite":
         rest = total - warmup
-        cool = draw(st.integers(0, rest // 2))
+        # Zero-length phases are allowed but are deliberate jumps; continuity is about real phases.
+        cool = draw(st.integers(1, rest // 2))
         s = S.infinite(peak=peak, constant=(final + peak) / 2, final=final, warmup=warmup, cooldown=cool,
-                       anneal=draw(st.integers(0, rest - cool)))
+                       anneal=draw(st.integers(1, rest - cool)))
     else:
         s = getattr(S, kind)(peak=peak, final=final, warmup=warmup)
     return s, total, peak, final
