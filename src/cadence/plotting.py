@@ -12,25 +12,25 @@ from cadence.errors import CadenceError
 from cadence.schedules import Schedule, parse
 from cadence.time import Rates, Unit
 
-# One example per family for the gallery: (title, spec) over a 1000-step run.
+# One example per family for the gallery: (title, spec); positions are fractions, so any --total works.
 GALLERY = [
-    ("constant + warmup", "constant(value=1.0, warmup=50)"),
-    ("linear", "linear(peak=1.0, final=0.0, warmup=50)"),
-    ("cosine", "cosine(peak=1.0, final=0.1, warmup=50)"),
-    ("sgdr (cosine restarts)", "sgdr(peak=1.0, period=150, mult=2, final=0.05)"),
-    ("step", "step(peak=1.0, every=250, factor=0.5)"),
+    ("constant + warmup", "constant(value=1.0, warmup='5%')"),
+    ("linear", "linear(peak=1.0, final=0.0, warmup='5%')"),
+    ("cosine", "cosine(peak=1.0, final=0.1, warmup='5%')"),
+    ("sgdr (cosine restarts)", "sgdr(peak=1.0, period='15%', mult=2, final=0.05)"),
+    ("step", "step(peak=1.0, every='25%', factor=0.5)"),
     ("multistep", "multistep(peak=1.0, milestones=['50%', '75%'], factor=0.1)"),
-    ("exponential", "exponential(peak=1.0, final=0.01, warmup=50)"),
-    ("polynomial (power=2)", "polynomial(peak=1.0, final=0.0, power=2.0, warmup=50)"),
-    ("inverse_sqrt", "inverse_sqrt(peak=1.0, warmup=100)"),
+    ("exponential", "exponential(peak=1.0, final=0.01, warmup='5%')"),
+    ("polynomial (power=2)", "polynomial(peak=1.0, final=0.0, power=2.0, warmup='5%')"),
+    ("inverse_sqrt", "inverse_sqrt(peak=1.0, warmup='10%')"),
     ("onecycle", "onecycle(peak=1.0, warmup='30%')"),
-    ("cyclic (triangular2)", "cyclic(low=0.1, peak=1.0, up=125, mode='triangular2')"),
+    ("cyclic (triangular2)", "cyclic(low=0.1, peak=1.0, up='12.5%', mode='triangular2')"),
     ("wsd (4 cooldown shapes)", None),
-    ("rex", "rex(peak=1.0, final=0.0, warmup=50)"),
-    ("power (tokens)", "power(peak=1.0, a=10.0, b=-0.5, warmup=50, decay='10%', per='st')"),
-    ("infinite", "infinite(peak=1.0, constant=0.4, final=0.0, warmup=50, cooldown='20%', anneal='10%')"),
-    ("decay_from + rewarm", "rewarm(decay_from(constant(value=1.0), at=300, duration=200, final=0.3, shape='1-sqrt'), "
-                            "cosine(peak=0.8, final=0.0), at=600, warmup=50)"),
+    ("rex", "rex(peak=1.0, final=0.0, warmup='5%')"),
+    ("power (min(peak, a*n^b))", "power(peak=1.0, a=10.0, b=-0.5, warmup='5%', decay='10%', per='st')"),
+    ("infinite", "infinite(peak=1.0, constant=0.4, final=0.0, warmup='5%', cooldown='20%', anneal='10%')"),
+    ("decay_from + rewarm", "rewarm(decay_from(constant(value=1.0), at='30%', duration='20%', final=0.3, shape='1-sqrt'), "
+                            "cosine(peak=0.8, final=0.0), at='60%', warmup='5%')"),
 ]
 WSD_SHAPES = ("linear", "cosine", "1-sqrt", "exp")
 
@@ -103,7 +103,7 @@ def gallery(path: "str | Path", total: int = 1000, overwrite: bool = False) -> P
     for ax, (title, spec) in zip(axes.flat, GALLERY):
         if spec is None:
             for shape in WSD_SHAPES:
-                s = parse(f"wsd(peak=1.0, warmup=50, decay='30%', final={0.01 if shape == 'exp' else 0.0}, shape={shape!r})")
+                s = parse(f"wsd(peak=1.0, warmup='5%', decay='30%', final={0.01 if shape == 'exp' else 0.0}, shape={shape!r})")
                 ax.plot(steps, s.values(total), lw=1.4, label=shape)
             ax.legend(fontsize=7, loc="lower left")
         else:

@@ -1,0 +1,94 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cadence import schedules as S
+from cadence.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_csv_matches_values(capsys):
+    spec = "wsd(peak=3e-4, warmup=20, decay='20%', shape='1-sqrt')"
+    code, out, err = run(capsys, "schedule", spec, "--total", "200", "--csv")
+    assert code == 0 and err == ""
+    lines = out.strip().splitlines()
+    assert lines[0] == "step,value" and len(lines) == 201
+    steps, values = zip(*(line.split(",") for line in lines[1:]))
+    assert list(map(int, steps)) == list(range(200))
+    assert np.array_equal(np.array(values, dtype=float), S.parse(spec).values(200))  # repr: exact round trip
+
+
+def test_summary_without_flags(capsys):
+    code, out, _ = run(capsys, "schedule", "cosine(peak=1.0, warmup=10)", "--total", "100")
+    assert code == 0 and "max: 1 (step 10)" in out and "cosine(peak=1.0" in out
+
+
+def test_list_shows_every_family_with_parameters(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    for cls in S.FAMILIES + S.COMBINATORS:
+        assert f"  {cls.name}(" in out
+    assert "wsd(peak, warmup, decay, final, shape)" in out
+    assert "final + (peak-final)*(1-p)/(1-p/2)" in out
+
+
+def test_plot_writes_and_refuses_to_overwrite(tmp_path, capsys):
+    path = tmp_path / "lr.png"
+    args = ["schedule", "power(peak=0.02, a=4.6, b=-0.51, warmup='1%')", "--total", "500",
+            "--samples-per-step", "64", "--tokens-per-sample", "256", "--unit", "tok", "--plot", str(path)]
+    assert run(capsys, *args)[0] == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = path.read_bytes()
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "already exists" in err and "--overwrite" in err
+    assert path.read_bytes() == before
+    assert run(capsys, *args, "--overwrite")[0] == 0
+
+
+def test_gallery(tmp_path, capsys):
+    path = tmp_path / "g.png"
+    code, out, _ = run(capsys, "gallery", "--out", str(path), "--total", "300")
+    assert code == 0 and path.stat().st_size > 10_000 and str(path) in out
+    assert not list(tmp_path.glob(".g.png*"))  # no temp file left behind
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["schedule", "cosine(peak=-1)", "--total", "10"], "peak must be >= 0"),
+        (["schedule", "cosine(peak=nan)", "--total", "10"], "may not name variables"),
+        (["schedule", "wsd(peak=1, warmup=8, decay=5)", "--total", "10"], "longer than the run"),
+        (["schedule", "wsd(peak=1, decay='2Mtok')", "--total", "10"], "tokens"),
+        (["schedule", "wsd(peak=1, decay='0%')", "--total", "10"], "outside (0, 1]"),
+        (["schedule", "wsd(peak=1, decay='5lightyears')", "--total", "10"], "unknown unit"),
+        (["schedule", "cosinus(peak=1)", "--total", "10"], "unknown schedule family"),
+        (["schedule", "cosine(peak=1)", "--total", "-5"], "--total"),
+        (["schedule", "cosine(peak=1)"], "--total"),
+        (["schedule", "cosine(peak=1)", "--total", "10", "--plot", "x.txt"], ".png"),
+        (["schedule", "cosine(peak=1)", "--total", "10", "--plot", "/no/such/dir/x.png"], "does not exist"),
+        (["schedule", "cosine(peak=1)", "--total", "10", "--unit", "tok", "--plot", "y.png"], "tokens"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert err.startswith("cadence: error: ") and err.count("\n") == 1
+    assert fragment in err
+    assert "Traceback" not in err
+
+
+def test_console_script_never_shows_a_traceback():
+    proc = subprocess.run([sys.executable, "-m", "cadence.cli", "schedule", "__import__('os').system('echo hi')",
+                           "--total", "5"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("cadence: error:") and "Traceback" not in proc.stderr
+    assert "hi" not in proc.stdout
