@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from cadence._atomic import atomic_write
 from cadence.errors import CadenceError
 from cadence.schedules import Schedule, parse
 from cadence.time import Rates, Unit
@@ -47,14 +46,8 @@ def _ready(path: "str | Path", overwrite: bool) -> Path:
 
 
 def _save(fig, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    fmt = path.suffix.lstrip(".").lower()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format=fmt))
 
 
 def _pyplot():
