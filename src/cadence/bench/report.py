@@ -1,0 +1,232 @@
+"""Turn a comparison folder into a report: table, figures, and a machine-readable summary.
+
+* Final loss: the validation loss at the last step (measured on the same held-out set for
+  every run), mean ± standard deviation over seeds; also the training loss averaged over
+  the last 5% of steps.
+* Steps to target: the first evaluation step at which a run's validation loss is at or
+  below the target (default: the baseline plan's mean final validation loss), averaged
+  over the seeds that reach it. Speed-up: the baseline's steps to target divided by the plan's.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from cadence._atomic import atomic_write
+from cadence.errors import CadenceError
+
+__all__ = ["load_metrics", "write_report", "summarise"]
+
+
+def load_metrics(path: "str | Path") -> dict[str, np.ndarray]:
+    """metrics.csv as columns of floats (NaN where a value was not measured)."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except OSError as e:
+        raise CadenceError(f"cannot read {path}: {e.strerror}") from None
+    if len(rows) < 2:
+        raise CadenceError(f"{path} has no rows")
+    header, body = rows[0], rows[1:]
+    data = np.array([[float(v) if v != "" else math.nan for v in row] for row in body], dtype=np.float64)
+    return {name: data[:, i] for i, name in enumerate(header)}
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    a = np.array(xs, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def _steps_to(metrics: dict[str, np.ndarray], target: float) -> float | None:
+    val = metrics["val_loss"]
+    hit = np.flatnonzero(val <= target)
+    return None if len(hit) == 0 else float(metrics["step"][hit[0]] + 1)
+
+
+def summarise(folder: "str | Path") -> dict:
+    folder = Path(folder)
+    try:
+        bench = json.loads((folder / "bench.json").read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        raise CadenceError(f"{folder} holds no cadence comparison (bench.json missing or unreadable)") from None
+    plans = list(bench["plans"])
+    runs: dict[str, list[dict]] = {}
+    for name in plans:
+        runs[name] = []
+        for seed in range(bench["seeds"]):
+            path = folder / "runs" / name / f"seed-{seed}" / "metrics.csv"
+            if not path.exists():
+                continue
+            m = load_metrics(path)
+            if len(m["step"]) == bench["steps"]:
+                runs[name].append(m)
+    missing = [n for n in plans if not runs[n]]
+    if missing:
+        raise CadenceError(f"no finished runs for plan(s) {', '.join(missing)} in {folder}; run the comparison first")
+    baseline = bench.get("baseline") or plans[0]
+    final = {n: [float(m["val_loss"][-1]) for m in runs[n]] for n in plans}
+    target = bench.get("target")
+    if target is None:
+        target = float(np.mean(final[baseline]))
+    rows = []
+    for n in plans:
+        tail = max(1, bench["steps"] // 20)
+        train_tail = [float(np.mean(m["train_loss"][-tail:])) for m in runs[n]]
+        hits = [_steps_to(m, target) for m in runs[n]]
+        reached = [h for h in hits if h is not None]
+        rows.append({
+            "plan": n, "spec": bench["plans"][n], "seeds": len(runs[n]),
+            "final_val": _mean_std(final[n]), "final_train": _mean_std(train_tail),
+            "steps_to_target": float(np.mean(reached)) if reached else None,
+            "reached": f"{len(reached)}/{len(hits)}",
+        })
+    base = next(r for r in rows if r["plan"] == baseline)
+    for r in rows:
+        s, b = r["steps_to_target"], base["steps_to_target"]
+        r["speedup"] = (b / s) if (s and b) else None
+    return {"workload": bench["workload"], "steps": bench["steps"], "baseline": baseline, "target": target,
+            "rows": rows, "runs": runs, "bench": bench}
+
+
+def _table(summary: dict) -> str:
+    lines = [
+        "| plan | final val loss | final train loss | steps to target | reached | speed-up vs "
+        f"{summary['baseline']} |",
+        "|---|---|---|---|---|---|",
+    ]
+    best = min(r["final_val"][0] for r in summary["rows"])
+    for r in summary["rows"]:
+        v, s = r["final_val"]
+        mark = " **best**" if v == best else ""
+        stt = "-" if r["steps_to_target"] is None else f"{r['steps_to_target']:.0f}"
+        sp = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
+        lines.append(f"| {r['plan']}{mark} | {v:.4f} ± {s:.4f} | {r['final_train'][0]:.4f} ± {r['final_train'][1]:.4f} "
+                     f"| {stt} | {r['reached']} | {sp} |")
+    return "\n".join(lines)
+
+
+def _ema(x: np.ndarray, span: int) -> np.ndarray:
+    alpha = 2.0 / (span + 1)
+    out = np.empty_like(x)
+    acc = x[0]
+    for i, v in enumerate(x):
+        acc = alpha * v + (1 - alpha) * acc
+        out[i] = acc
+    return out
+
+
+def _figures(summary: dict, folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    steps = summary["steps"]
+    span = max(5, steps // 50)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    made = []
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    for ax, start in zip(axes, (0, int(steps * 0.5))):
+        lr_ax = ax.twinx()
+        for i, row in enumerate(summary["rows"]):
+            runs = summary["runs"][row["plan"]]
+            curves = np.array([_ema(m["train_loss"], span) for m in runs])
+            x = runs[0]["step"]
+            mean, lo, hi = curves.mean(0), curves.min(0), curves.max(0)
+            c = colors[i % len(colors)]
+            sl = slice(start, None)
+            ax.plot(x[sl], mean[sl], color=c, lw=1.6, label=row["plan"])
+            if len(runs) > 1:
+                ax.fill_between(x[sl], lo[sl], hi[sl], color=c, alpha=0.2, lw=0)
+            lr_ax.plot(x[sl], runs[0]["lr"][sl], color=c, lw=0.9, ls="--", alpha=0.7)
+        ax.set_xlabel("step")
+        ax.set_ylabel(f"train loss (EMA over {span} steps)")
+        lr_ax.set_ylabel("learning rate (dashed)")
+        ax.grid(alpha=0.3)
+        ax.set_title("whole run" if start == 0 else "second half")
+        if start:
+            tail = np.concatenate([np.array([_ema(m["train_loss"], span) for m in summary["runs"][r["plan"]]])[:, start:].ravel()
+                                   for r in summary["rows"]])
+            ax.set_ylim(np.percentile(tail, 0.5) - 0.02, np.percentile(tail, 99.5) + 0.02)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{summary['workload']}: training loss (band: min-max over seeds), LR on the right axis")
+    fig.tight_layout()
+    atomic_write(folder / "loss.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    made.append("loss.png")
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for i, row in enumerate(summary["rows"]):
+        runs = summary["runs"][row["plan"]]
+        mask = ~np.isnan(runs[0]["val_loss"])
+        x = runs[0]["step"][mask] + 1
+        vals = np.array([m["val_loss"][mask] for m in runs])
+        c = colors[i % len(colors)]
+        ax.plot(x, vals.mean(0), color=c, lw=1.6, marker=".", ms=3, label=row["plan"])
+        if len(runs) > 1:
+            ax.fill_between(x, vals.min(0), vals.max(0), color=c, alpha=0.2, lw=0)
+    ax.axhline(summary["target"], color="k", lw=0.8, ls=":", label=f"target {summary['target']:.4f}")
+    lo = min(np.nanmin(m["val_loss"]) for rs in summary["runs"].values() for m in rs)
+    ax.set_ylim(lo - 0.05 * abs(lo), np.nanpercentile(
+        np.concatenate([m["val_loss"] for rs in summary["runs"].values() for m in rs]), 60))
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{summary['workload']}: validation loss (mean, band: min-max over seeds)")
+    fig.tight_layout()
+    atomic_write(folder / "val_loss.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    made.append("val_loss.png")
+    return made
+
+
+def write_report(folder: "str | Path") -> dict:
+    folder = Path(folder)
+    summary = summarise(folder)
+    figures = _figures(summary, folder)
+    bench = summary["bench"]
+    table = _table(summary)
+    specs = "\n".join(f"- `{r['plan']}`: `{r['spec']}`" for r in summary["rows"])
+    text = f"""# {summary['workload']}: schedule comparison
+
+{len(summary['rows'])} plans x {bench['seeds']} seed(s), {bench['steps']} steps each, size `{bench['size'] or 'default'}`,
+optimizer {bench['optimizer']}. Target validation loss: {summary['target']:.4f}
+({'given' if bench.get('target') is not None else f"mean final validation loss of the baseline `{summary['baseline']}`"}).
+
+{table}
+
+Final val loss: validation loss after the last step, mean ± std over seeds. Final train
+loss: mean over the last 5% of steps. Steps to target: first evaluation (every
+{bench['eval_every'] or 'default'} steps) at or below the target, mean over the seeds that reach it.
+
+Plans:
+{specs}
+
+![training loss](loss.png)
+
+![validation loss](val_loss.png)
+"""
+    atomic_write(folder / "report.md", lambda tmp: Path(tmp).write_text(text))
+    with_summary = [{k: v for k, v in r.items()} for r in summary["rows"]]
+
+    def write_csv(tmp):
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["plan", "seeds", "final_val_mean", "final_val_std", "final_train_mean", "final_train_std",
+                        "steps_to_target", "reached", "speedup"])
+            for r in with_summary:
+                w.writerow([r["plan"], r["seeds"], repr(r["final_val"][0]), repr(r["final_val"][1]),
+                            repr(r["final_train"][0]), repr(r["final_train"][1]),
+                            "" if r["steps_to_target"] is None else r["steps_to_target"], r["reached"],
+                            "" if r["speedup"] is None else repr(r["speedup"])])
+    atomic_write(folder / "summary.csv", write_csv)
+    return {"table": table, "report": str(folder / "report.md"), "figures": figures, "target": summary["target"],
+            "rows": summary["rows"]}

@@ -1,0 +1,345 @@
+"""Small real workloads that train on a CPU in minutes, with data already on the machine.
+
+* ``tiny-lm``: a byte-level causal transformer on the source code of the running
+  interpreter's standard library (train/validation split by a stable hash of the path).
+* ``digits`` / ``digits-cnn``: an MLP / a small CNN on scikit-learn's bundled digits.
+* ``logreg``: logistic regression on scikit-learn's bundled breast-cancer data (convex).
+
+Every batch is a pure function of (seed, step): nothing about the data stream needs to be
+saved to resume a run exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cadence.errors import CadenceError
+from cadence.time import Rates
+
+__all__ = ["Workload", "WORKLOADS", "get_workload", "step_generator"]
+
+
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+    """A generator whose state depends only on (seed, step, stream)."""
+    digest = hashlib.blake2b(f"{seed}/{step}/{stream}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
+
+
+@dataclass
+class Workload:
+    """What the runner needs from a workload. Subclasses fill in the data and the model."""
+
+    name: str = ""
+    description: str = ""
+    sizes: tuple[str, ...] = ("small",)
+    default_size: str = "small"
+    batch_size: int = 32
+    default_steps: int = 1000
+    eval_every: int = 50
+    default_lr: str = "cosine(peak=1e-3, warmup='5%')"
+    weight_decay: float = 0.0
+    clip: float | None = 1.0
+    metrics: tuple[str, ...] = ("val_loss",)
+    _data: dict = field(default_factory=dict, repr=False)
+
+    def rates(self, batch_size: int) -> Rates:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def model(self, size: str) -> nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def batch(self, seed: int, step: int, batch_size: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """Identifies the data, so a resumed run can check it trains on the same thing."""
+        return "-"
+
+    def check_size(self, size: str) -> str:
+        if size not in self.sizes:
+            raise CadenceError(f"{self.name}: unknown --size {size!r}; allowed: {', '.join(self.sizes)}")
+        return size
+
+
+# -- tiny-lm ----------------------------------------------------------------------------------
+
+class _Block(nn.Module):
+    def __init__(self, d: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(att.transpose(1, 2).reshape(b, t, d))
+        return x + self.mlp(self.ln2(x))
+
+
+class ByteGPT(nn.Module):
+    """A small GPT over bytes: learned positions, pre-norm blocks, tied output embedding."""
+
+    def __init__(self, d: int, layers: int, heads: int, context: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(256, d)
+        self.pos = nn.Parameter(torch.zeros(context, d))
+        self.blocks = nn.ModuleList(_Block(d, heads) for _ in range(layers))
+        self.ln = nn.LayerNorm(d)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        nn.init.normal_(self.pos, std=0.02)
+
+    def forward(self, idx):
+        x = self.embed(idx) + self.pos[: idx.shape[1]]
+        for block in self.blocks:
+            x = block(x)
+        return self.ln(x) @ self.embed.weight.T
+
+
+@dataclass
+class TinyLM(Workload):
+    name: str = "tiny-lm"
+    description: str = "byte-level causal transformer on the Python standard library's source"
+    sizes: tuple[str, ...] = ("xs", "small", "medium")
+    default_size: str = "small"
+    batch_size: int = 32
+    default_steps: int = 2000
+    eval_every: int = 50
+    default_lr: str = "cosine(peak=2e-3, final=2e-4, warmup='5%')"
+    weight_decay: float = 0.1
+    clip: float | None = 1.0
+    context: int = 128
+    val_fraction: float = 0.05
+    val_batches: int = 16
+    max_train_bytes: int = 24_000_000
+    shapes = {"xs": (64, 2, 4), "small": (128, 4, 4), "medium": (256, 6, 8)}
+
+    def _corpus(self):
+        if "train" not in self._data:
+            root = Path(sysconfig.get_paths()["stdlib"])
+            files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)
+            if not files:
+                raise CadenceError(f"tiny-lm: no Python source found under {root}")
+            train, val, names = [], [], hashlib.sha256()
+            size = 0
+            for path in files:
+                rel = path.relative_to(root).as_posix()
+                # Stable split: a file's side depends only on its path.
+                bucket = int.from_bytes(hashlib.sha256(rel.encode()).digest()[:4], "little") / 2**32
+                try:
+                    data = path.read_bytes()
+                except OSError:
+                    continue
+                if bucket < self.val_fraction:
+                    val.append(data)
+                elif size < self.max_train_bytes:
+                    train.append(data)
+                    size += len(data)
+                else:
+                    continue
+                names.update(rel.encode() + len(data).to_bytes(8, "little"))
+            self._data["train"] = torch.frombuffer(bytearray(b"".join(train)), dtype=torch.uint8).long()
+            self._data["val"] = torch.frombuffer(bytearray(b"".join(val)), dtype=torch.uint8).long()
+            self._data["fingerprint"] = names.hexdigest()[:16]
+        return self._data["train"], self._data["val"]
+
+    def fingerprint(self) -> str:
+        self._corpus()
+        return self._data["fingerprint"]
+
+    def rates(self, batch_size: int) -> Rates:
+        train, _ = self._corpus()
+        return Rates(samples_per_step=batch_size, tokens_per_sample=self.context,
+                     steps_per_epoch=len(train) / (batch_size * self.context))
+
+    def model(self, size: str) -> nn.Module:
+        d, layers, heads = self.shapes[self.check_size(size)]
+        return ByteGPT(d, layers, heads, self.context)
+
+    def _windows(self, data, starts):
+        idx = starts[:, None] + torch.arange(self.context + 1)
+        chunk = data[idx]
+        return chunk[:, :-1], chunk[:, 1:]
+
+    def batch(self, seed: int, step: int, batch_size: int):
+        train, _ = self._corpus()
+        starts = torch.randint(0, len(train) - self.context - 1, (batch_size,), generator=step_generator(seed, step))
+        return self._windows(train, starts)
+
+    def loss(self, model, batch):
+        x, y = batch
+        logits = model(x)
+        return F.cross_entropy(logits.reshape(-1, 256), y.reshape(-1))
+
+    def evaluate(self, model) -> dict[str, float]:
+        _, val = self._corpus()
+        if "val_batches" not in self._data:  # the same held-out windows for every run and seed
+            g = torch.Generator().manual_seed(12345)
+            starts = torch.randint(0, len(val) - self.context - 1, (self.val_batches, 32), generator=g)
+            self._data["val_batches"] = [self._windows(val, s) for s in starts]
+        total = 0.0
+        with torch.no_grad():
+            for batch in self._data["val_batches"]:
+                total += float(self.loss(model, batch))
+        return {"val_loss": total / len(self._data["val_batches"])}
+
+
+# -- scikit-learn data sets ---------------------------------------------------------------------
+
+def _split(n: int, val_fraction: float):
+    order = np.random.default_rng(0).permutation(n)  # fixed for every run: the split is the data set's
+    n_val = int(round(n * val_fraction))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+@dataclass
+class _Tabular(Workload):
+    """A classifier on an in-memory data set, sampled in epochs without replacement."""
+
+    val_fraction: float = 0.2
+    metrics: tuple[str, ...] = ("val_loss", "val_accuracy")
+
+    def _load(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _arrays(self):
+        if "x" not in self._data:
+            x, y = self._load()
+            tr, va = _split(len(y), self.val_fraction)
+            self._data.update(x=torch.tensor(x[tr], dtype=torch.float32), y=torch.tensor(y[tr]),
+                              xv=torch.tensor(x[va], dtype=torch.float32), yv=torch.tensor(y[va]))
+        return self._data["x"], self._data["y"]
+
+    def _steps_per_epoch(self, batch_size: int) -> int:
+        n = len(self._arrays()[1])
+        if batch_size > n:
+            raise CadenceError(f"{self.name}: batch size {batch_size} is larger than the training set ({n} samples)")
+        return n // batch_size
+
+    def rates(self, batch_size: int) -> Rates:
+        return Rates(samples_per_step=batch_size, tokens_per_sample=1, steps_per_epoch=self._steps_per_epoch(batch_size))
+
+    def batch(self, seed: int, step: int, batch_size: int):
+        x, y = self._arrays()
+        per_epoch = self._steps_per_epoch(batch_size)
+        epoch, j = divmod(step, per_epoch)
+        order = torch.randperm(len(y), generator=step_generator(seed, epoch, stream=1))
+        pick = order[j * batch_size:(j + 1) * batch_size]
+        return x[pick], y[pick]
+
+    def loss(self, model, batch):
+        x, y = batch
+        return F.cross_entropy(model(x), y)
+
+    def evaluate(self, model) -> dict[str, float]:
+        self._arrays()
+        with torch.no_grad():
+            logits = model(self._data["xv"])
+            loss = float(F.cross_entropy(logits, self._data["yv"]))
+            acc = float((logits.argmax(dim=1) == self._data["yv"]).float().mean())
+        return {"val_loss": loss, "val_accuracy": acc}
+
+    def fingerprint(self) -> str:
+        x, y = self._arrays()
+        h = hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+def _sklearn(name: str):
+    try:
+        from sklearn import datasets
+    except ImportError:
+        raise CadenceError(f"the {name} workload needs scikit-learn: pip install 'cadence[bench]'") from None
+    return datasets
+
+
+@dataclass
+class Digits(_Tabular):
+    name: str = "digits"
+    description: str = "MLP on scikit-learn's 8x8 digits (1797 images, 10 classes)"
+    sizes: tuple[str, ...] = ("small", "medium")
+    batch_size: int = 64
+    default_steps: int = 600
+    eval_every: int = 20
+    default_lr: str = "cosine(peak=3e-3, warmup='5%')"
+    weight_decay: float = 1e-4
+    clip: float | None = None
+    widths = {"small": 64, "medium": 256}
+
+    def _load(self):
+        d = _sklearn(self.name).load_digits()
+        return d.data / 16.0, d.target
+
+    def model(self, size: str) -> nn.Module:
+        w = self.widths[self.check_size(size)]
+        return nn.Sequential(nn.Linear(64, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, 10))
+
+
+class _Image(nn.Module):
+    def forward(self, x):
+        return x.view(-1, 1, 8, 8)
+
+
+@dataclass
+class DigitsCNN(Digits):
+    name: str = "digits-cnn"
+    description: str = "small CNN on scikit-learn's 8x8 digits"
+    widths = {"small": 16, "medium": 32}
+
+    def model(self, size: str) -> nn.Module:
+        c = self.widths[self.check_size(size)]
+        return nn.Sequential(_Image(), nn.Conv2d(1, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, 2 * c, 3, padding=1),
+                             nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * c * 16, 10))
+
+
+@dataclass
+class LogReg(_Tabular):
+    name: str = "logreg"
+    description: str = "logistic regression on scikit-learn's breast-cancer data (569 samples, convex)"
+    sizes: tuple[str, ...] = ("small",)
+    batch_size: int = 32
+    default_steps: int = 500
+    eval_every: int = 10
+    default_lr: str = "linear(peak=0.1)"
+    weight_decay: float = 0.0
+    clip: float | None = None
+
+    def _load(self):
+        d = _sklearn(self.name).load_breast_cancer()
+        x = d.data
+        tr, _ = _split(len(d.target), self.val_fraction)
+        mean, std = x[tr].mean(axis=0), x[tr].std(axis=0)  # standardise with training statistics only
+        return (x - mean) / std, d.target
+
+    def model(self, size: str) -> nn.Module:
+        self.check_size(size)
+        return nn.Linear(30, 2)
+
+
+WORKLOADS = {w.name: w for w in (TinyLM, Digits, DigitsCNN, LogReg)}
+
+
+def get_workload(name: str) -> Workload:
+    if name not in WORKLOADS:
+        raise CadenceError(f"unknown workload {name!r}; available: {', '.join(WORKLOADS)}")
+    return WORKLOADS[name]()
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
