@@ -129,6 +129,7 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, help="base weight decay (default: the workload's)")
     p.add_argument("--eval-every", type=_positive_int, metavar="K", help="steps between validation measurements")
     p.add_argument("--threads", type=_positive_int, help="torch threads per run")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -220,7 +221,7 @@ def _cmd_run(args) -> int:
         config = RunConfig(workload=args.workload, plan={"lr": parse(args.lr or w.default_lr).spec(), **_fields(args.set)},
                            steps=args.steps or w.default_steps, seed=args.seed, size=args.size,
                            batch_size=args.batch_size, optimizer=args.optimizer, weight_decay=args.weight_decay,
-                           eval_every=args.eval_every, checkpoint_every=args.checkpoint_every)
+                           eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, device=args.device)
     if args.seed < 0:
         raise CadenceError(f"--seed must be >= 0; got {args.seed}")
     manifest = train(config, args.out, resume=args.resume, overwrite=args.overwrite,
@@ -266,11 +267,12 @@ def _cmd_bench(args) -> None:
         seeds=args.seeds or defaults.get("seeds") or 3,
         size=args.size or defaults.get("size"), batch_size=args.batch_size, optimizer=args.optimizer,
         weight_decay=args.weight_decay, eval_every=args.eval_every or defaults.get("eval_every"),
-        channels=_fields(args.set), baseline=args.baseline or defaults.get("baseline"), target=args.target,
+        device=args.device, channels=_fields(args.set), baseline=args.baseline or defaults.get("baseline"), target=args.target,
     )
     out = args.out or f"out/bench-{args.workload}" + ("-quick" if args.quick else "")
     log = (lambda msg: None) if args.no_progress else (lambda msg: print(msg, file=sys.stderr))
-    result = run_bench(config, out, jobs=args.jobs, overwrite=args.overwrite, progress=not args.no_progress, log=log)
+    result = run_bench(config, out, jobs=args.jobs, overwrite=args.overwrite, progress=not args.no_progress, log=log,
+                       threads=args.threads)
     print(result["table"])
     print(f"\nreport: {result['report']}")
 

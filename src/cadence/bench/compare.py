@@ -55,6 +55,7 @@ class BenchConfig:
     weight_decay: float | None = None
     eval_every: int | None = None
     checkpoint_every: int = 100
+    device: str = "cpu"
     channels: dict[str, str] = field(default_factory=dict)  # other fields, the same for every plan
     baseline: str | None = None
     target: float | None = None
@@ -75,7 +76,7 @@ class BenchConfig:
                 cfg = RunConfig(workload=self.workload, plan={"lr": spec, **self.channels}, steps=self.steps, seed=seed,
                                 size=self.size, batch_size=self.batch_size, optimizer=self.optimizer,
                                 weight_decay=self.weight_decay, eval_every=self.eval_every,
-                                checkpoint_every=self.checkpoint_every)
+                                checkpoint_every=self.checkpoint_every, device=self.device)
                 out.append((name, seed, cfg.resolved()))
         return out
 
@@ -97,7 +98,7 @@ def _status(run_dir: Path, cfg: RunConfig) -> str:
 
 
 def run_bench(config: BenchConfig, out: "str | Path", *, jobs: int = 1, overwrite: bool = False,
-              progress: bool = True, log=print) -> "dict":
+              progress: bool = True, log=print, threads: int | None = None) -> "dict":
     """Run every (plan, seed) that is not finished yet, then write the report; returns its summary."""
     from cadence.bench.report import write_report
 
@@ -135,7 +136,7 @@ def run_bench(config: BenchConfig, out: "str | Path", *, jobs: int = 1, overwrit
         f"{done} already complete, {len(todo)} to run")
     cores = os.cpu_count() or 1
     jobs = min(jobs, max(len(todo), 1))
-    threads = max(1, cores // jobs)
+    threads = threads or max(1, cores // jobs)
     if jobs == 1:
         for i, (name, seed, cfg, run_dir, resume) in enumerate(todo, 1):
             log(f"[{done + i}/{len(matrix)}] {name} seed {seed}" + (" (resuming)" if resume else ""))

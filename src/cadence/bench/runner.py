@@ -56,6 +56,7 @@ class RunConfig:
     clip: float | None = -1.0  # -1: the workload's default; None: no clipping
     eval_every: int | None = None
     checkpoint_every: int = 100
+    device: str = "cpu"  # "cuda" trains on a GPU; only CPU runs are bit-reproducible across a kill
 
     def resolved(self) -> "RunConfig":
         """Fill workload defaults and validate; the result is what run.json records."""
@@ -78,6 +79,11 @@ class RunConfig:
             raise CadenceError(f"weight_decay must be a number >= 0; got {cfg.weight_decay!r}")
         if cfg.clip is not None and not (math.isfinite(cfg.clip) and cfg.clip > 0):
             raise CadenceError(f"clip must be a positive number or None; got {cfg.clip!r}")
+        if cfg.device != "cpu":
+            if not cfg.device.startswith("cuda"):
+                raise CadenceError(f"device must be 'cpu' or 'cuda[:N]'; got {cfg.device!r}")
+            if not torch.cuda.is_available():
+                raise CadenceError(f"device {cfg.device!r} asked for, but torch sees no CUDA GPU here")
         if "lr" not in cfg.plan:
             raise CadenceError("the plan must drive 'lr' (give --lr SPEC)")
         rates = w.rates(cfg.batch_size)
@@ -194,7 +200,7 @@ def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwri
                            f"({fingerprint} vs {previous.get('data')})")
 
     torch.manual_seed(cfg.seed)
-    model = workload.model(cfg.size)
+    model = workload.model(cfg.size).to(cfg.device)
     decay, no_decay = [], []
     for p in model.parameters():
         (decay if p.ndim >= 2 else no_decay).append(p)
@@ -215,7 +221,7 @@ def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwri
             start = 0  # killed before the first checkpoint: start over, same numbers
         else:
             try:
-                state = torch.load(checkpoint, weights_only=True)
+                state = torch.load(checkpoint, weights_only=True, map_location=cfg.device)
                 model.load_state_dict(state["model"])
                 opt.load_state_dict(state["optimizer"])
                 sched.load_state_dict(state["scheduler"])
@@ -258,7 +264,10 @@ def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwri
             t0 = time.perf_counter()
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout and friends: a function of the step
             model.train()
-            loss = workload.loss(model, workload.batch(cfg.seed, step, cfg.batch_size))
+            batch = workload.batch(cfg.seed, step, cfg.batch_size)
+            if cfg.device != "cpu":
+                batch = tuple(t.to(cfg.device, non_blocking=True) for t in batch)
+            loss = workload.loss(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
@@ -284,9 +293,11 @@ def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwri
                 bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{values[0]:.3g}", refresh=False)
                 bar.update(1)
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                t1 = time.perf_counter()
                 metrics.flush()
                 timing.flush()
                 save_checkpoint(step + 1)
+                elapsed += time.perf_counter() - t1  # counted in train_seconds (not in that step's timing row)
                 manifest["step"] = step + 1
         manifest["status"] = "complete" if end == cfg.steps else "stopped"
         manifest["step"] = end

@@ -193,10 +193,11 @@ class TinyLM(Workload):
             g = torch.Generator().manual_seed(12345)
             starts = torch.randint(0, len(val) - self.context - 1, (self.val_batches, 32), generator=g)
             self._data["val_batches"] = [self._windows(val, s) for s in starts]
+        device = next(model.parameters()).device
         total = 0.0
         with torch.no_grad():
-            for batch in self._data["val_batches"]:
-                total += float(self.loss(model, batch))
+            for x, y in self._data["val_batches"]:
+                total += float(self.loss(model, (x.to(device), y.to(device))))
         return {"val_loss": total / len(self._data["val_batches"])}
 
 
@@ -249,10 +250,12 @@ class _Tabular(Workload):
 
     def evaluate(self, model) -> dict[str, float]:
         self._arrays()
+        device = next(model.parameters()).device
+        xv, yv = self._data["xv"].to(device), self._data["yv"].to(device)
         with torch.no_grad():
-            logits = model(self._data["xv"])
-            loss = float(F.cross_entropy(logits, self._data["yv"]))
-            acc = float((logits.argmax(dim=1) == self._data["yv"]).float().mean())
+            logits = model(xv)
+            loss = float(F.cross_entropy(logits, yv))
+            acc = float((logits.argmax(dim=1) == yv).float().mean())
         return {"val_loss": loss, "val_accuracy": acc}
 
     def fingerprint(self) -> str:
