@@ -26,10 +26,10 @@ from cadence.bench.compare import BenchConfig, run_bench
 def plans(peak: float) -> dict[str, str]:
     return {
         "cosine": f"cosine(peak={peak}, final=0.0, warmup='5%')",
-        "cosine-10%": f"cosine(peak={peak}, final={peak / 10}, warmup='5%')",
+        "cosine-10pct": f"cosine(peak={peak}, final={peak / 10}, warmup='5%')",
         "linear": f"linear(peak={peak}, final=0.0, warmup='5%')",
-        "wsd-1sqrt-20%": f"wsd(peak={peak}, warmup='5%', decay='20%', final=0.0, shape='1-sqrt')",
-        "wsd-linear-20%": f"wsd(peak={peak}, warmup='5%', decay='20%', final=0.0, shape='linear')",
+        "wsd-1sqrt-20": f"wsd(peak={peak}, warmup='5%', decay='20%', final=0.0, shape='1-sqrt')",
+        "wsd-linear-20": f"wsd(peak={peak}, warmup='5%', decay='20%', final=0.0, shape='linear')",
         "rex": f"rex(peak={peak}, final=0.0, warmup='5%')",
     }
 
