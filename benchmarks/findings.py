@@ -10,8 +10,12 @@ LR and warmup (each plan decays to 0 unless its name says otherwise):
 Each workload runs at a full budget and at a quarter of it ("low budget"), every plan over
 several seeds. Re-running resumes whatever is unfinished.
 
+With ``--peaks``, every plan in ``--sweep`` is also run at each peak LR (folders
+``<workload>-<budget>-sweep``), so each schedule can be compared at its own best LR.
+
 Usage: python benchmarks/findings.py --out out/findings [--workloads tiny-lm digits] [--seeds 3]
                                      [--device cuda] [--jobs 4]
+                                     [--peaks 1e-3 2e-3 4e-3 8e-3 --sweep cosine linear wsd-1sqrt-20 rex]
 """
 
 from __future__ import annotations
@@ -50,8 +54,28 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--peaks", type=float, nargs="*", default=[])
+    ap.add_argument("--sweep", nargs="*", default=["cosine", "linear", "wsd-1sqrt-20", "rex"])
+    ap.add_argument("--sweep-seeds", type=int, default=2)
+    ap.add_argument("--skip-main", action="store_true", help="only the LR sweep")
     args = ap.parse_args()
     summary = {}
+    if args.peaks:
+        for name in args.workloads:
+            _, steps, size = SETUPS[name]
+            for label, budget in (("full", steps), ("low", steps // 4)):
+                swept = {f"{kind}_lr{peak:g}": plans(peak)[kind] for peak in args.peaks for kind in args.sweep}
+                cfg = BenchConfig(workload=name, plans=swept, steps=budget, seeds=args.sweep_seeds, size=size,
+                                  device=args.device)
+                result = run_bench(cfg, Path(args.out) / f"{name}-{label}-sweep", jobs=args.jobs, progress=False)
+                print(f"\n## {name}, {label} budget ({budget} steps), LR sweep\n\n{result['table']}\n", flush=True)
+                summary[f"{name}-{label}-sweep"] = [
+                    {"plan": r["plan"], "final_val": r["final_val"], "final_train": r["final_train"]}
+                    for r in result["rows"]
+                ]
+    if args.skip_main:
+        _write(args.out, summary)
+        return
     for name in args.workloads:
         peak, steps, size = SETUPS[name]
         for label, budget in (("full", steps), ("low", steps // 4)):
@@ -64,7 +88,14 @@ def main() -> None:
                 {"plan": r["plan"], "final_val": r["final_val"], "final_train": r["final_train"],
                  "steps_to_target": r["steps_to_target"], "speedup": r["speedup"]} for r in result["rows"]
             ]
-    (Path(args.out) / "findings.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _write(args.out, summary)
+
+
+def _write(out: str, summary: dict) -> None:
+    path = Path(out) / "findings.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    old.update(summary)
+    path.write_text(json.dumps(old, indent=2) + "\n")
 
 
 if __name__ == "__main__":
