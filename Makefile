@@ -13,11 +13,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-# The main job: for now, render the schedule gallery.
+# The main job: train tiny-lm under cosine, linear, WSD and REX at equal budget and compare.
+# Re-running it resumes or reuses the finished runs in out/bench-tiny-lm-quick.
 demo: $(STAMP)
-	mkdir -p out
-	$(BIN)/cadence gallery --out out/gallery.png --overwrite
-	$(BIN)/cadence list
+	$(BIN)/cadence bench tiny-lm --quick
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 tests

@@ -101,6 +101,8 @@ def test_divergence_stops_and_keeps_the_last_checkpoint(tmp_path, capsys):
     (["run", "digits", "--set", "weight_decay", "--out", "x"], "FIELD=SPEC"),
     (["run", "digits", "--size", "huge", "--out", "x"], "unknown --size"),
     (["run", "--out", "x"], "name a WORKLOAD"),
+    (["run", "digits", "--device", "tpu", "--out", "x"], "must be 'cpu' or 'cuda[:N]'"),
+    (["run", "digits", "--steps", "5", "--eval-every", "0", "--out", "x"], "--eval-every"),
     (["run", "--resume", "--out", "nothing-here"], "holds no cadence run"),
     (["bench", "digits", "--plan", "a=cosine(peak=1)", "--plan", "a=linear(peak=1)"], "given twice"),
     (["bench", "digits", "--plan", "bad name=cosine(peak=1)", "--out", "b"], "plan name"),
