@@ -151,3 +151,13 @@ def test_corrupt_resume_is_a_clear_error(tmp_path, damage, capsys):
     code = main(["run", "--resume", "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and fragment in err and err.count("\n") == 1
+
+
+def test_resume_removes_a_checkpoint_write_cut_short(tmp_path):
+    out = tmp_path / "run"
+    train(digits_config(), out, stop_after=25)
+    partial = out / ".checkpoint.pt.abc123.tmp"  # what a kill during atomic_write leaves behind
+    partial.write_bytes(b"half a checkpoint")
+    (out / "notes.tmp").write_text("not ours")
+    train(digits_config(), out, resume=True)
+    assert not partial.exists() and (out / "notes.tmp").exists()

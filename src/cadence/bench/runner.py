@@ -167,6 +167,7 @@ def prepare_out(out: Path, *, resume: bool, overwrite: bool) -> dict | None:
     if resume:
         if manifest is None:
             raise CadenceError(f"cannot resume: {out} holds no cadence run (no run.json)")
+        _remove_partial_writes(out)
         return manifest
     if out.exists() and any(out.iterdir()):
         if manifest is None:
@@ -176,7 +177,15 @@ def prepare_out(out: Path, *, resume: bool, overwrite: bool) -> dict | None:
                                "it or --overwrite to replace it")
         for name in RUN_FILES:  # only what a run writes; anything else the user put there stays
             (out / name).unlink(missing_ok=True)
+        _remove_partial_writes(out)
     return None
+
+
+def _remove_partial_writes(out: Path) -> None:
+    """Delete temporary files of atomic writes that a kill interrupted (ours by name, never complete)."""
+    for name in RUN_FILES:
+        for stale in out.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
 
 def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwrite: bool = False,
