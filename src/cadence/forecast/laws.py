@@ -1,0 +1,206 @@
+"""Loss-curve laws: the loss of a run as a function of its whole LR schedule.
+
+A law is a class with named parameters, bounds for fitting, and a vectorised
+``predict(params, lrs, steps)``. Register a new one with :func:`register_law`: a third law
+fits in one file.
+
+LRs are divided by ``lr_scale`` (the largest LR seen when fitting) before they enter a law,
+so the fitted parameters do not depend on the LR's unit.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from scipy.signal import lfilter
+
+__all__ = ["Law", "MultiPower", "Annealing", "LAWS", "register_law"]
+
+LAWS: dict[str, type["Law"]] = {}
+
+
+def register_law(cls: type["Law"]) -> type["Law"]:
+    LAWS[cls.name] = cls
+    return cls
+
+
+class Law:
+    """Base class. ``params`` are named; ``bounds`` give the fitting box (``log_params`` are searched in log space).
+
+    ``prepare(lrs)`` does the work that does not depend on the parameters (areas,
+    decrements); ``evaluate(p, prepared, steps, jac)`` returns the predicted losses at
+    ``steps`` and, with ``jac=True``, their derivatives with respect to each parameter
+    (shape ``len(steps) x len(params)``), which makes fitting fast.
+    """
+
+    name: ClassVar[str] = ""
+    formula: ClassVar[str] = ""
+    source: ClassVar[str] = ""
+    params: ClassVar[tuple[str, ...]] = ()
+    log_params: ClassVar[tuple[str, ...]] = ()
+
+    def bounds(self, min_loss: float) -> dict[str, tuple[float, float]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def prepare(self, lrs: np.ndarray):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def evaluate(self, p: dict[str, float], prepared, steps: np.ndarray, jac: bool = False):  # pragma: no cover
+        raise NotImplementedError
+
+    def predict(self, p: dict[str, float], lrs: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        return self.evaluate(p, self.prepare(np.asarray(lrs, dtype=np.float64)), np.asarray(steps, dtype=np.int64))
+
+
+def _area(lrs: np.ndarray) -> np.ndarray:
+    """P[t] = sum of lrs[0..t] (inclusive)."""
+    return np.cumsum(lrs)
+
+
+@register_law
+class Annealing(Law):
+    name = "annealing"
+    formula = "L(s) = L0 + A*S1^(-alpha) - C*S2;  S1 = sum lr_i,  S2 = sum m_i,  m_i = lam*m_(i-1) + (lr_(i-1) - lr_i)"
+    source = "Tissue et al. 2024, Scaling Law with Learning Rate Annealing"
+    params = ("L0", "A", "alpha", "C", "lam")
+    log_params = ("A", "C")
+
+    def bounds(self, min_loss):
+        return {"L0": (0.0, min_loss), "A": (1e-4, 1e3), "alpha": (0.01, 3.0), "C": (1e-4, 1e3), "lam": (0.9, 0.99999)}
+
+    def prepare(self, lrs):
+        d = np.zeros_like(lrs)
+        d[1:] = lrs[:-1] - lrs[1:]
+        return _area(lrs), d
+
+    def evaluate(self, p, prepared, steps, jac=False):
+        area, d = prepared
+        lam = p["lam"]
+        m = lfilter([1.0], [1.0, -lam], d)  # m_i = lam*m_(i-1) + d_i, one O(T) pass
+        s2 = np.cumsum(m)[steps]
+        s1 = area[steps]
+        power = s1 ** (-p["alpha"])
+        pred = p["L0"] + p["A"] * power - p["C"] * s2
+        if not jac:
+            return pred
+        shifted = np.concatenate([[0.0], m[:-1]])
+        dm = lfilter([1.0], [1.0, -lam], shifted)  # d m_i / d lam = m_(i-1) + lam * d m_(i-1) / d lam
+        J = np.column_stack([np.ones_like(pred), power, -p["A"] * power * np.log(s1), -s2,
+                             -p["C"] * np.cumsum(dm)[steps]])
+        return pred, J
+
+
+class _Decrements:
+    """The LR decrements of a schedule, grouped into at most ``max_bins`` bins.
+
+    Each bin holds a run of same-sign decrements with its total ``D``, its weighted mean
+    log-LR (for ``lr_k^-gamma``), the weighted mean area before it (for ``S_k(t)``) and the
+    weighted mean step (when it starts to count). With fewer decrements than ``max_bins``
+    every decrement is its own bin and the sum is exact.
+    """
+
+    def __init__(self, lrs: np.ndarray, max_bins: int | None) -> None:
+        d = lrs[:-1] - lrs[1:]
+        k = np.flatnonzero(d) + 1  # decrement d_k = lr_(k-1) - lr_k
+        area = _area(lrs)
+        dk = d[k - 1]
+        before = area[k - 1] - lrs[k]  # P[k-1]: area up to step k-1
+        with np.errstate(divide="ignore"):
+            log_lr = np.log(lrs[k])
+        if max_bins is None or len(k) <= max_bins:
+            self.D, self.log_lr, self.before, self.start = dk, log_lr, before, k.astype(np.float64)
+            return
+        w = np.abs(dk)
+        sign_change = np.flatnonzero(np.sign(dk[1:]) != np.sign(dk[:-1])) + 1
+        edges = np.unique(np.concatenate([
+            [0], sign_change, np.searchsorted(np.cumsum(w), np.linspace(0, w.sum(), max_bins + 1)[1:-1]), [len(k)],
+        ]))
+        starts, ends = edges[:-1], edges[1:]
+        D = np.add.reduceat(dk, starts)
+        W = np.add.reduceat(w, starts)
+        finite_log = np.where(np.isfinite(log_lr), log_lr, np.log(np.finfo(float).tiny))
+        self.D = D
+        self.log_lr = np.add.reduceat(w * finite_log, starts) / W
+        self.before = np.add.reduceat(w * before, starts) / W
+        self.start = np.add.reduceat(w * k, starts) / W
+        del ends
+
+
+@register_law
+class MultiPower(Law):
+    name = "multipower"
+    formula = ("L(t) = L0 + A*(S1(t)+S_W)^(-alpha) - LD(t);  LD(t) = B * sum_k (lr_(k-1)-lr_k) * G(lr_k^(-gamma) * S_k(t)),"
+               "  G(x) = 1 - (C*x+1)^(-beta)")
+    source = "Luo et al. 2025, A Multi-Power Law for Loss Curve Prediction Across Learning Rate Schedules"
+    params = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
+    log_params = ("A", "B", "C")
+    max_bins: int | None = 384
+    chunk = 1 << 21  # entries of the (steps x bins) block evaluated at once
+    dense = 8192  # longer predictions evaluate LD exactly on a grid and interpolate between its points
+
+    def bounds(self, min_loss):
+        return {"L0": (0.0, min_loss), "A": (1e-4, 1e3), "alpha": (0.01, 3.0), "B": (1e-4, 1e4), "C": (1e-4, 1e4),
+                "beta": (0.01, 5.0), "gamma": (0.0, 2.0)}
+
+    def prepare(self, lrs):
+        return _area(lrs), _Decrements(lrs, self.max_bins)
+
+    def evaluate(self, p, prepared, steps, jac=False):
+        area, bins = prepared
+        if not jac and len(steps) > self.dense:
+            # LD(t) is smooth except where a decrement starts to count: it jumps there (its first
+            # step already has area) and then rises fast. Exact on a uniform grid plus, for each
+            # bin, the step before it starts and 0, 1, 3, 7, ... steps after; bins that carry a
+            # large share of the total decrement (abrupt drops) get every step for 32 steps,
+            # then a x1.25 spacing.
+            lo, hi = int(steps.min()), int(steps.max())
+            coarse = np.concatenate([[-1], 2 ** np.arange(17) - 1])
+            fine = np.unique(np.concatenate([[-1], np.arange(32), np.round(32 * 1.25 ** np.arange(40))]))
+            big = np.abs(bins.D) >= 0.001 * np.abs(bins.D).sum()
+            first = np.ceil(bins.start)
+            after = np.concatenate([(first[~big][:, None] + coarse[None, :]).ravel(),
+                                    (first[big][:, None] + fine[None, :]).ravel()])
+            grid = np.unique(np.concatenate([np.linspace(lo, hi, self.dense).round(), after[(after >= lo) & (after <= hi)],
+                                             [lo, hi]])).astype(np.int64)
+            ld_grid = self._ld(p, area, bins, grid)
+            ld = np.interp(steps, grid, ld_grid)
+            return p["L0"] + p["A"] * area[steps] ** (-p["alpha"]) - p["B"] * ld
+        return self._evaluate(p, area, bins, steps, jac)
+
+    def _ld(self, p, area, bins, steps):
+        return (p["L0"] + p["A"] * area[steps] ** (-p["alpha"]) - self._evaluate(p, area, bins, steps, False)) / p["B"]
+
+    def _evaluate(self, p, area, bins, steps, jac):
+        n = len(steps)
+        ld = np.empty(n)
+        if jac:
+            d_c, d_beta, d_gamma = np.empty(n), np.empty(n), np.empty(n)
+        lr_pow = np.exp(-p["gamma"] * bins.log_lr)  # lr_k^-gamma per bin
+        beta, c = p["beta"], p["C"]
+        rows = max(1, self.chunk // max(len(bins.D), 1))
+        for a in range(0, n, rows):
+            s = steps[a:a + rows]
+            x = np.maximum(area[s][:, None] - bins.before[None, :], 0.0) * lr_pow[None, :]  # lr_k^-gamma * S_k(t)
+            weight = np.where(s[:, None] >= bins.start[None, :], bins.D[None, :], 0.0)
+            log_u = np.log1p(c * x)  # u = 1 + C*x
+            u_neg_beta = np.exp(-beta * log_u)
+            ld[a:a + rows] = (weight * (1.0 - u_neg_beta)).sum(axis=1)
+            if jac:
+                dg_du = beta * u_neg_beta / (1.0 + c * x)
+                d_c[a:a + rows] = (weight * dg_du * x).sum(axis=1)
+                d_beta[a:a + rows] = (weight * u_neg_beta * log_u).sum(axis=1)
+                d_gamma[a:a + rows] = (weight * dg_du * c * x * -bins.log_lr[None, :]).sum(axis=1)
+        s1 = area[steps]
+        power = s1 ** (-p["alpha"])
+        pred = p["L0"] + p["A"] * power - p["B"] * ld
+        if not jac:
+            return pred
+        J = np.column_stack([np.ones(n), power, -p["A"] * power * np.log(s1), -ld, -p["B"] * d_c,
+                             -p["B"] * d_beta, -p["B"] * d_gamma])
+        return pred, J
+
+
+def describe(name: str) -> str:
+    law = LAWS[name]
+    return f"{law.name}: {law.formula} ({law.source})"
