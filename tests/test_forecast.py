@@ -9,7 +9,7 @@ from cadence.forecast import laws as L
 
 T = 6000
 MPL = {"L0": 2.9, "A": 0.45, "alpha": 0.5, "B": 0.4, "C": 1.5, "beta": 0.6, "gamma": 0.4}
-ANNEAL = {"L0": 2.9, "A": 0.45, "alpha": 0.5, "C": 0.25, "lam": 0.995}
+ANNEAL = {"L0": 2.9, "A": 0.45, "alpha": 0.5, "C": 0.002, "lam": 0.995}
 TRAIN = ["constant(value=3e-4, warmup=300)", "cosine(peak=3e-4, final=3e-5, warmup=300)",
          "join(constant(value=3e-4, warmup=300), constant(value=6e-5), at=[3000])"]
 HELD_OUT = ["wsd(peak=3e-4, warmup=300, decay='20%', shape='1-sqrt', final=3e-6)", "linear(peak=3e-4, final=0.0, warmup=300)",

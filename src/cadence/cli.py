@@ -22,6 +22,8 @@ EXAMPLES = """examples:
   cadence run digits --lr "cosine(peak=3e-3, warmup='5%')" --steps 600 --out runs/digits-cos
   cadence bench tiny-lm --quick
   cadence bench digits --plan cos="cosine(peak=3e-3)" --plan wsd="wsd(peak=3e-3, decay='20%')" --seeds 3 --out cmp
+  cadence forecast fit runs/const runs/cos --law multipower -o law.json
+  cadence forecast rank law.json --total 2000 --schedule cos="cosine(peak=2e-3)" --schedule wsd="wsd(peak=2e-3)"
 """
 
 
@@ -119,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="rewrite the report of a comparison folder")
     rp.add_argument("folder")
+
+    from cadence import cli_forecast
+
+    cli_forecast.add_parser(sub, _Parser, _positive_int, _positive_float)
     return parser
 
 
@@ -296,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         elif args.command == "bench":
             _cmd_bench(args)
+        elif args.command == "forecast":
+            from cadence import cli_forecast
+
+            cli_forecast.run(args)
         elif args.command == "report":
             from cadence.bench.report import write_report
 

@@ -132,8 +132,8 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
             raise ForecastError(f"curve {c.name!r}: the first measured step has no LR area before it (all LRs 0)")
     prepared = [(model.prepare(c.lrs / lr_scale), c.steps, np.log(c.losses)) for c in curves]
     n_total = sum(len(c.steps) for c in curves)
-    min_loss = min(float(c.losses.min()) for c in curves)
-    box = model.bounds(min_loss)
+    max_loss = max(float(c.losses.max()) for c in curves)
+    box = model.bounds(max_loss)
     free = [name for name in model.params if name not in fixed]
     is_log = np.array([name in model.log_params for name in free])
     lo = np.array([box[n][0] for n in free], dtype=np.float64)
@@ -162,7 +162,10 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
         grad = np.where(is_log, grad * values, grad)
         if not np.all(np.isfinite(grad)):
             return 1e6, np.zeros(len(free))
-        return total / n_total, grad / n_total
+        # Divided by delta^2: residuals of 1e-4 still give an objective of order 1, so the
+        # optimiser's tolerances do not stop it in a flat valley (the minimiser is unchanged).
+        norm = n_total * delta * delta
+        return total / norm, grad / norm
 
     sampler = qmc.Sobol(d=len(free), scramble=True, seed=seed)
     points = qmc.scale(sampler.random(candidates), lo_t, hi_t)

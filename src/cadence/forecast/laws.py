@@ -40,7 +40,9 @@ class Law:
     params: ClassVar[tuple[str, ...]] = ()
     log_params: ClassVar[tuple[str, ...]] = ()
 
-    def bounds(self, min_loss: float) -> dict[str, tuple[float, float]]:  # pragma: no cover - abstract
+    def bounds(self, max_loss: float) -> dict[str, tuple[float, float]]:  # pragma: no cover - abstract
+        """The search box; ``max_loss`` is the largest loss in the data (L0 can exceed the
+        lowest loss, since annealing takes the loss below L0)."""
         raise NotImplementedError
 
     def prepare(self, lrs: np.ndarray):  # pragma: no cover - abstract
@@ -58,6 +60,21 @@ def _area(lrs: np.ndarray) -> np.ndarray:
     return np.cumsum(lrs)
 
 
+def _decrements(lrs: np.ndarray) -> np.ndarray:
+    """d[k] = lr_(k-1) - lr_k (d[0] = 0), without the rises of the initial warmup.
+
+    Both laws describe annealing after warmup: the LR increases of the initial
+    non-decreasing stretch do not count (a later re-warm does). Counting them would add a
+    penalty to every schedule with a warmup, biasing comparisons with one without.
+    """
+    d = np.zeros_like(lrs)
+    d[1:] = lrs[:-1] - lrs[1:]
+    falls = np.flatnonzero(d > 0)
+    warm_end = int(falls[0]) if len(falls) else len(lrs)
+    d[:warm_end] = 0.0
+    return d
+
+
 @register_law
 class Annealing(Law):
     name = "annealing"
@@ -66,13 +83,11 @@ class Annealing(Law):
     params = ("L0", "A", "alpha", "C", "lam")
     log_params = ("A", "C")
 
-    def bounds(self, min_loss):
-        return {"L0": (0.0, min_loss), "A": (1e-4, 1e3), "alpha": (0.01, 3.0), "C": (1e-4, 1e3), "lam": (0.9, 0.99999)}
+    def bounds(self, max_loss):
+        return {"L0": (0.0, max_loss), "A": (1e-4, 1e3), "alpha": (0.01, 3.0), "C": (1e-6, 1e3), "lam": (0.9, 0.99999)}
 
     def prepare(self, lrs):
-        d = np.zeros_like(lrs)
-        d[1:] = lrs[:-1] - lrs[1:]
-        return _area(lrs), d
+        return _area(lrs), _decrements(lrs)
 
     def evaluate(self, p, prepared, steps, jac=False):
         area, d = prepared
@@ -101,11 +116,11 @@ class _Decrements:
     """
 
     def __init__(self, lrs: np.ndarray, max_bins: int | None) -> None:
-        d = lrs[:-1] - lrs[1:]
+        d = _decrements(lrs)[1:]
         k = np.flatnonzero(d) + 1  # decrement d_k = lr_(k-1) - lr_k
         area = _area(lrs)
         dk = d[k - 1]
-        before = area[k - 1] - lrs[k]  # P[k-1]: area up to step k-1
+        before = area[k - 1]  # P[k-1]: area up to step k-1
         with np.errstate(divide="ignore"):
             log_lr = np.log(lrs[k])
         if max_bins is None or len(k) <= max_bins:
@@ -139,8 +154,8 @@ class MultiPower(Law):
     chunk = 1 << 21  # entries of the (steps x bins) block evaluated at once
     dense = 8192  # longer predictions evaluate LD exactly on a grid and interpolate between its points
 
-    def bounds(self, min_loss):
-        return {"L0": (0.0, min_loss), "A": (1e-4, 1e3), "alpha": (0.01, 3.0), "B": (1e-4, 1e4), "C": (1e-4, 1e4),
+    def bounds(self, max_loss):
+        return {"L0": (0.0, max_loss), "A": (1e-4, 1e3), "alpha": (0.01, 3.0), "B": (1e-4, 1e4), "C": (1e-4, 1e4),
                 "beta": (0.01, 5.0), "gamma": (0.0, 2.0)}
 
     def prepare(self, lrs):

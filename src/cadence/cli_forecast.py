@@ -1,0 +1,156 @@
+"""``cadence forecast ...``: fit a loss-curve law, predict, rank and optimise schedules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from cadence.errors import CadenceError
+from cadence.schedules import parse
+
+
+def add_parser(sub, parser_class, positive_int, positive_float) -> None:
+    f = sub.add_parser("forecast", help="fit a loss-curve law and predict any schedule's loss")
+    fs = f.add_subparsers(dest="forecast_command", metavar="ACTION", parser_class=parser_class)
+    fit = fs.add_parser("fit", help="fit a law to runs: cadence run folders or step,lr,loss CSV files")
+    fit.add_argument("runs", nargs="+", metavar="RUN")
+    fit.add_argument("--law", choices=["multipower", "annealing"], default="multipower")
+    fit.add_argument("-o", "--out", required=True, help="law file to write (JSON)")
+    fit.add_argument("--schedule", metavar="SPEC", help="the runs' LR schedule, if their files lack a per-step lr")
+    fit.add_argument("--total", type=positive_int, help="run length for --schedule")
+    fit.add_argument("--loss", choices=["val", "train"], default="val", help="which loss of a run folder (default val)")
+    fit.add_argument("--overwrite", action="store_true")
+
+    pred = fs.add_parser("predict", help="predict the loss curve of a schedule")
+    pred.add_argument("law")
+    pred.add_argument("--schedule", metavar="SPEC", required=True)
+    pred.add_argument("--total", type=positive_int, required=True)
+    pred.add_argument("--csv", action="store_true", help="print step,lr,loss rows")
+    pred.add_argument("--plot", metavar="PATH")
+    pred.add_argument("--overwrite", action="store_true")
+
+    rank = fs.add_parser("rank", help="rank candidate schedules by predicted final loss")
+    rank.add_argument("law")
+    rank.add_argument("--schedule", metavar="NAME=SPEC", action="append", required=True)
+    rank.add_argument("--total", type=positive_int, required=True)
+    rank.add_argument("--plot", metavar="PATH")
+    rank.add_argument("--overwrite", action="store_true")
+
+    opt = fs.add_parser("optimize", help="the non-increasing schedule with the lowest predicted final loss")
+    opt.add_argument("law")
+    opt.add_argument("--total", type=positive_int, required=True)
+    opt.add_argument("--peak", type=positive_float, required=True)
+    opt.add_argument("--warmup", type=int, default=0)
+    opt.add_argument("--csv", metavar="PATH", help="write step,lr of the optimised schedule")
+    opt.add_argument("--overwrite", action="store_true")
+
+
+def _named(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, spec = item.partition("=")
+        if not sep or not name.strip() or not spec.strip():
+            raise CadenceError(f"--schedule expects NAME=SPEC; got {item!r}")
+        out[name.strip()] = parse(spec).spec()
+    return out
+
+
+def _plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, overwrite: bool, title: str) -> None:
+    from pathlib import Path
+
+    from cadence._atomic import atomic_write
+    from cadence.plotting import _pyplot, _ready
+
+    target = _ready(Path(path), overwrite)
+    plt = _pyplot()
+    fig, (ax, lr_ax) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[2, 1])
+    for name, (lrs, losses) in curves.items():
+        steps = np.arange(1, len(lrs))
+        ax.plot(steps, losses[1:], lw=1.4, label=name)
+        lr_ax.plot(np.arange(len(lrs)), lrs, lw=1.2)
+    lo = min(float(np.min(l[len(l) // 10:])) for _, l in curves.values())
+    hi = max(float(np.percentile(l[len(l) // 10:], 95)) for _, l in curves.values())
+    ax.set_ylim(lo - 0.02 * abs(lo), hi)
+    ax.set_ylabel("predicted loss")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    lr_ax.set_ylabel("LR")
+    lr_ax.set_xlabel("step")
+    lr_ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(target, lambda tmp: fig.savefig(tmp, dpi=110, format=target.suffix.lstrip(".")))
+    plt.close(fig)
+    print(f"wrote {target}", file=sys.stderr)
+
+
+def run(args) -> None:
+    from cadence.forecast import fit, load
+    from cadence.forecast.io import read_run
+
+    cmd = args.forecast_command
+    if cmd is None:
+        raise CadenceError("forecast needs an action: fit, predict, rank or optimize")
+    if cmd == "fit":
+        from pathlib import Path
+
+        if Path(args.out).exists() and not args.overwrite:
+            raise CadenceError(f"{args.out} already exists; pass --overwrite to replace it")
+        curves = [read_run(r, schedule=args.schedule, total=args.total, loss=args.loss) for r in args.runs]
+        law = fit(curves, law=args.law)
+        law.save(args.out)
+        print(f"{args.law} law fitted to {len(curves)} run(s): " + ", ".join(f"{k}={v:.4g}" for k, v in law.params.items()))
+        for name, s in law.report["curves"].items():
+            print(f"  {name}: R2 {s['r2']:.4f}  PredE {100 * s['pred_e']:.3f}%  WorstE {100 * s['worst_e']:.3f}%")
+        print(f"wrote {args.out}")
+        return
+    law = load(args.law)
+    if cmd == "predict":
+        lrs = parse(args.schedule).values(args.total)
+        losses = law.predict(lrs, np.arange(args.total))
+        if args.csv:
+            sys.stdout.write("step,lr,loss\n")
+            sys.stdout.writelines(f"{i},{lr!r},{l!r}\n" for i, (lr, l) in enumerate(zip(lrs.tolist(), losses.tolist())))
+        else:
+            print(f"{parse(args.schedule).spec()}: predicted final loss {losses[-1]:.4f} at step {args.total - 1} "
+                  f"({law.law} law)")
+        if args.plot:
+            _plot({"prediction": (lrs, losses)}, args.plot, args.overwrite, f"{law.law} law prediction")
+    elif cmd == "rank":
+        named = _named(args.schedule)
+        results = {}
+        for name, spec in named.items():
+            lrs = parse(spec).values(args.total)
+            results[name] = (lrs, law.predict(lrs, np.arange(args.total)))
+        order = sorted(results, key=lambda n: results[n][1][-1])
+        best = results[order[0]][1][-1]
+        print(f"| rank | plan | predicted final loss | vs best | spec |\n|---|---|---|---|---|")
+        for i, name in enumerate(order, 1):
+            final = results[name][1][-1]
+            print(f"| {i} | {name} | {final:.4f} | +{final - best:.4f} | `{named[name]}` |")
+        if args.plot:
+            _plot({n: results[n] for n in order}, args.plot, args.overwrite, f"ranked by the {law.law} law")
+    elif cmd == "optimize":
+        from cadence.forecast.optimize import nearest_specs, optimize_schedule
+
+        if not 0 <= args.warmup < args.total:
+            raise CadenceError(f"--warmup must be between 0 and --total - 1; got {args.warmup}")
+        lrs, final = optimize_schedule(law, args.total, args.peak, args.warmup)
+        print(f"optimised non-increasing schedule: predicted final loss {final:.4f}")
+        idx = np.linspace(0, args.total - 1, 11).round().astype(int)
+        print("  LR at " + ", ".join(f"{i}: {lrs[i]:.3g}" for i in idx))
+        print("nearest ordinary schedules:")
+        for spec, dist, loss in nearest_specs(law, lrs, args.total, args.peak, args.warmup):
+            print(f"  {loss:.4f} (+{loss - final:.4f})  {spec}   [RMS LR distance {dist:.3g}]")
+        if args.csv:
+            from pathlib import Path
+
+            from cadence._atomic import atomic_write
+
+            if Path(args.csv).exists() and not args.overwrite:
+                raise CadenceError(f"{args.csv} already exists; pass --overwrite to replace it")
+            rows = "step,lr\n" + "".join(f"{i},{v!r}\n" for i, v in enumerate(lrs.tolist()))
+            atomic_write(args.csv, lambda tmp: Path(tmp).write_text(rows))
+            print(f"wrote {args.csv}")

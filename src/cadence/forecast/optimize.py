@@ -1,0 +1,57 @@
+"""Find a non-increasing schedule that minimises a fitted law's predicted final loss.
+
+The schedule after warmup is ``peak * f(t)``, with ``f`` piecewise linear between
+``knots`` points and ``f_j = exp(-sum_(i<=j) exp(z_i))``: positive and non-increasing for
+any ``z``, so L-BFGS-B searches without constraints. As in the Multi-Power Law paper the
+result is then compared with the nearest ordinary schedules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+
+from cadence.forecast.fitting import FittedLaw
+from cadence.schedules import parse
+
+__all__ = ["optimize_schedule", "nearest_specs"]
+
+
+def _schedule(z: np.ndarray, total: int, warmup: int, peak: float) -> np.ndarray:
+    f = np.exp(-np.cumsum(np.exp(z)))
+    f = np.concatenate([[1.0], f])
+    knots = np.linspace(warmup, total - 1, len(f))
+    t = np.arange(total, dtype=np.float64)
+    lrs = peak * np.interp(t, knots, f)
+    lrs[:warmup] = peak * (np.arange(warmup) / max(warmup, 1))
+    return lrs
+
+
+def optimize_schedule(law: FittedLaw, total: int, peak: float, warmup: int = 0, knots: int = 48) -> tuple[np.ndarray, float]:
+    """(per-step LRs, predicted final loss) of the best non-increasing schedule found."""
+    last = np.array([total - 1])
+
+    def loss(z):
+        return float(law.predict(_schedule(z, total, warmup, peak), last)[0])
+
+    z0 = np.full(knots, np.log(3.0 / knots))  # starts near an exponential decay to ~5% of peak
+    res = minimize(loss, z0, method="L-BFGS-B", bounds=[(-12.0, 3.0)] * knots, options={"maxiter": 300})
+    lrs = _schedule(res.x, total, warmup, peak)
+    return lrs, loss(res.x)
+
+
+def nearest_specs(law: FittedLaw, lrs: np.ndarray, total: int, peak: float, warmup: int) -> list[tuple[str, float, float]]:
+    """For WSD, cosine and linear: the spec closest to ``lrs`` (RMS of LR), its distance and predicted final loss."""
+    candidates = {"wsd": [], "cosine": [], "linear": []}
+    for frac in range(5, 65, 5):
+        for shape in ("linear", "cosine", "1-sqrt"):
+            candidates["wsd"].append(f"wsd(peak={peak!r}, warmup={warmup}, decay='{frac}%', shape='{shape}')")
+    for final in (0.0, 0.01, 0.1):
+        candidates["cosine"].append(f"cosine(peak={peak!r}, final={peak * final!r}, warmup={warmup})")
+        candidates["linear"].append(f"linear(peak={peak!r}, final={peak * final!r}, warmup={warmup})")
+    out = []
+    for family, specs in candidates.items():
+        best = min(specs, key=lambda s: float(np.sqrt(np.mean((parse(s).values(total) - lrs) ** 2))))
+        values = parse(best).values(total)
+        out.append((best, float(np.sqrt(np.mean((values - lrs) ** 2))), float(law.predict(values, [total - 1])[0])))
+    return out
