@@ -26,6 +26,7 @@ FAMILY_SPECS = [
     "rex(peak=1.0, final=0.0, warmup=5)",
     "power(peak=0.5, a=2.0, b=-0.5, warmup=4, decay='10%', per='st')",
     "infinite(peak=1.0, constant=0.3, final=0.01, warmup=5, cooldown='20%', anneal='10%')",
+    "piecewise(points=[[0, 0.0], [5, 1.0], ['50%', 0.6], [59, 0.01]])",
 ]
 COMPOSED_SPECS = [
     "join(linear(peak=1.0, final=0.5), cosine(peak=0.5, final=0.0), at=['40%'])",

@@ -180,3 +180,12 @@ def test_families_that_need_a_total_say_so():
 def test_past_the_end_holds_the_final_value():
     s = S.cosine(peak=1.0, final=0.1)
     assert s(np.array([100, 150, 10_000]), 100).tolist() == [0.1, 0.1, 0.1]
+
+
+def test_piecewise():
+    v = S.piecewise(points=[[0, 0.0], [10, 1.0], ["50%", 0.5]]).values(T)
+    close(v, [i / 10 if i < 10 else (1.0 - 0.5 * (i - 10) / 15 if i < 25 else 0.5) for i in range(T)])
+    with pytest.raises(ScheduleError, match="positions must increase"):
+        S.piecewise(points=[[10, 1.0], [5, 0.5]]).values(T)
+    with pytest.raises(ScheduleError, match="pairs"):
+        S.piecewise(points=[1, 2])

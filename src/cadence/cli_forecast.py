@@ -133,7 +133,7 @@ def run(args) -> None:
         if args.plot:
             _plot({n: results[n] for n in order}, args.plot, args.overwrite, f"ranked by the {law.law} law")
     elif cmd == "optimize":
-        from cadence.forecast.optimize import nearest_specs, optimize_schedule
+        from cadence.forecast.optimize import as_spec, nearest_specs, optimize_schedule
 
         if not 0 <= args.warmup < args.total:
             raise CadenceError(f"--warmup must be between 0 and --total - 1; got {args.warmup}")
@@ -141,6 +141,9 @@ def run(args) -> None:
         print(f"optimised non-increasing schedule: predicted final loss {final:.4f}")
         idx = np.linspace(0, args.total - 1, 11).round().astype(int)
         print("  LR at " + ", ".join(f"{i}: {lrs[i]:.3g}" for i in idx))
+        spec = as_spec(lrs, args.total, args.warmup)
+        spec_loss = float(law.predict(parse(spec).values(args.total), [args.total - 1])[0])
+        print(f"as a spec (predicted {spec_loss:.4f}): {spec}")
         print("nearest ordinary schedules:")
         for spec, dist, loss in nearest_specs(law, lrs, args.total, args.peak, args.warmup):
             print(f"  {loss:.4f} (+{loss - final:.4f})  {spec}   [RMS LR distance {dist:.3g}]")

@@ -14,17 +14,27 @@ from scipy.optimize import minimize
 from cadence.forecast.fitting import FittedLaw
 from cadence.schedules import parse
 
-__all__ = ["optimize_schedule", "nearest_specs"]
+__all__ = ["optimize_schedule", "nearest_specs", "as_spec"]
+
+
+def _knots(z: np.ndarray, total: int, warmup: int):
+    f = np.concatenate([[1.0], np.exp(-np.cumsum(np.exp(z)))])
+    return np.linspace(warmup, total - 1, len(f)), f
 
 
 def _schedule(z: np.ndarray, total: int, warmup: int, peak: float) -> np.ndarray:
-    f = np.exp(-np.cumsum(np.exp(z)))
-    f = np.concatenate([[1.0], f])
-    knots = np.linspace(warmup, total - 1, len(f))
+    knots, f = _knots(z, total, warmup)
     t = np.arange(total, dtype=np.float64)
     lrs = peak * np.interp(t, knots, f)
     lrs[:warmup] = peak * (np.arange(warmup) / max(warmup, 1))
     return lrs
+
+
+def as_spec(lrs: np.ndarray, total: int, warmup: int, knots: int = 48) -> str:
+    """The optimised schedule as a ``piecewise`` spec (exact: it is linear between its knots)."""
+    where = np.unique(np.concatenate([[0], np.linspace(warmup, total - 1, knots + 1).round()]).astype(int))
+    points = ", ".join(f"[{int(w)}, {float(lrs[w]):.6g}]" for w in where)
+    return f"piecewise(points=[{points}])"
 
 
 def optimize_schedule(law: FittedLaw, total: int, peak: float, warmup: int = 0, knots: int = 48) -> tuple[np.ndarray, float]:

@@ -9,12 +9,12 @@ from cadence.schedules.base import SHAPES, WARMUP_SHAPES, Schedule
 from cadence.schedules.combinators import Clip, DecayFrom, Join, Replanned, Rewarm, Scale, Warmup
 from cadence.schedules.families import (
     SGDR, WSD, Constant, Cosine, Cyclic, Exponential, Infinite, InverseSqrt, Linear, MultiStep, OneCycle,
-    Polynomial, Power, Rex, Step,
+    Piecewise, Polynomial, Power, Rex, Step,
 )
 from cadence.schedules.spec import REGISTRY, parse, register
 
 FAMILIES = (Constant, Linear, Cosine, SGDR, Step, MultiStep, Exponential, Polynomial, InverseSqrt, OneCycle, Cyclic,
-            WSD, Rex, Power, Infinite)
+            WSD, Rex, Power, Infinite, Piecewise)
 COMBINATORS = (Warmup, Join, Scale, Clip, DecayFrom, Rewarm, Replanned)
 for _cls in FAMILIES + COMBINATORS:
     register(_cls)
@@ -22,13 +22,13 @@ for _cls in FAMILIES + COMBINATORS:
 # The public factories: cadence.schedules.<family>(**params).
 constant, linear, cosine, sgdr, step, multistep = Constant, Linear, Cosine, SGDR, Step, MultiStep
 exponential, polynomial, inverse_sqrt, onecycle, cyclic = Exponential, Polynomial, InverseSqrt, OneCycle, Cyclic
-wsd, rex, power, infinite = WSD, Rex, Power, Infinite
+wsd, rex, power, infinite, piecewise = WSD, Rex, Power, Infinite, Piecewise
 warmup, join, scale, clip, decay_from, rewarm, replanned = Warmup, Join, Scale, Clip, DecayFrom, Rewarm, Replanned
 cosine_restarts = SGDR  # the name torch users look for
 
 __all__ = [
     "Schedule", "parse", "REGISTRY", "FAMILIES", "COMBINATORS", "SHAPES", "WARMUP_SHAPES",
     "constant", "linear", "cosine", "sgdr", "cosine_restarts", "step", "multistep", "exponential", "polynomial",
-    "inverse_sqrt", "onecycle", "cyclic", "wsd", "rex", "power", "infinite",
+    "inverse_sqrt", "onecycle", "cyclic", "wsd", "rex", "power", "infinite", "piecewise",
     "warmup", "join", "scale", "clip", "decay_from", "rewarm", "replanned",
 ]

@@ -20,7 +20,7 @@ from cadence.time import Context, Unit
 
 __all__ = [
     "Constant", "Linear", "Cosine", "Rex", "Polynomial", "Exponential", "Step", "MultiStep",
-    "SGDR", "InverseSqrt", "OneCycle", "Cyclic", "WSD", "Power", "Infinite",
+    "SGDR", "InverseSqrt", "OneCycle", "Cyclic", "WSD", "Power", "Infinite", "Piecewise",
 ]
 
 
@@ -461,3 +461,28 @@ class Infinite(Schedule):
         ann = interpolate(self.anneal_shape, self.constant, self.final, np.clip((t - start) / a, 0.0, 1.0)) if a > 0 else self.constant
         body = np.where(t < w + c, cool, np.where(t < start, self.constant, ann))
         return with_warmup(t, w, body, self.peak)
+
+
+class Piecewise(Schedule):
+    name = "piecewise"
+    formula = "linear between [position, value] points; constant before the first and after the last"
+    source = "-"
+
+    def __init__(self, points=()) -> None:
+        if not isinstance(points, (list, tuple)) or len(points) < 1 or \
+                not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in points):
+            raise ScheduleError(f"piecewise: points must be a non-empty list of [position, value] pairs; got {points!r}")
+        super().__init__(points=[list(p) for p in points])
+        self.positions = [self._duration(f"points[{i}] position", p[0]) for i, p in enumerate(points)]
+        self.values_ = np.array([self._number(f"points[{i}] value", p[1], low=0) for i, p in enumerate(points)])
+        self.needs_total = any(d.unit.value == "dur" for d in self.positions)
+
+    def _where(self, ctx):
+        return np.array([self._steps(ctx, f"points[{i}] position", d) for i, d in enumerate(self.positions)])
+
+    def _check(self, ctx):
+        if np.any(np.diff(self._where(ctx)) <= 0):
+            raise ScheduleError("piecewise: point positions must increase")
+
+    def _evaluate(self, t, ctx):
+        return np.interp(t, self._where(ctx), self.values_)

@@ -1,0 +1,84 @@
+"""Forecasting checked against cadence's own tiny-lm runs (not a test; figures in docs/forecast.md).
+
+1. Train tiny-lm (size small, 2000 steps, peak 2e-3, 5% warmup) under constant, cosine,
+   WSD (1-sqrt, 20%) and linear decay, 3 seeds each.
+2. Fit each law on the constant and cosine runs only (validation loss, after warmup).
+3. Predict the WSD and linear runs from their schedules: PredE / WorstE against what they measured.
+4. Optimise a non-increasing schedule for the same budget and peak with the Multi-Power law,
+   train it (3 seeds), and compare predicted with measured final loss for cosine, WSD and it.
+
+Usage: python benchmarks/forecast_tinylm.py --out out/forecast-tinylm [--device cuda] [--jobs 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cadence.bench.compare import BenchConfig, run_bench
+from cadence.forecast import fit
+from cadence.forecast.io import read_run
+from cadence.forecast.optimize import as_spec, optimize_schedule
+from cadence.schedules import parse
+
+STEPS, PEAK, WARMUP = 2000, 2e-3, 100
+PLANS = {
+    "constant": f"constant(value={PEAK}, warmup='5%')",
+    "cosine": f"cosine(peak={PEAK}, final=0.0, warmup='5%')",
+    "wsd-1sqrt-20": f"wsd(peak={PEAK}, warmup='5%', decay='20%', final=0.0, shape='1-sqrt')",
+    "linear": f"linear(peak={PEAK}, final=0.0, warmup='5%')",
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="out/forecast-tinylm")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--seeds", type=int, default=3)
+    args = ap.parse_args()
+    out = Path(args.out)
+    cfg = BenchConfig(workload="tiny-lm", plans=PLANS, steps=STEPS, seeds=args.seeds, size="small", device=args.device)
+    run_bench(cfg, out / "runs", jobs=args.jobs, progress=False)
+
+    def curves(plan):
+        return [read_run(out / "runs" / "runs" / plan / f"seed-{s}") for s in range(args.seeds)]
+
+    result = {"prediction": {}, "optimized": {}}
+    laws = {}
+    for law in ("multipower", "annealing"):
+        fitted = fit(curves("constant") + curves("cosine"), law=law)
+        laws[law] = fitted
+        fitted.save(out / f"{law}.json")
+        for plan in ("wsd-1sqrt-20", "linear"):
+            s = [fitted.score(c) for c in curves(plan)]
+            result["prediction"][f"{law}/{plan}"] = {k: float(np.mean([x[k] for x in s])) for k in ("r2", "pred_e", "worst_e")}
+            print(f"{law:10s} predicts {plan:13s}: PredE {100 * result['prediction'][f'{law}/{plan}']['pred_e']:.3f}%  "
+                  f"WorstE {100 * result['prediction'][f'{law}/{plan}']['worst_e']:.3f}%", flush=True)
+
+    mpl = laws["multipower"]
+    lrs, predicted = optimize_schedule(mpl, STEPS, PEAK, WARMUP)
+    spec = as_spec(lrs, STEPS, WARMUP)
+    cfg2 = BenchConfig(workload="tiny-lm", plans={"optimized": spec, "cosine": PLANS["cosine"],
+                                                  "wsd-1sqrt-20": PLANS["wsd-1sqrt-20"]},
+                       steps=STEPS, seeds=args.seeds, size="small", device=args.device, baseline="cosine")
+    report = run_bench(cfg2, out / "optimized", jobs=args.jobs, progress=False)
+    print(report["table"], flush=True)
+    for row in report["rows"]:
+        plan_lrs = parse(row["spec"]).values(STEPS)
+        result["optimized"][row["plan"]] = {
+            "predicted_final": {law: float(f.predict(plan_lrs, [STEPS - 1])[0]) for law, f in laws.items()},
+            "measured_final_val": row["final_val"],
+        }
+    result["optimized_spec"] = spec
+    (out / "forecast_tinylm.json").write_text(json.dumps(result, indent=2) + "\n")
+    for plan, r in result["optimized"].items():
+        print(f"{plan:13s} predicted (mpl) {r['predicted_final']['multipower']:.4f}  (annealing) "
+              f"{r['predicted_final']['annealing']:.4f}  measured {r['measured_final_val'][0]:.4f} ± {r['measured_final_val'][1]:.4f}")
+
+
+if __name__ == "__main__":
+    main()
