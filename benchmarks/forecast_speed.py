@@ -1,0 +1,50 @@
+"""Forecasting speed (not a test; figures in docs/forecast.md).
+
+Fit time of each law on the three training curves of the published data (reference
+protocol), and the time to predict a 100,000-step curve (every step) for several schedules.
+
+Usage: python benchmarks/forecast_speed.py [DATA_DIR]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from forecast_accuracy import TRAIN, read  # noqa: E402
+
+from cadence.forecast import fit  # noqa: E402
+from cadence.schedules import parse  # noqa: E402
+
+
+def main() -> None:
+    data = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/loss-curves")
+    laws = {}
+    for law in ("multipower", "annealing"):
+        for model in ("mpl-25", "mpl-100"):
+            train = [read(data / model / f"{n}.csv") for n in TRAIN]
+            t0 = time.perf_counter()
+            laws[law] = fit(train, law=law)
+            print(f"fit {law:10s} on {model} (3 curves, {sum(len(c.steps) for c in train)} points): "
+                  f"{time.perf_counter() - t0:.2f} s")
+    steps = np.arange(1, 100_000)
+    for spec in ["cosine(peak=3e-4, final=3e-5, warmup=2000)", "wsd(peak=3e-4, warmup=2000, decay='20%', shape='1-sqrt')",
+                 "multistep(peak=3e-4, milestones=['50%', '80%'], warmup=2000)", "cyclic(low=3e-5, peak=3e-4, up=3000)"]:
+        lrs = parse(spec).values(100_000)
+        for law, fitted in laws.items():
+            best = min(_timed(lambda: fitted.predict(lrs, steps)) for _ in range(3))
+            print(f"predict 100k steps, {law:10s} {best * 1000:6.0f} ms  {spec}")
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+if __name__ == "__main__":
+    main()
