@@ -11,6 +11,7 @@ saved to resume a run exactly.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import sysconfig
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
 
 
 @dataclass
-class Workload:
+class Workload(abc.ABC):
     """What the runner needs from a workload. Subclasses fill in the data and the model."""
 
     name: str = ""
@@ -50,20 +51,25 @@ class Workload:
     metrics: tuple[str, ...] = ("val_loss",)
     _data: dict = field(default_factory=dict, repr=False)
 
-    def rates(self, batch_size: int) -> Rates:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def rates(self, batch_size: int) -> Rates:
+        """Samples per step, tokens per sample, steps per epoch."""
 
-    def model(self, size: str) -> nn.Module:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def model(self, size: str) -> nn.Module:
+        """A freshly initialised model of the given size."""
 
-    def batch(self, seed: int, step: int, batch_size: int):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def batch(self, seed: int, step: int, batch_size: int):
+        """The batch of a step: a pure function of (seed, step)."""
 
-    def loss(self, model: nn.Module, batch) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def loss(self, model: nn.Module, batch) -> torch.Tensor:
+        """The training loss of a batch."""
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Validation metrics on the fixed held-out set."""
 
     def fingerprint(self) -> str:
         """Identifies the data, so a resumed run can check it trains on the same thing."""
@@ -216,8 +222,9 @@ class _Tabular(Workload):
     val_fraction: float = 0.2
     metrics: tuple[str, ...] = ("val_loss", "val_accuracy")
 
-    def _load(self):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _load(self):
+        """(features, labels) of the whole data set."""
 
     def _arrays(self):
         if "x" not in self._data:

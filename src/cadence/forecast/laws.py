@@ -10,6 +10,7 @@ so the fitted parameters do not depend on the LR's unit.
 
 from __future__ import annotations
 
+import abc
 from typing import ClassVar
 
 import numpy as np
@@ -25,7 +26,7 @@ def register_law(cls: type["Law"]) -> type["Law"]:
     return cls
 
 
-class Law:
+class Law(abc.ABC):
     """Base class. ``params`` are named; ``bounds`` give the fitting box (``log_params`` are searched in log space).
 
     ``prepare(lrs)`` does the work that does not depend on the parameters (areas,
@@ -40,16 +41,18 @@ class Law:
     params: ClassVar[tuple[str, ...]] = ()
     log_params: ClassVar[tuple[str, ...]] = ()
 
-    def bounds(self, max_loss: float) -> dict[str, tuple[float, float]]:  # pragma: no cover - abstract
+    @abc.abstractmethod
+    def bounds(self, max_loss: float) -> dict[str, tuple[float, float]]:
         """The search box; ``max_loss`` is the largest loss in the data (L0 can exceed the
         lowest loss, since annealing takes the loss below L0)."""
-        raise NotImplementedError
 
-    def prepare(self, lrs: np.ndarray):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def prepare(self, lrs: np.ndarray):
+        """Everything about ``lrs`` that does not depend on the parameters."""
 
-    def evaluate(self, p: dict[str, float], prepared, steps: np.ndarray, jac: bool = False):  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def evaluate(self, p: dict[str, float], prepared, steps: np.ndarray, jac: bool = False):
+        """Predicted losses at ``steps`` (and, with ``jac``, their parameter derivatives)."""
 
     def predict(self, p: dict[str, float], lrs: np.ndarray, steps: np.ndarray) -> np.ndarray:
         return self.evaluate(p, self.prepare(np.asarray(lrs, dtype=np.float64)), np.asarray(steps, dtype=np.int64))

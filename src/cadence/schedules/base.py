@@ -7,6 +7,7 @@ binding) goes through it, so a value never depends on how it was asked for.
 
 from __future__ import annotations
 
+import abc
 import inspect
 import math
 from typing import Any, ClassVar
@@ -70,7 +71,7 @@ def _format(value: Any) -> str:
     return repr(value)
 
 
-class Schedule:
+class Schedule(abc.ABC):
     """Base class: a pure function of the step, vectorised over numpy arrays.
 
     Subclasses set ``name`` (the spec name), ``formula`` and ``source`` (for ``cadence list``),
@@ -87,8 +88,9 @@ class Schedule:
         self.params = params
 
     # -- the contract -----------------------------------------------------------------
-    def _evaluate(self, t: np.ndarray, ctx: Context) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _evaluate(self, t: np.ndarray, ctx: Context) -> np.ndarray:
+        """Values at the float64 step array ``t`` in the run described by ``ctx``."""
 
     def _check(self, ctx: Context) -> None:
         """Raise ScheduleError if the schedule does not fit the run in ``ctx``."""
