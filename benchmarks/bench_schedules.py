@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from _timing import best_of
 from cadence import schedules as S
 from cadence.torch import Scheduler
 
@@ -104,16 +105,10 @@ def main() -> None:
     worst = 0.0
     for spec in specs:
         s = S.parse(spec)
-        best = min(_timed(lambda: s.values(1_000_000)) for _ in range(5))
+        best = best_of(lambda: s.values(1_000_000), 5)
         worst = max(worst, best)
         print(f"  {best * 1e3:6.1f} ms  {spec}")
     print(f"slowest: {worst * 1e3:.1f} ms (goal: < 50 ms)")
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

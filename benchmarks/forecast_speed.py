@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _timing import best_of  # noqa: E402
 from forecast_accuracy import TRAIN, read  # noqa: E402
 
 from cadence.forecast import fit  # noqa: E402
@@ -36,14 +37,8 @@ def main() -> None:
                  "multistep(peak=3e-4, milestones=['50%', '80%'], warmup=2000)", "cyclic(low=3e-5, peak=3e-4, up=3000)"]:
         lrs = parse(spec).values(100_000)
         for law, fitted in laws.items():
-            best = min(_timed(lambda: fitted.predict(lrs, steps)) for _ in range(3))
+            best = best_of(lambda: fitted.predict(lrs, steps), 3)
             print(f"predict 100k steps, {law:10s} {best * 1000:6.0f} ms  {spec}")
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

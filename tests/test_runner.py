@@ -104,7 +104,7 @@ def test_divergence_stops_and_keeps_the_last_checkpoint(tmp_path, capsys):
     (["run", "digits", "--device", "tpu", "--out", "x"], "must be 'cpu' or 'cuda[:N]'"),
     (["run", "digits", "--steps", "5", "--eval-every", "0", "--out", "x"], "--eval-every"),
     (["run", "--resume", "--out", "nothing-here"], "holds no cadence run"),
-    (["bench", "digits", "--plan", "a=cosine(peak=1)", "--plan", "a=linear(peak=1)"], "given twice"),
+    (["bench", "digits", "--plan", "a=cosine(peak=1)", "--plan", "a=linear(peak=1)"], "name 'a' is given twice"),
     (["bench", "digits", "--plan", "bad name=cosine(peak=1)", "--out", "b"], "plan name"),
     (["bench", "digits", "--quick"], "--quick is defined for tiny-lm only"),
     (["bench", "digits", "--plan", "a=cosine(peak=1)", "--baseline", "b", "--out", "b"], "--baseline 'b' is not one"),

@@ -139,16 +139,25 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _fields(items: list[str]) -> dict[str, str]:
+def parse_named(items: list[str], flag: str, example: str) -> dict[str, str]:
+    """``NAME=SPEC`` arguments as {name: normalised spec}; names must be unique."""
     out = {}
     for item in items:
         name, sep, spec = item.partition("=")
-        if not sep or not name.strip() or not spec.strip():
-            raise CadenceError(f"--set expects FIELD=SPEC, e.g. weight_decay=\"linear(peak=0.1)\"; got {item!r}")
-        if name.strip() == "lr":
-            raise CadenceError("use --lr for the learning rate, not --set lr=...")
-        out[name.strip()] = parse(spec).spec()
+        name = name.strip()
+        if not sep or not name or not spec.strip():
+            raise CadenceError(f"{flag} expects {example}; got {item!r}")
+        if name in out:
+            raise CadenceError(f"{flag}: name {name!r} is given twice")
+        out[name] = parse(spec).spec()
     return out
+
+
+def _fields(items: list[str]) -> dict[str, str]:
+    fields = parse_named(items, "--set", "FIELD=SPEC, e.g. weight_decay=\"linear(peak=0.1)\"")
+    if "lr" in fields:
+        raise CadenceError("use --lr for the learning rate, not --set lr=...")
+    return fields
 
 
 def _cmd_schedule(args) -> None:
@@ -256,14 +265,7 @@ def _cmd_bench(args) -> None:
         plans = dict(QUICK["plans"])
         defaults = QUICK
     else:
-        plans = {}
-        for item in args.plan:
-            name, sep, spec = item.partition("=")
-            if not sep or not name.strip() or not spec.strip():
-                raise CadenceError(f"--plan expects NAME=SPEC, e.g. cos=\"cosine(peak=1e-3)\"; got {item!r}")
-            if name.strip() in plans:
-                raise CadenceError(f"plan name {name.strip()!r} is given twice")
-            plans[name.strip()] = parse(spec).spec()
+        plans = parse_named(args.plan, "--plan", "NAME=SPEC, e.g. cos=\"cosine(peak=1e-3)\"")
         if not plans:
             raise CadenceError("give at least one --plan NAME=SPEC (or --quick for tiny-lm)")
         defaults = {}

@@ -47,16 +47,6 @@ def add_parser(sub, parser_class, positive_int, positive_float) -> None:
     opt.add_argument("--overwrite", action="store_true")
 
 
-def _named(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        name, sep, spec = item.partition("=")
-        if not sep or not name.strip() or not spec.strip():
-            raise CadenceError(f"--schedule expects NAME=SPEC; got {item!r}")
-        out[name.strip()] = parse(spec).spec()
-    return out
-
-
 def _plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, overwrite: bool, title: str) -> None:
     from pathlib import Path
 
@@ -119,7 +109,9 @@ def run(args) -> None:
         if args.plot:
             _plot({"prediction": (lrs, losses)}, args.plot, args.overwrite, f"{law.law} law prediction")
     elif cmd == "rank":
-        named = _named(args.schedule)
+        from cadence.cli import parse_named
+
+        named = parse_named(args.schedule, "--schedule", "NAME=SPEC")
         results = {}
         for name, spec in named.items():
             lrs = parse(spec).values(args.total)

@@ -296,12 +296,11 @@ class OneCycle(Schedule):
         phases = self._phases(ctx)
         for i, (end, a, b) in enumerate(phases):
             mine = todo & ((t <= end) | (i == len(phases) - 1))
-            pct = (t - begin) / (end - begin)
+            pct = (t[mine] - begin) / (end - begin)  # each phase computed on its own steps only
             if self.shape == "cos":
-                val = b + (a - b) / 2.0 * (np.cos(np.pi * pct) + 1)
+                out[mine] = b + (a - b) / 2.0 * (np.cos(np.pi * pct) + 1)
             else:
-                val = (b - a) * pct + a
-            out = np.where(mine, val, out)
+                out[mine] = (b - a) * pct + a
             todo &= ~mine
             begin = end
         return out
