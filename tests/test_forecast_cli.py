@@ -51,7 +51,7 @@ def test_fit_predict_rank_optimize_round_trip(tmp_path, capsys):
     final = float(text.split("predicted final loss ")[1].split()[0])
     nearest = [float(line.split()[0]) for line in text.splitlines() if line.startswith("  ") and "(" in line and "spec" not in line
                and ("wsd(" in line or "cosine(" in line or "linear(" in line)]
-    assert len(nearest) == 3 and final <= min(nearest) + 1e-3  # the optimum is at least as good as the families
+    assert len(nearest) == 3 and final <= min(nearest) + 1e-6  # no ordinary family beats it under the law
     lrs = np.loadtxt(tmp_path / "opt.csv", delimiter=",", skiprows=1)[:, 1]
     assert len(lrs) == T and np.all(np.diff(lrs[150:]) <= 1e-18)  # non-increasing after warmup
 

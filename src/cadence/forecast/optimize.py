@@ -37,17 +37,35 @@ def as_spec(lrs: np.ndarray, total: int, warmup: int, knots: int = 48) -> str:
     return f"piecewise(points=[{points}])"
 
 
+def _z_of(f: np.ndarray) -> np.ndarray:
+    """The z whose knots reproduce the non-increasing fractions ``f[1:]`` (f[0] = 1)."""
+    steps = -np.diff(np.log(np.clip(f, 1e-6, 1.0)))
+    return np.clip(np.log(np.maximum(steps, np.exp(-12.0))), -12.0, 3.0)
+
+
 def optimize_schedule(law: FittedLaw, total: int, peak: float, warmup: int = 0, knots: int = 48) -> tuple[np.ndarray, float]:
-    """(per-step LRs, predicted final loss) of the best non-increasing schedule found."""
+    """(per-step LRs, predicted final loss) of the best non-increasing schedule found.
+
+    L-BFGS-B runs from several shapes (exponential, cosine, linear, and WSD with 10-50%
+    cooldowns) and the best result is kept, so no start shape beats it under the law.
+    """
     last = np.array([total - 1])
 
     def loss(z):
         return float(law.predict(_schedule(z, total, warmup, peak), last)[0])
 
-    z0 = np.full(knots, np.log(3.0 / knots))  # starts near an exponential decay to ~5% of peak
-    res = minimize(loss, z0, method="L-BFGS-B", bounds=[(-12.0, 3.0)] * knots, options={"maxiter": 300})
-    lrs = _schedule(res.x, total, warmup, peak)
-    return lrs, loss(res.x)
+    x = np.linspace(0.0, 1.0, knots + 1)
+    floor = 1e-3
+    shapes = [np.exp(np.log(0.05) * x), floor + (1 - floor) * (1 + np.cos(np.pi * x)) / 2, np.maximum(1 - x, floor)]
+    for cool in (0.1, 0.2, 0.3, 0.5):
+        shapes.append(np.where(x < 1 - cool, 1.0, np.maximum(1 - (x - (1 - cool)) / cool, floor)))
+    best = None
+    for f in shapes:
+        res = minimize(loss, _z_of(f), method="L-BFGS-B", bounds=[(-12.0, 3.0)] * knots, options={"maxiter": 300})
+        if best is None or res.fun < best.fun:
+            best = res
+    lrs = _schedule(best.x, total, warmup, peak)
+    return lrs, loss(best.x)
 
 
 def nearest_specs(law: FittedLaw, lrs: np.ndarray, total: int, peak: float, warmup: int) -> list[tuple[str, float, float]]:
