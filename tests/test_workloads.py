@@ -26,7 +26,7 @@ def test_each_workload_learns(name, size, steps, lr):
 
 def test_batches_are_a_pure_function_of_seed_and_step():
     w = get_workload("tiny-lm")
-    a, b = w.batch(3, 17, 8), get_workload("tiny-lm").batch(3, 17, 8)
+    a, b = w.batch(3, 17, 8), WORKLOADS["tiny-lm"]().batch(3, 17, 8)  # a fresh instance
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(w.batch(3, 18, 8)[0], a[0]) and not torch.equal(w.batch(4, 17, 8)[0], a[0])
     x, y = a
@@ -55,7 +55,7 @@ def test_tiny_lm_split_is_by_path_and_stable():
     w = get_workload("tiny-lm")
     train, val = w._corpus()
     assert len(val) > 100_000 and len(train) > 20 * len(val)
-    assert w.fingerprint() == get_workload("tiny-lm").fingerprint()
+    assert w.fingerprint() == WORKLOADS["tiny-lm"]().fingerprint()  # a fresh instance reads the same
     assert 700_000 < parameter_count(w.model("small")) < 1_300_000  # "about 1M parameters"
 
 

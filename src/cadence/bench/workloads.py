@@ -345,10 +345,16 @@ class LogReg(_Tabular):
 WORKLOADS = {w.name: w for w in (TinyLM, Digits, DigitsCNN, LogReg)}
 
 
+_INSTANCES: dict[str, Workload] = {}
+
+
 def get_workload(name: str) -> Workload:
+    """The process's one instance of a workload: its data is read once, however often it is asked for."""
     if name not in WORKLOADS:
         raise CadenceError(f"unknown workload {name!r}; available: {', '.join(WORKLOADS)}")
-    return WORKLOADS[name]()
+    if name not in _INSTANCES:
+        _INSTANCES[name] = WORKLOADS[name]()
+    return _INSTANCES[name]
 
 
 def parameter_count(model: nn.Module) -> int:
