@@ -283,7 +283,8 @@ def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwri
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 raise TrainingDiverged(f"the training loss became {loss_value} at step {step}")
-            values = [sched.get_last_values()[ch][0] for ch in channels]
+            current = sched.get_last_values()
+            values = [current[ch][0] for ch in channels]
             opt.step()
             sched.step()
             evals = [None] * len(eval_names)

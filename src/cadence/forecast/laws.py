@@ -134,7 +134,7 @@ class _Decrements:
         edges = np.unique(np.concatenate([
             [0], sign_change, np.searchsorted(np.cumsum(w), np.linspace(0, w.sum(), max_bins + 1)[1:-1]), [len(k)],
         ]))
-        starts, ends = edges[:-1], edges[1:]
+        starts = edges[:-1]
         D = np.add.reduceat(dk, starts)
         W = np.add.reduceat(w, starts)
         finite_log = np.where(np.isfinite(log_lr), log_lr, np.log(np.finfo(float).tiny))
@@ -142,7 +142,6 @@ class _Decrements:
         self.log_lr = np.add.reduceat(w * finite_log, starts) / W
         self.before = np.add.reduceat(w * before, starts) / W
         self.start = np.add.reduceat(w * k, starts) / W
-        del ends
 
 
 @register_law
