@@ -14,6 +14,16 @@ def _umask() -> int:
     return mask
 
 
+def refuse_existing(path: "str | Path", overwrite: bool) -> Path:
+    """Nothing a user made is replaced silently: an existing file needs ``overwrite``."""
+    from cadence.errors import CadenceError
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CadenceError(f"{path} already exists; pass --overwrite to replace it")
+    return path
+
+
 def atomic_write(path: "str | Path", write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)``, fsync the result, then rename it over ``path``.
 

@@ -84,10 +84,9 @@ def run(args) -> None:
     if cmd is None:
         raise CadenceError("forecast needs an action: fit, predict, rank or optimize")
     if cmd == "fit":
-        from pathlib import Path
+        from cadence._atomic import refuse_existing
 
-        if Path(args.out).exists() and not args.overwrite:
-            raise CadenceError(f"{args.out} already exists; pass --overwrite to replace it")
+        refuse_existing(args.out, args.overwrite)
         curves = [read_run(r, schedule=args.schedule, total=args.total, loss=args.loss) for r in args.runs]
         law = fit(curves, law=args.law)
         law.save(args.out)
@@ -142,10 +141,9 @@ def run(args) -> None:
         if args.csv:
             from pathlib import Path
 
-            from cadence._atomic import atomic_write
+            from cadence._atomic import atomic_write, refuse_existing
 
-            if Path(args.csv).exists() and not args.overwrite:
-                raise CadenceError(f"{args.csv} already exists; pass --overwrite to replace it")
+            refuse_existing(args.csv, args.overwrite)
             rows = "step,lr\n" + "".join(f"{i},{v!r}\n" for i, v in enumerate(lrs.tolist()))
             atomic_write(args.csv, lambda tmp: Path(tmp).write_text(rows))
             print(f"wrote {args.csv}")

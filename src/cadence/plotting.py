@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cadence._atomic import atomic_write
+from cadence._atomic import atomic_write, refuse_existing
 from cadence.errors import CadenceError
 from cadence.schedules import Schedule, parse
 from cadence.time import Rates, Unit
@@ -35,9 +35,7 @@ WSD_SHAPES = ("linear", "cosine", "1-sqrt", "exp")
 
 
 def _ready(path: "str | Path", overwrite: bool) -> Path:
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise CadenceError(f"{path} already exists; pass --overwrite to replace it")
+    path = refuse_existing(path, overwrite)
     if path.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise CadenceError(f"cannot write a figure to {path}: use a .png, .pdf or .svg file name")
     if not path.parent.exists():

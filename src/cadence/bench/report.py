@@ -112,12 +112,11 @@ def _table(summary: dict) -> str:
 
 
 def _ema(x: np.ndarray, span: int) -> np.ndarray:
+    """Exponential moving average starting at x[0]: acc_i = a*x_i + (1-a)*acc_(i-1)."""
+    from scipy.signal import lfilter
+
     alpha = 2.0 / (span + 1)
-    out = np.empty_like(x)
-    acc = x[0]
-    for i, v in enumerate(x):
-        acc = alpha * v + (1 - alpha) * acc
-        out[i] = acc
+    out, _ = lfilter([alpha], [1.0, alpha - 1.0], x, zi=[(1.0 - alpha) * x[0]])
     return out
 
 
