@@ -16,10 +16,10 @@ HELD_OUT = ["wsd(peak=3e-4, warmup=300, decay='20%', shape='1-sqrt', final=3e-6)
             "wsd(peak=3e-4, warmup=300, decay='40%', shape='cosine', final=3e-5)"]
 
 
-def synthetic(law: str, params: dict, spec: str) -> Curve:
+def synthetic(law: str, params: dict, spec: str, warmup: str = "skip") -> Curve:
     lrs = S.parse(spec).values(T)
     steps = np.arange(400, T, 40)
-    true = FittedLaw(law, params, lr_scale=3e-4)
+    true = FittedLaw(law, params, lr_scale=3e-4, warmup=warmup)
     return Curve(steps=steps, losses=true.predict(lrs, steps), lrs=lrs, name=spec.split("(")[0])
 
 
@@ -31,6 +31,22 @@ def test_recovers_known_law_and_predicts_held_out_schedules(law, params):
         s = fitted.score(c)
         assert s["worst_e"] < 5e-4, (spec, s)  # within 0.05% everywhere on the held-out curve
     assert fitted.report["curves"] and fitted.params["L0"] == pytest.approx(params["L0"], rel=0.02)
+
+
+def test_counted_warmup_is_a_different_law_and_is_recovered_too():
+    lrs = S.parse(TRAIN[1]).values(T)
+    steps = np.arange(400, T, 40)
+    skip, count = (FittedLaw("multipower", MPL, 3e-4, warmup=w).predict(lrs, steps) for w in ("skip", "count"))
+    # Counting the warmup's rises as negative decrements raises the loss (by about B * peak once saturated).
+    assert np.all(count > skip) and np.min(count - skip) > 0.5 * MPL["B"]
+    no_warmup = S.parse("cosine(peak=3e-4, final=3e-5)").values(T)
+    assert np.array_equal(*(FittedLaw("multipower", MPL, 3e-4, warmup=w).predict(no_warmup, steps) for w in ("skip", "count")))
+    fitted = fit([synthetic("multipower", MPL, s, warmup="count") for s in TRAIN], law="multipower", warmup="count")
+    assert fitted.warmup == "count"
+    for spec in HELD_OUT:
+        assert fitted.score(synthetic("multipower", MPL, spec, warmup="count"))["worst_e"] < 5e-4, spec
+    with pytest.raises(ForecastError, match="warmup must be one of skip, count, not 'all'"):
+        fit([synthetic("annealing", ANNEAL, TRAIN[0])], law="annealing", warmup="all")
 
 
 def test_fit_is_deterministic():
@@ -84,6 +100,13 @@ def test_save_and_load_round_trip(tmp_path):
     again = load(path)
     lrs = S.cosine(peak=3e-4, warmup=100).values(2000)
     assert again.params == law.params and np.array_equal(again.predict(lrs, [500, 1999]), law.predict(lrs, [500, 1999]))
+    assert again.warmup == "skip"
+    counted = load(FittedLaw("multipower", MPL, lr_scale=3e-4, warmup="count").save(tmp_path / "count.json"))
+    assert counted.warmup == "count"
+    data = json.loads(path.read_text())
+    del data["warmup"]  # a file written before the option existed
+    path.write_text(json.dumps(data))
+    assert load(path).warmup == "skip"
 
 
 @pytest.mark.parametrize("content, fragment", [
@@ -91,6 +114,8 @@ def test_save_and_load_round_trip(tmp_path):
     (json.dumps({"format": "cadence.forecast.law/0", "law": "annealing"}), "refit it with this version"),
     (json.dumps({"format": "cadence.forecast.law/1", "law": "magic", "params": {}, "lr_scale": 1}), "unknown law 'magic'"),
     (json.dumps({"format": "cadence.forecast.law/1", "law": "annealing", "params": {"L0": 1}, "lr_scale": 1}), "needs parameters"),
+    (json.dumps({"format": "cadence.forecast.law/1", "law": "annealing", "params": ANNEAL, "lr_scale": 1, "warmup": "x"}),
+     "warmup must be one of skip, count, not 'x'"),
 ])
 def test_load_rejects_other_files(tmp_path, content, fragment):
     path = tmp_path / "law.json"

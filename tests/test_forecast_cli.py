@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -61,8 +63,8 @@ def test_csv_with_gaps_needs_a_schedule(tmp_path, capsys):
     code = main(["forecast", "fit", str(sparse), "-o", str(tmp_path / "law.json")])
     assert code == 2 and "rows have gaps); pass --schedule SPEC --total N" in capsys.readouterr().err
     code = main(["forecast", "fit", str(sparse), "-o", str(tmp_path / "law.json"), "--law", "annealing",
-                 "--schedule", "cosine(peak=3e-4, warmup=150)", "--total", str(T)])
-    assert code == 0
+                 "--schedule", "cosine(peak=3e-4, warmup=150)", "--total", str(T), "--count-warmup"])
+    assert code == 0 and json.loads((tmp_path / "law.json").read_text())["warmup"] == "count"
 
 
 @pytest.mark.parametrize("argv, fragment", [

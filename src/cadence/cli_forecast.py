@@ -21,6 +21,8 @@ def add_parser(sub, parser_class, positive_int, positive_float) -> None:
     fit.add_argument("--schedule", metavar="SPEC", help="the runs' LR schedule, if their files lack a per-step lr")
     fit.add_argument("--total", type=positive_int, help="run length for --schedule")
     fit.add_argument("--loss", choices=["val", "train"], default="val", help="which loss of a run folder (default val)")
+    fit.add_argument("--count-warmup", action="store_true",
+                     help="count the initial warmup's LR rises as negative decrements (the Multi-Power Law authors' convention)")
     fit.add_argument("--overwrite", action="store_true")
 
     pred = fs.add_parser("predict", help="predict the loss curve of a schedule")
@@ -88,7 +90,7 @@ def run(args) -> None:
 
         refuse_existing(args.out, args.overwrite)
         curves = [read_run(r, schedule=args.schedule, total=args.total, loss=args.loss) for r in args.runs]
-        law = fit(curves, law=args.law)
+        law = fit(curves, law=args.law, warmup="count" if args.count_warmup else "skip")
         law.save(args.out)
         print(f"{args.law} law fitted to {len(curves)} run(s): " + ", ".join(f"{k}={v:.4g}" for k, v in law.params.items()))
         for name, s in law.report["curves"].items():

@@ -20,7 +20,7 @@ from scipy.stats import qmc
 from cadence import __version__
 from cadence._atomic import atomic_write
 from cadence.forecast.curve import Curve, ForecastError
-from cadence.forecast.laws import LAWS, Law
+from cadence.forecast.laws import LAWS, WARMUP, Law
 
 __all__ = ["fit", "FittedLaw", "load", "scores"]
 
@@ -43,9 +43,14 @@ class FittedLaw:
     params: dict[str, float]
     lr_scale: float
     report: dict = field(default_factory=dict)
+    warmup: str = "skip"
+
+    def __post_init__(self) -> None:
+        if self.warmup not in WARMUP:
+            raise ForecastError(f"warmup must be one of {', '.join(WARMUP)}, not {self.warmup!r}")
 
     def _law(self) -> Law:
-        return LAWS[self.law]()
+        return LAWS[self.law](warmup=self.warmup)
 
     def predict(self, lrs, steps) -> np.ndarray:
         lrs = np.asarray(lrs, dtype=np.float64)
@@ -67,7 +72,7 @@ class FittedLaw:
 
     def to_dict(self) -> dict:
         return {"format": _FORMAT, "law": self.law, "params": self.params, "lr_scale": self.lr_scale,
-                "report": self.report, "cadence": __version__}
+                "warmup": self.warmup, "report": self.report, "cadence": __version__}
 
     def save(self, path: "str | Path") -> Path:
         text = json.dumps(self.to_dict(), indent=2) + "\n"
@@ -92,7 +97,11 @@ def load(path: "str | Path") -> FittedLaw:
     params = data.get("params", {})
     if set(params) != set(LAWS[law].params) or not all(isinstance(v, (int, float)) for v in params.values()):
         raise ForecastError(f"{path}: the {law} law needs parameters {', '.join(LAWS[law].params)}")
-    return FittedLaw(law, {k: float(v) for k, v in params.items()}, float(data["lr_scale"]), data.get("report", {}))
+    warmup = data.get("warmup", "skip")  # files written before the option existed skipped the warmup
+    if warmup not in WARMUP:
+        raise ForecastError(f"{path}: warmup must be one of {', '.join(WARMUP)}, not {warmup!r}")
+    return FittedLaw(law, {k: float(v) for k, v in params.items()}, float(data["lr_scale"]), data.get("report", {}),
+                     warmup=warmup)
 
 
 def _huber(r: np.ndarray, delta: float):
@@ -105,8 +114,11 @@ def _huber(r: np.ndarray, delta: float):
 
 def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int = 6, candidates: int = 128,
         seed: int = 0, delta: float = 1e-3, max_iter: int = 2000, fixed: dict[str, float] | None = None,
-        strict: bool = True, max_residual: float = 0.01) -> FittedLaw:
+        strict: bool = True, max_residual: float = 0.01, warmup: str = "skip") -> FittedLaw:
     """Fit ``law`` to one or more curves; returns a :class:`FittedLaw`.
+
+    ``warmup="count"`` counts the LR rises of the initial warmup in the decrement terms, as
+    the Multi-Power Law authors' code does; the default leaves them out (see the laws module).
 
     ``fixed`` pins parameters (e.g. ``{"lam": 0.999}``). With ``strict`` a fit that cannot
     describe its own training curves (mean relative residual above ``max_residual``) raises a
@@ -119,7 +131,9 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
         raise ForecastError("fit needs a non-empty list of Curve objects")
     if law not in LAWS:
         raise ForecastError(f"unknown law {law!r}; known: {', '.join(LAWS)}")
-    model = LAWS[law]()
+    if warmup not in WARMUP:
+        raise ForecastError(f"warmup must be one of {', '.join(WARMUP)}, not {warmup!r}")
+    model = LAWS[law](warmup=warmup)
     fixed = dict(fixed or {})
     unknown = set(fixed) - set(model.params)
     if unknown:
@@ -177,7 +191,7 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
         if best is None or res.fun < best.fun:
             best = res
     params, _ = decode(best.x)
-    fitted = FittedLaw(law, {k: float(params[k]) for k in model.params}, lr_scale)
+    fitted = FittedLaw(law, {k: float(params[k]) for k in model.params}, lr_scale, warmup=warmup)
     per_curve = {}
     for i, c in enumerate(curves):
         per_curve[c.name or f"curve{i}"] = fitted.score(c)

@@ -16,7 +16,9 @@ from typing import ClassVar
 import numpy as np
 from scipy.signal import lfilter
 
-__all__ = ["Law", "MultiPower", "Annealing", "LAWS", "register_law"]
+__all__ = ["Law", "MultiPower", "Annealing", "LAWS", "WARMUP", "register_law"]
+
+WARMUP = ("skip", "count")
 
 LAWS: dict[str, type["Law"]] = {}
 
@@ -33,6 +35,10 @@ class Law(abc.ABC):
     decrements); ``evaluate(p, prepared, steps, jac)`` returns the predicted losses at
     ``steps`` and, with ``jac=True``, their derivatives with respect to each parameter
     (shape ``len(steps) x len(params)``), which makes fitting fast.
+
+    ``warmup`` says what the decrement terms do with the LR rises of the initial warmup:
+    ``"skip"`` (default) leaves them out; ``"count"`` counts them as negative decrements, as
+    the Multi-Power Law authors' code does (needed to use their published parameters).
     """
 
     name: ClassVar[str] = ""
@@ -40,6 +46,14 @@ class Law(abc.ABC):
     source: ClassVar[str] = ""
     params: ClassVar[tuple[str, ...]] = ()
     log_params: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, warmup: str = "skip") -> None:
+        if warmup not in WARMUP:
+            raise ValueError(f"warmup must be one of {', '.join(WARMUP)}, not {warmup!r}")
+        self.warmup = warmup
+
+    def decrements(self, lrs: np.ndarray) -> np.ndarray:
+        return _decrements(lrs, skip_warmup=self.warmup == "skip")
 
     @abc.abstractmethod
     def bounds(self, max_loss: float) -> dict[str, tuple[float, float]]:
@@ -63,15 +77,17 @@ def _area(lrs: np.ndarray) -> np.ndarray:
     return np.cumsum(lrs)
 
 
-def _decrements(lrs: np.ndarray) -> np.ndarray:
-    """d[k] = lr_(k-1) - lr_k (d[0] = 0), without the rises of the initial warmup.
+def _decrements(lrs: np.ndarray, skip_warmup: bool = True) -> np.ndarray:
+    """d[k] = lr_(k-1) - lr_k (d[0] = 0), by default without the rises of the initial warmup.
 
     Both laws describe annealing after warmup: the LR increases of the initial
-    non-decreasing stretch do not count (a later re-warm does). Counting them would add a
+    non-decreasing stretch do not count (a later re-warm does). Counting them adds a
     penalty to every schedule with a warmup, biasing comparisons with one without.
     """
     d = np.zeros_like(lrs)
     d[1:] = lrs[:-1] - lrs[1:]
+    if not skip_warmup:
+        return d
     falls = np.flatnonzero(d > 0)
     warm_end = int(falls[0]) if len(falls) else len(lrs)
     d[:warm_end] = 0.0
@@ -90,7 +106,7 @@ class Annealing(Law):
         return {"L0": (0.0, max_loss), "A": (1e-4, 1e3), "alpha": (0.01, 3.0), "C": (1e-6, 1e3), "lam": (0.9, 0.99999)}
 
     def prepare(self, lrs):
-        return _area(lrs), _decrements(lrs)
+        return _area(lrs), self.decrements(lrs)
 
     def evaluate(self, p, prepared, steps, jac=False):
         area, d = prepared
@@ -118,8 +134,8 @@ class _Decrements:
     every decrement is its own bin and the sum is exact.
     """
 
-    def __init__(self, lrs: np.ndarray, max_bins: int | None) -> None:
-        d = _decrements(lrs)[1:]
+    def __init__(self, d: np.ndarray, lrs: np.ndarray, max_bins: int | None) -> None:
+        d = d[1:]
         k = np.flatnonzero(d) + 1  # decrement d_k = lr_(k-1) - lr_k
         area = _area(lrs)
         dk = d[k - 1]
@@ -161,7 +177,7 @@ class MultiPower(Law):
                 "beta": (0.01, 5.0), "gamma": (0.0, 2.0)}
 
     def prepare(self, lrs):
-        return _area(lrs), _Decrements(lrs, self.max_bins)
+        return _area(lrs), _Decrements(self.decrements(lrs), lrs, self.max_bins)
 
     def evaluate(self, p, prepared, steps, jac=False):
         area, bins = prepared
