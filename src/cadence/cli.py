@@ -24,6 +24,7 @@ EXAMPLES = """examples:
   cadence bench digits --plan cos="cosine(peak=3e-3)" --plan wsd="wsd(peak=3e-3, decay='20%')" --seeds 3 --out cmp
   cadence forecast fit runs/const runs/cos --law multipower -o law.json
   cadence forecast rank law.json --total 2000 --schedule cos="cosine(peak=2e-3)" --schedule wsd="wsd(peak=2e-3)"
+  cadence recommend --params 1B --tokens 100B --seq-len 4096
 """
 
 
@@ -308,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
             from cadence import cli_forecast
 
             cli_forecast.run(args)
+        elif args.command == "recommend":
+            from cadence import cli_forecast
+
+            return cli_forecast.recommend(args)
         elif args.command == "report":
             from cadence.bench.report import write_report
 

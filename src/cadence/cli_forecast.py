@@ -1,4 +1,5 @@
-"""``cadence forecast ...``: fit a loss-curve law, predict, rank and optimise schedules."""
+"""``cadence forecast ...``: fit a loss-curve law, predict, rank and optimise schedules;
+``cadence recommend``: hyperparameter laws (Step Law, Power scheduler)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,15 @@ from cadence.schedules import parse
 
 
 def add_parser(sub, parser_class, positive_int, positive_float) -> None:
+    rec = sub.add_parser("recommend", help="peak LR and batch size from the model and data size (Step Law, Power scheduler)")
+    rec.add_argument("--params", required=True, metavar="N", help="non-embedding parameters, e.g. 350M or 1.3e9")
+    rec.add_argument("--tokens", required=True, metavar="D", help="training tokens, e.g. 20B")
+    rec.add_argument("--seq-len", type=positive_int, help="tokens per sequence: gives the batch in sequences and the steps")
+    rec.add_argument("--batch", type=positive_float, metavar="SEQS",
+                     help="batch size in sequences for the Power scheduler (default: the Step Law batch)")
+    rec.add_argument("--json", action="store_true", help="print the recommendation as JSON")
+    rec.add_argument("--strict", action="store_true", help="exit with status 1 when an input is outside a law's documented range")
+
     f = sub.add_parser("forecast", help="fit a loss-curve law and predict any schedule's loss")
     fs = f.add_subparsers(dest="forecast_command", metavar="ACTION", parser_class=parser_class)
     fit = fs.add_parser("fit", help="fit a law to runs: cadence run folders or step,lr,loss CSV files")
@@ -76,6 +86,37 @@ def _plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, overwrite
     atomic_write(target, lambda tmp: fig.savefig(tmp, dpi=110, format=target.suffix.lstrip(".")))
     plt.close(fig)
     print(f"wrote {target}", file=sys.stderr)
+
+
+def recommend(args) -> int:
+    import json
+
+    from cadence.forecast.hyper import recommend as advise
+
+    advice = advise(args.params, args.tokens, seq_len=args.seq_len, batch_sequences=args.batch)
+    if args.json:
+        print(json.dumps([a.to_dict() for a in advice], indent=2))
+    else:
+        for i, a in enumerate(advice):
+            print(("\n" if i else "") + f"{a.law}  ({a.source})")
+            for line in a.formula:
+                print(f"  {line}")
+            for key, value in a.values.items():
+                print(f"  {key:18s} {value:.3g}" if "lr" in key else f"  {key:18s} {value:,.0f}")
+            if a.spec:
+                print(f"  {'cadence spec':18s} {a.spec}")
+            print(f"  {'documented range':18s} {a.documented}")
+            print(f"  {'in range':18s} {'yes' if a.in_range else 'NO'}")
+            for flag in a.flags:
+                print(f"  ! {flag}")
+            for note in a.notes:
+                print(f"  note: {note}")
+        if len(advice) == 1:
+            print("\n(pass --seq-len to get the batch in sequences, the run length in steps and the Power scheduler setting)")
+    flagged = [f for a in advice for f in a.flags]
+    if flagged:
+        print(f"cadence: warning: {len(flagged)} input(s) outside a law's documented range: {flagged[0]}", file=sys.stderr)
+    return 1 if flagged and args.strict else 0
 
 
 def run(args) -> None:
