@@ -20,7 +20,7 @@ from scipy.stats import qmc
 from cadence import __version__
 from cadence._atomic import atomic_write
 from cadence.forecast.curve import Curve, ForecastError
-from cadence.forecast.laws import LAWS, WARMUP, Law
+from cadence.forecast.laws import LAWS, Law, check_warmup
 
 __all__ = ["fit", "FittedLaw", "load", "scores"]
 
@@ -46,8 +46,7 @@ class FittedLaw:
     warmup: str = "skip"
 
     def __post_init__(self) -> None:
-        if self.warmup not in WARMUP:
-            raise ForecastError(f"warmup must be one of {', '.join(WARMUP)}, not {self.warmup!r}")
+        check_warmup(self.warmup)
 
     def _law(self) -> Law:
         return LAWS[self.law](warmup=self.warmup)
@@ -97,9 +96,7 @@ def load(path: "str | Path") -> FittedLaw:
     params = data.get("params", {})
     if set(params) != set(LAWS[law].params) or not all(isinstance(v, (int, float)) for v in params.values()):
         raise ForecastError(f"{path}: the {law} law needs parameters {', '.join(LAWS[law].params)}")
-    warmup = data.get("warmup", "skip")  # files written before the option existed skipped the warmup
-    if warmup not in WARMUP:
-        raise ForecastError(f"{path}: warmup must be one of {', '.join(WARMUP)}, not {warmup!r}")
+    warmup = check_warmup(data.get("warmup", "skip"), f"{path}: ")  # older files skipped the warmup
     return FittedLaw(law, {k: float(v) for k, v in params.items()}, float(data["lr_scale"]), data.get("report", {}),
                      warmup=warmup)
 
@@ -131,8 +128,6 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
         raise ForecastError("fit needs a non-empty list of Curve objects")
     if law not in LAWS:
         raise ForecastError(f"unknown law {law!r}; known: {', '.join(LAWS)}")
-    if warmup not in WARMUP:
-        raise ForecastError(f"warmup must be one of {', '.join(WARMUP)}, not {warmup!r}")
     model = LAWS[law](warmup=warmup)
     fixed = dict(fixed or {})
     unknown = set(fixed) - set(model.params)

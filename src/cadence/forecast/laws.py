@@ -16,9 +16,18 @@ from typing import ClassVar
 import numpy as np
 from scipy.signal import lfilter
 
-__all__ = ["Law", "MultiPower", "Annealing", "LAWS", "WARMUP", "register_law"]
+from cadence.forecast.curve import ForecastError
+
+__all__ = ["Law", "MultiPower", "Annealing", "LAWS", "WARMUP", "check_warmup", "register_law"]
 
 WARMUP = ("skip", "count")
+
+
+def check_warmup(value: str, where: str = "") -> str:
+    """``value`` if it is a warmup convention; a one-line ForecastError otherwise."""
+    if value not in WARMUP:
+        raise ForecastError(f"{where}warmup must be one of {', '.join(WARMUP)}, not {value!r}")
+    return value
 
 LAWS: dict[str, type["Law"]] = {}
 
@@ -48,9 +57,7 @@ class Law(abc.ABC):
     log_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, warmup: str = "skip") -> None:
-        if warmup not in WARMUP:
-            raise ValueError(f"warmup must be one of {', '.join(WARMUP)}, not {warmup!r}")
-        self.warmup = warmup
+        self.warmup = check_warmup(warmup)
 
     def decrements(self, lrs: np.ndarray) -> np.ndarray:
         return _decrements(lrs, skip_warmup=self.warmup == "skip")
