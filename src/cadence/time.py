@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from cadence.errors import DurationError
 
-__all__ = ["Unit", "Duration", "Rates", "Context", "parse_duration"]
+__all__ = ["Unit", "Duration", "Rates", "Context", "parse_duration", "parse_count"]
 
 
 class Unit(enum.Enum):
@@ -37,9 +37,9 @@ _UNIT_NAMES = {
     "dur": Unit.FRACTION, "%": Unit.FRACTION,
 }
 _MULTIPLIERS = {"": 1.0, "K": 1e3, "k": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
-_PATTERN = re.compile(
-    r"^\s*(?P<num>[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?P<mult>[KkMBGT]?)\s*(?P<unit>[a-z%]*)\s*$"
-)
+_NUMBER = r"(?P<num>[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?P<mult>[KkMBGT]?)"
+_PATTERN = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>[a-z%]*)\s*$")
+_COUNT = re.compile(rf"^\s*{_NUMBER}\s*$")
 _ALLOWED = "an int (steps) or a string like '500st', '20%', '0.2dur', '3ep', '2Mtok', '64Ksa'"
 
 
@@ -109,6 +109,18 @@ def parse_duration(value: "int | str | Duration", what: str = "duration") -> Dur
     if not math.isfinite(number):
         raise DurationError(f"{what}: {value!r} is not finite")
     return Duration(number, unit)
+
+
+def parse_count(value: "str | int | float", what: str = "count") -> float:
+    """A positive count without a unit, with the same K/M/B/T multipliers: ``1e9``, ``350M``, ``2T``."""
+    number = math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str) and (m := _COUNT.match(value)):
+        number = float(m["num"]) * _MULTIPLIERS[m["mult"]]
+    if not math.isfinite(number) or number <= 0:
+        raise DurationError(f"{what} must be a positive number such as 1e9, 350M, 1.5B or 2T; got {value!r}")
+    return number
 
 
 @dataclass(frozen=True)

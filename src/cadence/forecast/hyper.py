@@ -12,28 +12,12 @@ trained; docs/forecast.md says how each was established.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 from cadence.errors import CadenceError
+from cadence.time import parse_count
 
 __all__ = ["Advice", "step_law", "power_scheduler", "recommend", "parse_count"]
-
-_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
-
-
-def parse_count(text: "str | float | int", what: str) -> float:
-    """A positive count such as ``1e9``, ``350M``, ``1.5B`` or ``2T`` (suffixes K, M, B/G, T)."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = float(text)
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMbBgGtT]?)\s*", str(text))
-        if not m:
-            raise CadenceError(f"{what} must be a positive number such as 1e9, 350M, 1.5B or 2T; got {text!r}")
-        value = float(m[1]) * _SUFFIX[m[2].lower()]
-    if not math.isfinite(value) or value <= 0:
-        raise CadenceError(f"{what} must be a positive number such as 1e9, 350M, 1.5B or 2T; got {text!r}")
-    return value
 
 
 @dataclass
