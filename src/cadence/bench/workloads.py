@@ -123,13 +123,9 @@ class TinyLM(Workload):
     name: str = "tiny-lm"
     description: str = "byte-level causal transformer on the Python standard library's source"
     sizes: tuple[str, ...] = ("xs", "small", "medium")
-    default_size: str = "small"
-    batch_size: int = 32
     default_steps: int = 2000
-    eval_every: int = 50
     default_lr: str = "cosine(peak=2e-3, final=2e-4, warmup='5%')"
     weight_decay: float = 0.1
-    clip: float | None = 1.0
     context: int = 128
     val_fraction: float = 0.05
     val_batches: int = 16
