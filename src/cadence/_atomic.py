@@ -16,11 +16,11 @@ def _umask() -> int:
 
 def refuse_existing(path: "str | Path", overwrite: bool) -> Path:
     """Nothing a user made is replaced silently: an existing file needs ``overwrite``."""
-    from cadence.errors import CadenceError
+    from cadence.errors import ExistsError
 
     path = Path(path)
     if path.exists() and not overwrite:
-        raise CadenceError(f"{path} already exists; pass --overwrite to replace it")
+        raise ExistsError(path)
     return path
 
 

@@ -29,7 +29,7 @@ import torch
 from cadence import __version__
 from cadence._atomic import atomic_write
 from cadence.bench.workloads import get_workload, parameter_count
-from cadence.errors import CadenceError
+from cadence.errors import CadenceError, TrainingDiverged
 from cadence.schedules import parse
 from cadence.torch import Scheduler
 
@@ -37,10 +37,6 @@ __all__ = ["RunConfig", "train", "TrainingDiverged", "read_manifest", "RUN_FILES
 
 RUN_FILES = ("run.json", "metrics.csv", "timing.csv", "checkpoint.pt")
 OPTIMIZERS = ("adamw", "sgd")
-
-
-class TrainingDiverged(CadenceError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass

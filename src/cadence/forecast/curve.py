@@ -6,13 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cadence.errors import CadenceError
+from cadence.errors import ForecastError
 
 __all__ = ["Curve", "ForecastError"]
-
-
-class ForecastError(CadenceError):
-    """Bad forecasting input, or a fit that did not converge."""
 
 
 @dataclass(frozen=True, eq=False)

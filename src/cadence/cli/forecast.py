@@ -8,11 +8,14 @@ import sys
 
 import numpy as np
 
+from cadence.cli import common
 from cadence.errors import CadenceError
 from cadence.schedules import parse
 
+positive_int, positive_float = common.positive_int, common.positive_float
 
-def add_parser(sub, parser_class, positive_int, positive_float) -> None:
+
+def register(sub) -> None:
     rec = sub.add_parser("recommend", help="peak LR and batch size from the model and data size (Step Law, Power scheduler)")
     rec.add_argument("--params", required=True, metavar="N", help="non-embedding parameters, e.g. 350M or 1.3e9")
     rec.add_argument("--tokens", required=True, metavar="D", help="training tokens, e.g. 20B")
@@ -21,9 +24,11 @@ def add_parser(sub, parser_class, positive_int, positive_float) -> None:
                      help="batch size in sequences for the Power scheduler (default: the Step Law batch)")
     rec.add_argument("--json", action="store_true", help="print the recommendation as JSON")
     rec.add_argument("--strict", action="store_true", help="exit with status 1 when an input is outside a law's documented range")
+    rec.set_defaults(handler=recommend)
 
     f = sub.add_parser("forecast", help="fit a loss-curve law and predict any schedule's loss")
-    fs = f.add_subparsers(dest="forecast_command", metavar="ACTION", parser_class=parser_class)
+    f.set_defaults(handler=run)
+    fs = f.add_subparsers(dest="forecast_command", metavar="ACTION", parser_class=common.Parser)
     fit = fs.add_parser("fit", help="fit a law to runs: cadence run folders or step,lr,loss CSV files")
     fit.add_argument("runs", nargs="+", metavar="RUN")
     fit.add_argument("--law", choices=["multipower", "annealing"], default="multipower")
@@ -151,9 +156,7 @@ def run(args) -> None:
         if args.plot:
             _plot({"prediction": (lrs, losses)}, args.plot, args.overwrite, f"{law.law} law prediction")
     elif cmd == "rank":
-        from cadence.cli import parse_named
-
-        named = parse_named(args.schedule, "--schedule", "NAME=SPEC")
+        named = common.parse_named(args.schedule, "--schedule", "NAME=SPEC")
         results = {}
         for name, spec in named.items():
             lrs = parse(spec).values(args.total)

@@ -1,0 +1,72 @@
+"""``cadence schedule``, ``cadence list``, ``cadence gallery``: look at schedules before training."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from cadence.cli import common
+from cadence.schedules import COMBINATORS, FAMILIES, parse
+from cadence.time import Unit
+
+
+def register(sub) -> None:
+    p = common.command(sub, "schedule", "print or plot one schedule")
+    p.add_argument("spec", metavar="SPEC", help="a schedule call, e.g. \"cosine(peak=3e-4, warmup=200)\"")
+    p.add_argument("--total", type=common.positive_int, required=True, help="optimizer steps in the run")
+    p.add_argument("--csv", action="store_true", help="print step,value rows")
+    p.add_argument("--plot", metavar="PATH", help="draw the schedule to a .png/.pdf/.svg file")
+    p.add_argument("--unit", default="st", choices=["st", "sa", "tok", "ep", "dur"],
+                   help="second x axis of the plot (needs the matching rates)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing plot file")
+    common.add_rates(p)
+    p.set_defaults(handler=_cmd_schedule)
+
+    sub.add_parser("list", help="list schedule families and combinators with their parameters").set_defaults(
+        handler=lambda args: _cmd_list())
+
+    g = sub.add_parser("gallery", help="draw every family in one figure")
+    g.add_argument("--out", default="gallery.png", help="figure path (default: gallery.png)")
+    g.add_argument("--total", type=common.positive_int, default=1000, help="steps per panel (default: 1000)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    g.set_defaults(handler=_cmd_gallery)
+
+
+def _cmd_schedule(args) -> None:
+    schedule = parse(args.spec)
+    rates = common.rates(args)
+    values = schedule.values(args.total, rates)
+    if args.csv:
+        out = sys.stdout
+        out.write("step,value\n")
+        out.writelines(f"{i},{v!r}\n" for i, v in enumerate(values.tolist()))
+    if args.plot:
+        from cadence.plotting import plot_schedule
+
+        path = plot_schedule(schedule, args.total, args.plot, rates=rates, unit=Unit(args.unit), overwrite=args.overwrite)
+        print(f"wrote {path}", file=sys.stderr if args.csv else sys.stdout)
+    if not args.csv and not args.plot:
+        i_max = int(np.argmax(values))
+        print(schedule.spec())
+        print(f"steps: {args.total}   first: {values[0]:.6g}   max: {values[i_max]:.6g} (step {i_max})   "
+              f"last: {values[-1]:.6g}   mean: {values.mean():.6g}")
+        print("(add --csv for every step, --plot PATH for a figure)")
+
+
+def _cmd_list() -> None:
+    for title, classes in (("families", FAMILIES), ("combinators", COMBINATORS)):
+        print(f"{title}:")
+        for cls in classes:
+            print(f"  {cls.name}({', '.join(cls.parameters())})")
+            print(f"      {cls.formula}")
+            if cls.source and cls.source != "-":
+                print(f"      source: {cls.source}")
+    print("\ndurations: an int (steps) or '500st', '20%', '0.2dur', '3ep', '2Mtok', '64Ksa'")
+    print("conventions: run of T steps uses steps 0..T-1; warmup W ramps peak*i/W; after it p = (i-W)/(T-W)")
+
+
+def _cmd_gallery(args) -> None:
+    from cadence.plotting import gallery
+
+    print(f"wrote {gallery(args.out, args.total, overwrite=args.overwrite)}")

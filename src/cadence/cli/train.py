@@ -1,0 +1,161 @@
+"""``cadence workloads``, ``cadence run``, ``cadence bench``, ``cadence report``: train and compare."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cadence.cli import common
+from cadence.errors import CadenceError
+from cadence.schedules import parse
+
+
+def register(sub) -> None:
+    sub.add_parser("workloads", help="list the training workloads").set_defaults(handler=lambda args: _cmd_workloads())
+
+    r = common.command(sub, "run", "train one workload under a plan (resumable)")
+    r.add_argument("workload", nargs="?", help="tiny-lm, digits, digits-cnn or logreg (omit with --resume)")
+    r.add_argument("--lr", metavar="SPEC", help="learning-rate schedule (default: the workload's)")
+    r.add_argument("--set", metavar="FIELD=SPEC", action="append", default=[],
+                   help="drive another optimizer field, e.g. --set weight_decay=\"linear(peak=0.1)\"")
+    r.add_argument("--steps", type=common.positive_int, help="optimizer steps (default: the workload's)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", required=True, metavar="DIR", help="run folder")
+    r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    r.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    _add_training(r)
+    r.add_argument("--checkpoint-every", type=common.positive_int, default=100, metavar="K")
+    r.set_defaults(handler=_cmd_run)
+
+    b = common.command(sub, "bench", "compare plans over seeds on one workload and write a report")
+    b.add_argument("workload", help="tiny-lm, digits, digits-cnn or logreg")
+    b.add_argument("--plan", metavar="NAME=SPEC", action="append", default=[], help="a plan (LR schedule); repeat")
+    b.add_argument("--quick", action="store_true",
+                   help="tiny-lm only: cosine, linear, WSD (1-sqrt, 20%%) and REX at equal budget, in minutes")
+    b.add_argument("--seeds", type=common.positive_int, help="seeds per plan (default 3; --quick: 1)")
+    b.add_argument("--steps", type=common.positive_int, help="steps per run (default: the workload's)")
+    b.add_argument("--out", metavar="DIR", help="comparison folder (default: out/bench-WORKLOAD)")
+    b.add_argument("--jobs", type=common.positive_int, default=1, help="runs in parallel processes")
+    b.add_argument("--baseline", metavar="NAME", help="plan to compare against (default: the first)")
+    b.add_argument("--target", type=float, help="target validation loss (default: the baseline's final loss)")
+    b.add_argument("--set", metavar="FIELD=SPEC", action="append", default=[],
+                   help="drive another optimizer field the same way in every plan")
+    b.add_argument("--overwrite", action="store_true", help="replace a comparison with other settings in --out")
+    _add_training(b)
+    b.set_defaults(handler=_cmd_bench)
+
+    rp = sub.add_parser("report", help="rewrite the report of a comparison folder")
+    rp.add_argument("folder")
+    rp.set_defaults(handler=_cmd_report)
+
+
+def _add_training(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", help="model size (see 'cadence workloads')")
+    p.add_argument("--batch-size", type=common.positive_int)
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    p.add_argument("--weight-decay", type=float, help="base weight decay (default: the workload's)")
+    p.add_argument("--eval-every", type=common.positive_int, metavar="K", help="steps between validation measurements")
+    p.add_argument("--threads", type=common.positive_int, help="torch threads per run")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _fields(items: list[str]) -> dict[str, str]:
+    fields = common.parse_named(items, "--set", "FIELD=SPEC, e.g. weight_decay=\"linear(peak=0.1)\"")
+    if "lr" in fields:
+        raise CadenceError("use --lr for the learning rate, not --set lr=...")
+    return fields
+
+
+def _torch_extra():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise CadenceError("training needs torch: pip install -c constraints.txt 'cadence[bench]'") from None
+
+
+def _cmd_workloads() -> None:
+    _torch_extra()
+    from cadence.bench.workloads import WORKLOADS
+
+    for name, cls in WORKLOADS.items():
+        w = cls()
+        print(f"{name}: {w.description}")
+        print(f"    sizes: {', '.join(w.sizes)} (default {w.default_size}); batch {w.batch_size}; "
+              f"default {w.default_steps} steps; eval every {w.eval_every}")
+        print(f"    default lr: {w.default_lr}; weight decay {w.weight_decay}; clip {w.clip}")
+
+
+def _cmd_run(args) -> int:
+    _torch_extra()
+    from cadence.bench.runner import RunConfig, read_manifest, train
+    from cadence.bench.workloads import get_workload
+
+    if args.workload is None:
+        if not args.resume:
+            raise CadenceError("name a WORKLOAD (tiny-lm, digits, digits-cnn, logreg), or pass --resume --out DIR")
+        manifest = read_manifest(args.out)
+        if manifest is None:
+            raise CadenceError(f"cannot resume: {args.out} holds no cadence run (no run.json)")
+        config = RunConfig(**manifest["config"])
+        config.workload = ""  # take everything from the manifest
+    else:
+        w = get_workload(args.workload)
+        config = RunConfig(workload=args.workload, plan={"lr": parse(args.lr or w.default_lr).spec(), **_fields(args.set)},
+                           steps=args.steps or w.default_steps, seed=args.seed, size=args.size,
+                           batch_size=args.batch_size, optimizer=args.optimizer, weight_decay=args.weight_decay,
+                           eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, device=args.device)
+    if args.seed < 0:
+        raise CadenceError(f"--seed must be >= 0; got {args.seed}")
+    manifest = train(config, args.out, resume=args.resume, overwrite=args.overwrite,
+                     progress=not args.no_progress and sys.stderr.isatty(), threads=args.threads)
+    from cadence.bench.report import load_metrics
+
+    m = load_metrics(f"{args.out}/metrics.csv")
+    print(f"{manifest['config']['workload']} seed {manifest['config']['seed']}: {manifest['status']} at step "
+          f"{manifest['step']}; final train loss {m['train_loss'][-1]:.4f}, val loss {m['val_loss'][-1]:.4f}; "
+          f"{manifest.get('train_seconds', 0):.1f}s training")
+    print(f"metrics: {args.out}/metrics.csv")
+    return 0
+
+
+def _cmd_bench(args) -> None:
+    _torch_extra()
+    from cadence.bench.compare import QUICK, BenchConfig, run_bench
+    from cadence.bench.workloads import get_workload
+
+    w = get_workload(args.workload)
+    if args.quick:
+        if args.workload != QUICK["workload"]:
+            raise CadenceError(f"--quick is defined for {QUICK['workload']} only")
+        if args.plan:
+            raise CadenceError("--quick brings its own plans; drop --plan or drop --quick")
+        plans = dict(QUICK["plans"])
+        defaults = QUICK
+    else:
+        plans = common.parse_named(args.plan, "--plan", "NAME=SPEC, e.g. cos=\"cosine(peak=1e-3)\"")
+        if not plans:
+            raise CadenceError("give at least one --plan NAME=SPEC (or --quick for tiny-lm)")
+        defaults = {}
+    config = BenchConfig(
+        workload=args.workload, plans=plans,
+        steps=args.steps or defaults.get("steps") or w.default_steps,
+        seeds=args.seeds or defaults.get("seeds") or 3,
+        size=args.size or defaults.get("size"), batch_size=args.batch_size, optimizer=args.optimizer,
+        weight_decay=args.weight_decay, eval_every=args.eval_every or defaults.get("eval_every"),
+        device=args.device, channels=_fields(args.set), baseline=args.baseline or defaults.get("baseline"), target=args.target,
+    )
+    out = args.out or f"out/bench-{args.workload}" + ("-quick" if args.quick else "")
+    log = (lambda msg: None) if args.no_progress else (lambda msg: print(msg, file=sys.stderr))
+    result = run_bench(config, out, jobs=args.jobs, overwrite=args.overwrite, progress=not args.no_progress, log=log,
+                       threads=args.threads)
+    print(result["table"])
+    print(f"\nreport: {result['report']}")
+
+
+def _cmd_report(args) -> None:
+    from cadence.bench.report import write_report
+
+    result = write_report(args.folder)
+    print(result["table"])
+    print(f"\nreport: {result['report']}")
