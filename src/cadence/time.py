@@ -7,6 +7,11 @@ is unknown is an error, never a guess.
 
 Duration strings: ``"500st"``, ``"20%"``, ``"0.2dur"``, ``"3ep"``, ``"2Mtok"``, ``"64Ksa"``;
 ``K``, ``M``, ``B``, ``T`` multiply by 1e3, 1e6, 1e9, 1e12. A plain int is a number of steps.
+
+Steps are counted in float64, which holds every whole number up to ``MAX_TOTAL_STEPS``
+(2**53) exactly; a run, a step or a duration in steps beyond it is refused (LimitError).
+The duration grammar is matched by a regular expression without nested or adjacent
+repetition, so reading a string takes time linear in its length.
 """
 
 from __future__ import annotations
@@ -16,9 +21,13 @@ import math
 import re
 from dataclasses import dataclass
 
-from cadence.errors import DurationError
+import numpy as np
 
-__all__ = ["Unit", "Duration", "Rates", "Context", "parse_duration", "parse_count"]
+from cadence.errors import DurationError, LimitError
+
+__all__ = ["Unit", "Duration", "Rates", "Context", "parse_duration", "parse_count", "MAX_TOTAL_STEPS"]
+
+MAX_TOTAL_STEPS = 2**53  # the largest step count float64 holds exactly, with every whole number below it
 
 
 class Unit(enum.Enum):
@@ -37,9 +46,11 @@ _UNIT_NAMES = {
     "dur": Unit.FRACTION, "%": Unit.FRACTION,
 }
 _MULTIPLIERS = {"": 1.0, "K": 1e3, "k": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
-_NUMBER = r"(?P<num>[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?P<mult>[KkMBGT]?)"
-_PATTERN = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>[a-z%]*)\s*$")
-_COUNT = re.compile(rf"^\s*{_NUMBER}\s*$")
+# Matched against the stripped string. No two repetitions can share a character (the old
+# ``[0-9]*\.?[0-9]+`` and ``\s*[KkMBGT]?\s*`` could, which made a long string take cubic time).
+_NUMBER = r"(?P<num>(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)(?:\s*(?P<mult>[KkMBGT]))?"
+_PATTERN = re.compile(rf"{_NUMBER}\s*(?P<unit>[a-z%]*)")
+_COUNT = re.compile(_NUMBER)
 _ALLOWED = "an int (steps) or a string like '500st', '20%', '0.2dur', '3ep', '2Mtok', '64Ksa'"
 
 
@@ -49,6 +60,17 @@ class Duration:
 
     value: float
     unit: Unit
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.unit, Unit):
+            raise DurationError(f"a Duration's unit must be a cadence.time.Unit; got {_short(self.unit)}")
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float, np.integer, np.floating)) \
+                or not 0 <= _float(self.value) < math.inf:
+            raise DurationError(f"a Duration's value must be a finite number >= 0; got {_short(self.value)}")
+        if self.unit is Unit.FRACTION and not 0 < self.value <= 1:
+            raise DurationError(f"a fraction of the run must lie in (0, 1]; got {_short(self.value)}")
+        if self.unit is Unit.STEP and self.value > MAX_TOTAL_STEPS:
+            raise LimitError(f"a duration of {_short(self.value)} steps is more than {MAX_TOTAL_STEPS} (2**53) steps")
 
     def __str__(self) -> str:
         if self.unit is Unit.STEP:
@@ -67,6 +89,19 @@ class Duration:
         return rates.to_steps(self.value, self.unit, what=f"{what}={self}")
 
 
+def _check_steps(number: float, what: str, value) -> None:
+    if number > MAX_TOTAL_STEPS:
+        raise LimitError(f"{what}: {_short(value)} is more than {MAX_TOTAL_STEPS} steps (2**53, the most cadence counts exactly)")
+
+
+def _float(value) -> float:
+    """float(value), with ints too large for a float as infinity (float() raises OverflowError)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _fmt(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
 
@@ -76,50 +111,64 @@ def parse_duration(value: "int | str | Duration", what: str = "duration") -> Dur
     if isinstance(value, Duration):
         return value
     if isinstance(value, bool):
-        raise DurationError(f"{what} must be {_ALLOWED}; got {value!r}")
-    if isinstance(value, int):
+        raise DurationError(f"{what} must be {_ALLOWED}; got {_short(value)}")
+    if isinstance(value, (int, np.integer)):
+        value = int(value)
         if value < 0:
-            raise DurationError(f"{what} must be >= 0 steps; got {value}")
+            raise DurationError(f"{what} must be >= 0 steps; got {_short(value)}")
+        _check_steps(value, what, value)
         return Duration(float(value), Unit.STEP)
     if isinstance(value, float):
         if math.isfinite(value) and value >= 0 and value.is_integer():
+            _check_steps(value, what, value)
             return Duration(value, Unit.STEP)
         raise DurationError(
-            f"{what} must be {_ALLOWED}; got the float {value!r} (write a fraction as '20%' or '0.2dur')"
+            f"{what} must be {_ALLOWED}; got the float {_short(value)} (write a fraction as '20%' or '0.2dur')"
         )
     if not isinstance(value, str):
-        raise DurationError(f"{what} must be {_ALLOWED}; got {type(value).__name__} {value!r}")
-    m = _PATTERN.match(value)
+        raise DurationError(f"{what} must be {_ALLOWED}; got {type(value).__name__} {_short(value)}")
+    m = _PATTERN.fullmatch(value.strip())
     if not m:
-        raise DurationError(f"{what}: cannot read {value!r}; expected {_ALLOWED}")
-    number = float(m["num"]) * _MULTIPLIERS[m["mult"]]
+        raise DurationError(f"{what}: cannot read {_short(value)}; expected {_ALLOWED}")
+    number = float(m["num"]) * _MULTIPLIERS[m["mult"] or ""]
     unit_name = m["unit"] or "st"
     if unit_name not in _UNIT_NAMES:
         known = ", ".join(sorted({u.value for u in Unit} | {"%"}))
-        raise DurationError(f"{what}: unknown unit {unit_name!r} in {value!r}; known units: {known}")
+        raise DurationError(f"{what}: unknown unit {_short(unit_name)} in {_short(value)}; known units: {known}")
     unit = _UNIT_NAMES[unit_name]
+    if not math.isfinite(number):
+        raise DurationError(f"{what}: {_short(value)} is not finite")
     if unit_name == "%":
         if m["mult"]:
-            raise DurationError(f"{what}: {value!r} mixes a K/M/B/T multiplier with '%'")
+            raise DurationError(f"{what}: {_short(value)} mixes a K/M/B/T multiplier with '%'")
         number /= 100.0
     if unit is Unit.FRACTION and not 0.0 < number <= 1.0:
-        raise DurationError(f"{what}: fraction {value!r} is outside (0, 1] (that is, above 0% and at most 100%)")
-    if unit is Unit.STEP and not number.is_integer():
-        raise DurationError(f"{what}: {value!r} is not a whole number of steps")
-    if not math.isfinite(number):
-        raise DurationError(f"{what}: {value!r} is not finite")
+        raise DurationError(f"{what}: fraction {_short(value)} is outside (0, 1] (that is, above 0% and at most 100%)")
+    if unit is Unit.STEP:
+        if not number.is_integer():
+            raise DurationError(f"{what}: {_short(value)} is not a whole number of steps")
+        _check_steps(number, what, value)
     return Duration(number, unit)
+
+
+def _short(value, limit: int = 60) -> str:
+    """repr of a user's value, cut to one readable piece (a duration string may be very long)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int with more digits than Python converts to text
+        return f"an int of {value.bit_length()} bits"
+    return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-3:]} ({len(text)} characters)"
 
 
 def parse_count(value: "str | int | float", what: str = "count") -> float:
     """A positive count without a unit, with the same K/M/B/T multipliers: ``1e9``, ``350M``, ``2T``."""
     number = math.nan
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str) and (m := _COUNT.match(value)):
-        number = float(m["num"]) * _MULTIPLIERS[m["mult"]]
+        number = _float(value)
+    elif isinstance(value, str) and (m := _COUNT.fullmatch(value.strip())):
+        number = float(m["num"]) * _MULTIPLIERS[m["mult"] or ""]
     if not math.isfinite(number) or number <= 0:
-        raise DurationError(f"{what} must be a positive number such as 1e9, 350M, 1.5B or 2T; got {value!r}")
+        raise DurationError(f"{what} must be a positive number such as 1e9, 350M, 1.5B or 2T; got {_short(value)}")
     return number
 
 
@@ -134,8 +183,16 @@ class Rates:
     def __post_init__(self) -> None:
         for name in ("samples_per_step", "tokens_per_sample", "steps_per_epoch"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
-                raise DurationError(f"{name} must be a positive finite number; got {v!r}")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
+                                  or not 0 < _float(v) < math.inf):
+                raise DurationError(f"{name} must be a positive finite number; got {_short(v)}", field=name)
+        if self.tokens_per_step is not None and not 0 < self.tokens_per_step < math.inf:
+            raise DurationError(f"samples_per_step * tokens_per_sample must be a positive finite number of tokens per "
+                                f"step; {self.samples_per_step!r} * {self.tokens_per_sample!r} gives {self.tokens_per_step!r}",
+                                field="tokens_per_sample")
+        if self.steps_per_epoch is not None and not 1.0 / float(self.steps_per_epoch) > 0:
+            raise DurationError(f"steps_per_epoch is too large to convert epochs; got {self.steps_per_epoch!r}",
+                                field="steps_per_epoch")
 
     @property
     def tokens_per_step(self) -> float | None:
@@ -166,7 +223,10 @@ class Rates:
         raise DurationError(f"{what}: a fraction of the run has no per-step rate")
 
     def to_steps(self, amount: float, unit: Unit, what: str = "conversion") -> float:
-        return amount / self.per_step(unit, what)
+        steps = amount / self.per_step(unit, what)
+        if not math.isfinite(steps):
+            raise DurationError(f"{what} is too many steps to count at this run's rates ({steps!r})")
+        return steps
 
     def from_steps(self, steps, unit: Unit, what: str = "conversion"):
         """Steps (a number or numpy array) converted to ``unit``."""

@@ -1,8 +1,15 @@
 """The schedule contract and the pieces every family shares.
 
 A schedule is a pure function of the run's clock. ``_evaluate(t, ctx)`` maps a float64
-array of step indices to values; everything else (one step, the whole run, the torch
-binding) goes through it, so a value never depends on how it was asked for.
+array of step indices to values; everything else (one step, the whole run, a range of it
+in chunks, the torch binding) goes through it, so a value never depends on how it was
+asked for.
+
+Robustness contract (docs/schedules.md, "Limits" and "Values"): every public method raises
+only :mod:`cadence.errors` types for bad input; a schedule gives finite values >= 0 at
+every step it is asked for, or the call raises ScheduleError naming the step; work
+is linear in the number of values and in the size of the spec, and the limits in
+:mod:`cadence.schedules.limits` bound the rest.
 """
 
 from __future__ import annotations
@@ -14,10 +21,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cadence.errors import ScheduleError
+from cadence.errors import CadenceError, DurationError, LimitError, ScheduleError
+from cadence.schedules.limits import CHUNK, MAX_DEPTH, MAX_ITEMS, MAX_TOTAL_STEPS, MAX_VALUES, SUMMARY_POINTS
 from cadence.time import Context, Duration, Rates, parse_duration
 
-__all__ = ["Schedule", "SHAPES", "WARMUP_SHAPES", "interpolate", "with_warmup"]
+__all__ = ["Schedule", "SHAPES", "WARMUP_SHAPES", "interpolate", "with_warmup", "evaluate_with"]
 
 # Decay shapes go from a (p=0) to b (p=1).
 SHAPES = ("linear", "cosine", "1-sqrt", "exp", "rex")
@@ -59,6 +67,34 @@ def with_warmup(t: np.ndarray, warmup: float, values: np.ndarray, target, shape:
     return np.where(t < warmup, ramp, values)
 
 
+def evaluate_with(schedule: "Schedule", t: np.ndarray, ctx: Context, *points: float):
+    """``schedule`` at the steps ``t`` and at a few more ``points``, in one call.
+
+    A combinator that needs its child's value at an anchor (where a warmup ramps to, where
+    a decay starts) asks for it together with the child's values: one call per level keeps
+    nested combinators linear in their depth; two calls per level would double per level.
+    Returns (values at t, values at points).
+    """
+    n = t.shape[0]
+    both = np.broadcast_to(schedule._evaluate(np.concatenate([t, np.asarray(points, dtype=np.float64)]), ctx),
+                           (n + len(points),))
+    return both[:n], both[n:]
+
+
+def groups(index: np.ndarray, count: int):
+    """(k, positions of ``index == k``) for each k in range(count) that occurs, in O(n log n + count)."""
+    order = np.argsort(index, kind="stable")
+    edges = np.searchsorted(index[order], np.arange(count + 1))
+    for k in range(count):
+        if edges[k + 1] > edges[k]:
+            yield k, order[edges[k]:edges[k + 1]]
+
+
+def short(text: str, limit: int = 80) -> str:
+    """A spec cut to a readable length for a one-line message (a spec may be 100,000 characters)."""
+    return text if len(text) <= limit else f"{text[:limit - 4]} ..."
+
+
 def _format(value: Any) -> str:
     if isinstance(value, Schedule):
         return value.spec()
@@ -71,12 +107,28 @@ def _format(value: Any) -> str:
     return repr(value)
 
 
+def _children(value: Any):
+    if isinstance(value, Schedule):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            if isinstance(v, Schedule):
+                yield v
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 class Schedule(abc.ABC):
     """Base class: a pure function of the step, vectorised over numpy arrays.
 
     Subclasses set ``name`` (the spec name), ``formula`` and ``source`` (for ``cadence list``),
     call ``super().__init__(**params)`` with their constructor arguments as given, validate
     them, and implement ``_evaluate`` and, when the run's length matters, ``_check``.
+
+    Every value parameter of a built-in schedule is >= 0 (``clip``'s floor and ceiling and
+    ``scale``'s factor included), so every built-in schedule is >= 0 at every step.
     """
 
     name: ClassVar[str] = ""
@@ -86,48 +138,176 @@ class Schedule(abc.ABC):
 
     def __init__(self, **params: Any) -> None:
         self.params = params
+        for key, value in params.items():
+            if isinstance(value, (list, tuple)) and len(value) > MAX_ITEMS:
+                raise LimitError(f"{self.name}: {key} has {len(value)} entries; at most {MAX_ITEMS} are allowed")
+        self.depth = 1 + max((c.depth for v in params.values() for c in _children(v)), default=0)
+        if self.depth > MAX_DEPTH:
+            raise LimitError(f"{self.name}: schedules are nested {self.depth} deep; at most {MAX_DEPTH} levels are allowed")
 
     # -- the contract -----------------------------------------------------------------
     @abc.abstractmethod
     def _evaluate(self, t: np.ndarray, ctx: Context) -> np.ndarray:
-        """Values at the float64 step array ``t`` in the run described by ``ctx``."""
+        """Values at the 1-D float64 step array ``t`` in the run described by ``ctx``.
+
+        May return anything that broadcasts to ``t.shape``. ``t`` may hold negative
+        positions (a piece's clock before it starts); values there are discarded by the
+        caller. Evaluate each child once per call (see :func:`evaluate_with`).
+        """
 
     def _check(self, ctx: Context) -> None:
         """Raise ScheduleError if the schedule does not fit the run in ``ctx``."""
 
     def bind(self, total_steps: int | None = None, rates: Rates | None = None) -> Context:
-        """Validate against a run and return its context."""
+        """Validate against a run and return its context.
+
+        Besides the run's shape, the values at step 0, the last step and seven steps between
+        are computed: a schedule that overflows, goes NaN or negative there is refused here,
+        not during training.
+        """
         if total_steps is not None:
-            if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
-                raise ScheduleError(f"total_steps must be a positive int; got {total_steps!r}")
+            if not _is_int(total_steps) or total_steps < 1:
+                raise ScheduleError(f"total_steps must be a positive int; got {_short_value(total_steps)}",
+                                    field="total_steps")
+            if total_steps > MAX_TOTAL_STEPS:
+                raise LimitError(f"total_steps is {_short_value(total_steps)}; at most {MAX_TOTAL_STEPS} (2**53) steps "
+                                 "are counted exactly", field="total_steps")
             total_steps = int(total_steps)
         elif self.needs_total:
-            raise ScheduleError(f"{self.name}() needs the run's total_steps")
+            raise ScheduleError(f"{self.name}() needs the run's total_steps", field="total_steps")
+        if rates is not None and not isinstance(rates, Rates):
+            raise ScheduleError(f"rates must be a cadence.time.Rates; got {type(rates).__name__}")
         ctx = Context(total_steps, rates or Rates())
         self._check(ctx)
+        if total_steps is not None:
+            self.evaluate(np.unique(np.round(np.linspace(0, total_steps - 1, 9))), ctx)
         return ctx
 
     def evaluate(self, steps, ctx: Context) -> np.ndarray:
-        """Values at ``steps`` (any array of step indices) in an already bound context."""
-        t = np.asarray(steps, dtype=np.float64)
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            out = self._evaluate(t, ctx)
-        return np.broadcast_to(np.asarray(out, dtype=np.float64), t.shape).copy()
+        """Values at ``steps`` (any array of step indices >= 0) in a context from :meth:`bind`.
 
-    def values(self, total_steps: int, rates: Rates | None = None) -> np.ndarray:
-        """One value per optimizer step 0..total_steps-1."""
+        Long arrays are evaluated ``CHUNK`` steps at a time, so memory beyond the result
+        stays bounded. Raises ScheduleError at the first step whose value is not finite or
+        is negative.
+        """
+        try:
+            t = np.asarray(steps, dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise ScheduleError(f"steps must be numbers; got {_short_value(steps)}") from None
+        if t.size > MAX_VALUES:
+            raise LimitError(f"{t.size} steps asked for at once; at most {MAX_VALUES} values are made in one call "
+                             "(use chunks() for longer ranges)")
+        flat = t.ravel()
+        bad = ~((flat >= 0) & (flat <= MAX_TOTAL_STEPS))  # also catches NaN
+        if bad.any():
+            raise ScheduleError(f"steps must lie in [0, {MAX_TOTAL_STEPS}]; got {float(flat[np.argmax(bad)])!r}")
+        out = np.empty_like(flat)
+        for lo in range(0, flat.size, CHUNK):
+            out[lo:lo + CHUNK] = self._evaluate_checked(flat[lo:lo + CHUNK], ctx)
+        return out.reshape(t.shape)
+
+    def _evaluate_checked(self, t: np.ndarray, ctx: Context) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            try:
+                out = np.broadcast_to(np.asarray(self._evaluate(t, ctx), dtype=np.float64), t.shape)
+            except (ArithmeticError, ValueError, TypeError) as e:
+                if isinstance(e, CadenceError):
+                    raise
+                raise ScheduleError(f"{short(self.spec())} cannot be evaluated: {type(e).__name__}: {e}") from None
+        bad = ~((out >= 0) & (out < np.inf))  # NaN fails both
+        if bad.any():
+            i = int(np.argmax(bad))
+            v = float(out[i])
+            rule = "finite" if not math.isfinite(v) else ">= 0"
+            raise ScheduleError(f"{short(self.spec())} gives {v!r} at step {_step_text(t[i])}; a schedule's values "
+                                f"must be {rule} (change the parameter that makes it so, or shorten the run)")
+        return out
+
+    def values(self, total_steps: int, rates: Rates | None = None, *, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """One value per optimizer step ``start..stop-1`` (default: the whole run, 0..total_steps-1).
+
+        Equal, bit for bit, to the same steps of the whole run. At most ``MAX_VALUES`` values
+        per call; :meth:`chunks` streams any range.
+        """
         ctx = self.bind(total_steps, rates)
-        return self.evaluate(np.arange(ctx.total, dtype=np.float64), ctx)
+        start, stop = self._range(ctx, start, stop)
+        if stop - start > MAX_VALUES:
+            field = "total_steps" if (start, stop) == (0, ctx.total) else "stop"
+            raise LimitError(f"{stop - start} values asked for; at most {MAX_VALUES} (2**26) are made in one call "
+                             "(stream longer runs with chunks())", field=field)
+        return self.evaluate(np.arange(start, stop, dtype=np.float64), ctx)
 
-    def at(self, step: int, total_steps: int | None = None, rates: Rates | None = None) -> float:
+    def chunks(self, total_steps: int, rates: Rates | None = None, *, start: int = 0, stop: int | None = None,
+               size: int = CHUNK):
+        """The values of steps ``start..stop-1`` as ``(first_step, array)`` pieces of ``size`` steps.
+
+        Same numbers as :meth:`values`; memory stays at one piece whatever the range. The run
+        is validated here, before the first piece is made.
+        """
+        ctx = self.bind(total_steps, rates)
+        start, stop = self._range(ctx, start, stop)
+        if not _is_int(size) or not 1 <= size <= MAX_VALUES:
+            raise ScheduleError(f"size must be an int in [1, {MAX_VALUES}]; got {_short_value(size)}")
+        size = int(size)
+
+        def pieces():
+            for lo in range(start, stop, size):
+                hi = min(lo + size, stop)
+                yield lo, self.evaluate(np.arange(lo, hi, dtype=np.float64), ctx)
+        return pieces()
+
+    def _range(self, ctx: Context, start, stop) -> tuple[int, int]:
+        if stop is None:
+            if ctx.total is None:
+                raise ScheduleError(f"{self.name}(): give stop (or total_steps) to say which steps", field="stop")
+            stop = ctx.total
+        for name, v in (("start", start), ("stop", stop)):
+            if not _is_int(v) or not 0 <= v <= MAX_TOTAL_STEPS:
+                raise ScheduleError(f"{name} must be an int in [0, {MAX_TOTAL_STEPS}]; got {_short_value(v)}", field=name)
+        if stop < start:
+            raise ScheduleError(f"stop ({stop}) is before start ({start})", field="stop")
+        return int(start), int(stop)
+
+    def value_at(self, step: int, total_steps: int | None = None, rates: Rates | None = None) -> float:
         """The value at one step; equal to ``values(total_steps)[step]`` bit for bit."""
         ctx = self.bind(total_steps, rates)
-        return float(self.evaluate(np.array([step], dtype=np.float64), ctx)[0])
+        if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, float, np.integer, np.floating)):
+            raise ScheduleError(f"step must be a number >= 0; got {_short_value(step)}", field="step")
+        return float(self.evaluate(np.array([_finite_float(step)], dtype=np.float64), ctx)[0])
+
+    def at(self, step: int, total_steps: int | None = None, rates: Rates | None = None) -> float:
+        """Alias of :meth:`value_at`, kept for code written before 0.2 (``join``, ``decay_from``
+        and ``rewarm`` used to hide it behind their ``at`` parameter)."""
+        return self.value_at(step, total_steps, rates)
 
     def __call__(self, step, total_steps: int | None = None, rates: Rates | None = None):
         ctx = self.bind(total_steps, rates)
         out = self.evaluate(step, ctx)
         return float(out) if np.ndim(step) == 0 else out
+
+    def summary(self, total_steps: int, rates: Rates | None = None) -> dict[str, Any]:
+        """first, last, max (and its step) and mean of the run, in bounded memory.
+
+        Exact for runs of at most ``MAX_VALUES`` steps (streamed in chunks); a longer run is
+        summarised from ``SUMMARY_POINTS`` evenly spaced steps, and ``sampled`` says how many.
+        """
+        ctx = self.bind(total_steps, rates)
+        total = ctx.total
+        if total <= MAX_VALUES:
+            best, best_at, acc = -np.inf, 0, 0.0
+            for lo, v in self.chunks(total, rates):
+                i = int(np.argmax(v))
+                if v[i] > best:
+                    best, best_at = float(v[i]), lo + i
+                acc += float(np.sum(v))
+            ends = self.evaluate(np.array([0.0, total - 1.0]), ctx)
+            return {"first": float(ends[0]), "last": float(ends[1]), "max": best, "argmax": best_at,
+                    "mean": acc / total, "sampled": None}
+        steps = np.unique(np.round(np.linspace(0, total - 1, SUMMARY_POINTS)))
+        v = self.evaluate(steps, ctx)
+        i = int(np.argmax(v))
+        return {"first": float(v[0]), "last": float(v[-1]), "max": float(v[i]), "argmax": int(steps[i]),
+                "mean": float(np.mean(v)), "sampled": int(steps.size)}
 
     # -- description --------------------------------------------------------------------
     def spec(self) -> str:
@@ -160,9 +340,9 @@ class Schedule(abc.ABC):
     # -- validation helpers for subclasses -------------------------------------------------
     def _number(self, what: str, value: Any, *, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ScheduleError(f"{self.name}: {what} must be a number; got {value!r}")
-        value = float(value)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ScheduleError(f"{self.name}: {what} must be a number; got {_short_value(value)}")
+        value = _finite_float(value)
         if not math.isfinite(value):
             raise ScheduleError(f"{self.name}: {what} must be finite; got {value!r}")
         if low is not None and (value <= low if low_open else value < low):
@@ -172,26 +352,23 @@ class Schedule(abc.ABC):
         return value
 
     def _duration(self, what: str, value: Any) -> Duration:
-        from cadence.errors import DurationError
-
         try:
             return parse_duration(value, what=f"{self.name}: {what}")
         except DurationError as e:
             raise ScheduleError(str(e)) from None
 
     def _choice(self, what: str, value: Any, allowed: tuple[str, ...]) -> str:
-        if value not in allowed:
-            raise ScheduleError(f"{self.name}: {what} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+        if not isinstance(value, str) or value not in allowed:
+            raise ScheduleError(f"{self.name}: {what} must be one of {', '.join(map(repr, allowed))}; "
+                                f"got {_short_value(value)}")
         return value
 
     def _schedule(self, what: str, value: Any) -> "Schedule":
         if not isinstance(value, Schedule):
-            raise ScheduleError(f"{self.name}: {what} must be a schedule; got {value!r}")
+            raise ScheduleError(f"{self.name}: {what} must be a schedule; got {_short_value(value)}")
         return value
 
     def _steps(self, ctx: Context, what: str, duration: Duration) -> float:
-        from cadence.errors import DurationError
-
         try:
             return ctx.steps(duration, what=f"{self.name}: {what}")
         except DurationError as e:
@@ -205,3 +382,25 @@ class Schedule(abc.ABC):
         if used > ctx.total:
             parts = " + ".join(f"{k}={v:g}" for k, v in lengths.items())
             raise ScheduleError(f"{self.name}: {parts} steps is longer than the run ({ctx.total:g} steps)")
+
+
+def _short_value(value: Any, limit: int = 60) -> str:
+    """repr of a user's value, one readable piece of it (ints too long to print as text included)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int with more digits than Python converts to text
+        return f"an int of {value.bit_length()} bits"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-3:]} ({len(text)} characters)"
+
+
+def _finite_float(value: Any) -> float:
+    """float(value); an int too large for a float is inf (float() would raise OverflowError)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _step_text(t: float) -> str:
+    return str(int(t)) if float(t).is_integer() else repr(float(t))

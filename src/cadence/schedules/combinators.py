@@ -4,6 +4,10 @@ A child that runs for part of the run (a joined piece, the part after a warmup o
 re-warm) sees its own clock, starting at 0 where it begins, and its own span as the
 run's length: a fraction inside it is a fraction of its piece. Values at a step depend
 only on the step, so every combination resumes exactly.
+
+Each combinator evaluates each child once per call (anchor values such as "where the
+warmup ramps to" ride along with the child's other steps, see ``evaluate_with``), and a
+piece only on its own steps, so evaluation is linear in the nesting depth.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from cadence.errors import ScheduleError
-from cadence.schedules.base import SHAPES, WARMUP_SHAPES, Schedule, interpolate, with_warmup
-from cadence.time import Context
+from cadence.schedules.base import (
+    SHAPES, WARMUP_SHAPES, Schedule, _short_value, evaluate_with, groups, interpolate, with_warmup,
+)
+from cadence.time import MAX_TOTAL_STEPS, Context
 
 __all__ = ["Warmup", "Join", "Scale", "Clip", "DecayFrom", "Rewarm", "Replanned"]
 
@@ -22,7 +28,9 @@ def _piece(ctx: Context, length: float | None) -> Context:
 
 
 def _value_at(schedule: Schedule, step: float, ctx: Context) -> float:
-    return float(schedule.evaluate(np.array([step]), ctx)[0])
+    """One value of a child, for a check (evaluation uses evaluate_with instead)."""
+    with np.errstate(all="ignore"):
+        return float(np.broadcast_to(schedule._evaluate(np.array([float(step)]), ctx), (1,))[0])
 
 
 class Warmup(Schedule):
@@ -54,8 +62,7 @@ class Warmup(Schedule):
 
     def _evaluate(self, t, ctx):
         w, inner = self._inner(ctx)
-        body = self.schedule._evaluate(t - w, inner)
-        target = _value_at(self.schedule, 0.0, inner)
+        body, (target,) = evaluate_with(self.schedule, t - w, inner, 0.0)
         return with_warmup(t, w, body, target, self.shape, self.start)
 
 
@@ -72,7 +79,7 @@ class Join(Schedule):
         self.schedules = [self._schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)]
         if not isinstance(at, (list, tuple)) or len(at) != len(schedules) - 1:
             raise ScheduleError(f"join: at must list {len(schedules) - 1} boundaries (one fewer than the schedules); got {at!r}")
-        self.at = [self._duration(f"at[{i}]", b) for i, b in enumerate(at)]
+        self.boundaries = [self._duration(f"at[{i}]", b) for i, b in enumerate(at)]
 
     def spec(self) -> str:
         from cadence.schedules.base import _format
@@ -80,7 +87,7 @@ class Join(Schedule):
         return f"join({', '.join(s.spec() for s in self.schedules)}, at={_format(self.params['at'])})"
 
     def _bounds(self, ctx):
-        return [0.0] + [self._steps(ctx, f"at[{i}]", b) for i, b in enumerate(self.at)]
+        return [0.0] + [self._steps(ctx, f"at[{i}]", b) for i, b in enumerate(self.boundaries)]
 
     def _pieces(self, ctx):
         b = self._bounds(ctx)
@@ -90,7 +97,7 @@ class Join(Schedule):
     def _check(self, ctx):
         b = self._bounds(ctx)
         if any(y <= x for x, y in zip(b, b[1:])):
-            raise ScheduleError(f"join: boundaries must increase and start after step 0; got {[str(a) for a in self.at]}")
+            raise ScheduleError(f"join: boundaries must increase and start after step 0; got {[str(a) for a in self.boundaries]}")
         if ctx.total is not None and b[-1] >= ctx.total:
             raise ScheduleError(f"join: the last boundary ({b[-1]:g}) must fall inside the run ({ctx.total:g} steps)")
         for s, (_, inner) in zip(self.schedules, self._pieces(ctx)):
@@ -99,15 +106,13 @@ class Join(Schedule):
             s._check(inner)
 
     def _evaluate(self, t, ctx):
-        out = np.zeros_like(t)
+        # Piece k owns [start_k, start_k+1); the first also owns anything before 0.
+        out = np.empty_like(t)
         pieces = self._pieces(ctx)
-        for i, (s, (start, inner)) in enumerate(zip(self.schedules, pieces)):
-            mine = t >= start
-            if i + 1 < len(pieces):
-                mine &= t < pieces[i + 1][0]
-            if i == 0:
-                mine |= t < start
-            out = np.where(mine, s._evaluate(t - start, inner), out)
+        index = np.searchsorted(np.array([start for start, _ in pieces[1:]]), t, side="right")
+        for k, mine in groups(index, len(pieces)):
+            start, inner = pieces[k]
+            out[mine] = self.schedules[k]._evaluate(t[mine] - start, inner)
         return out
 
 
@@ -120,7 +125,7 @@ class Scale(Schedule):
     def __init__(self, schedule: Schedule, by=1.0) -> None:
         super().__init__(schedule=schedule, by=by)
         self.schedule = self._schedule("schedule", schedule)
-        self.by = by if isinstance(by, Schedule) else self._number("by", by, low=0)
+        self.by = by if isinstance(by, Schedule) else self._number("by", by, low=0)  # values stay >= 0
         self.needs_total = schedule.needs_total or (isinstance(by, Schedule) and by.needs_total)
 
     def _check(self, ctx):
@@ -142,8 +147,9 @@ class Clip(Schedule):
     def __init__(self, schedule: Schedule, floor: float | None = None, ceiling: float | None = None) -> None:
         super().__init__(schedule=schedule, floor=floor, ceiling=ceiling)
         self.schedule = self._schedule("schedule", schedule)
-        self.floor = None if floor is None else self._number("floor", floor)
-        self.ceiling = None if ceiling is None else self._number("ceiling", ceiling)
+        # >= 0 like every value parameter: a negative ceiling would train with a negative LR.
+        self.floor = None if floor is None else self._number("floor", floor, low=0)
+        self.ceiling = None if ceiling is None else self._number("ceiling", ceiling, low=0)
         if self.floor is None and self.ceiling is None:
             raise ScheduleError("clip: give floor, ceiling or both")
         if self.floor is not None and self.ceiling is not None and self.floor > self.ceiling:
@@ -165,14 +171,14 @@ class DecayFrom(Schedule):
     def __init__(self, schedule: Schedule, at=0, duration=None, final: float = 0.0, shape: str = "linear") -> None:
         super().__init__(schedule=schedule, at=at, duration=duration, final=final, shape=shape)
         self.schedule = self._schedule("schedule", schedule)
-        self.at = self._duration("at", at)
+        self.decay_at = self._duration("at", at)
         self.duration = None if duration is None else self._duration("duration", duration)
         self.final = self._number("final", final, low=0)
         self.shape = self._choice("shape", shape, SHAPES)
         self.needs_total = duration is None or schedule.needs_total
 
     def _span(self, ctx):
-        at = self._steps(ctx, "at", self.at)
+        at = self._steps(ctx, "at", self.decay_at)
         d = ctx.total - at if self.duration is None else self._steps(ctx, "duration", self.duration)
         return at, d
 
@@ -189,9 +195,9 @@ class DecayFrom(Schedule):
 
     def _evaluate(self, t, ctx):
         at, d = self._span(ctx)
-        v0 = _value_at(self.schedule, at, ctx)
+        before, (v0,) = evaluate_with(self.schedule, t, ctx, at)
         decay = interpolate(self.shape, v0, self.final, np.clip((t - at) / d, 0.0, 1.0))
-        return np.where(t < at, self.schedule._evaluate(t, ctx), decay)
+        return np.where(t < at, before, decay)
 
 
 class Rewarm(Schedule):
@@ -203,13 +209,13 @@ class Rewarm(Schedule):
         super().__init__(before=before, after=after, at=at, warmup=warmup, shape=shape)
         self.before = self._schedule("before", before)
         self.after = self._schedule("after", after)
-        self.at = self._duration("at", at)
+        self.rewarm_at = self._duration("at", at)
         self.warmup = self._duration("warmup", warmup)
         self.shape = self._choice("shape", shape, WARMUP_SHAPES)
         self.needs_total = before.needs_total or after.needs_total
 
     def _parts(self, ctx):
-        at = self._steps(ctx, "at", self.at)
+        at = self._steps(ctx, "at", self.rewarm_at)
         w = self._steps(ctx, "warmup", self.warmup)
         rest = _piece(ctx, None if ctx.total is None else ctx.total - at)
         after_ctx = _piece(ctx, None if ctx.total is None else ctx.total - at - w)
@@ -227,11 +233,13 @@ class Rewarm(Schedule):
     def _evaluate(self, t, ctx):
         at, w, rest, after_ctx = self._parts(ctx)
         u = t - at
-        start = _value_at(self.before, at, ctx)
-        target = _value_at(self.after, 0.0, after_ctx)
-        after = with_warmup(u, w, self.after._evaluate(u - w, after_ctx), target, self.shape, start) if w > 0 \
-            else self.after._evaluate(u, after_ctx)
-        return np.where(t < at, self.before._evaluate(t, ctx), after)
+        before, (start,) = evaluate_with(self.before, t, ctx, at)
+        if w > 0:
+            body, (target,) = evaluate_with(self.after, u - w, after_ctx, 0.0)
+            after = with_warmup(u, w, body, target, self.shape, start)
+        else:
+            after = self.after._evaluate(u, after_ctx)
+        return np.where(t < at, before, after)
 
 
 class Replanned(Schedule):
@@ -252,16 +260,18 @@ class Replanned(Schedule):
     source = "-"
 
     def __init__(self, schedule: Schedule, totals=()) -> None:
-        super().__init__(schedule=schedule, totals=[list(r) for r in totals] if isinstance(totals, (list, tuple)) else totals)
+        super().__init__(schedule=schedule, totals=[list(r) if isinstance(r, (list, tuple)) else r for r in totals]
+                         if isinstance(totals, (list, tuple)) else totals)
         self.schedule = self._schedule("schedule", schedule)
         if not isinstance(totals, (list, tuple)) or not totals:
             raise ScheduleError("replanned: totals must be a non-empty list of [step, total] or [step, total, mode]")
         records = []
         for i, r in enumerate(totals):
             if not isinstance(r, (list, tuple)) or len(r) not in (2, 3):
-                raise ScheduleError(f"replanned: totals[{i}] must be [step, total] or [step, total, mode]; got {r!r}")
-            step = int(self._number(f"totals[{i}] step", r[0], low=0))
-            total = int(self._number(f"totals[{i}] total", r[1], low=1))
+                raise ScheduleError(f"replanned: totals[{i}] must be [step, total] or [step, total, mode]; "
+                                    f"got {_short_value(r)}")
+            step = self._whole(f"totals[{i}] step", r[0], low=0)
+            total = self._whole(f"totals[{i}] total", r[1], low=1)
             mode = self._choice(f"totals[{i}] mode", r[2] if len(r) == 3 else "replan", ("replan", "stretch"))
             records.append((step, total, mode))
         if records[0][0] != 0:
@@ -274,27 +284,49 @@ class Replanned(Schedule):
             if m1 == "stretch" and t0 <= s1:
                 raise ScheduleError(f"replanned: cannot stretch at step {s1}: the previous plan ended at {t0}; use mode='replan'")
         self.records = records
+        self._maps = self._plan_maps(records)
+
+    def _whole(self, what: str, value, low: int) -> int:
+        number = self._number(what, value, low=low, high=MAX_TOTAL_STEPS)
+        if not number.is_integer():
+            raise ScheduleError(f"replanned: {what} must be a whole number of steps; got {number!r}")
+        return int(number)
+
+    @staticmethod
+    def _plan_maps(records) -> list[tuple[int, float, float, float, int]]:
+        """Per record k: where its steps fall in the plan that is really evaluated.
+
+        A 'stretch' record maps its step t onto the previous plan at
+        ``step + (t - step) * (prev_total - step) / (total - step)``; a chain of them is one
+        affine map ``a + (t - step) * num / den`` onto the last 'replan' record's plan. Built
+        once, in order, from the records up to k only: a record added later never changes
+        the numbers of earlier steps. Returns (step, a, num, den, plan total) per record.
+        """
+        maps = []
+        for k, (step, total, mode) in enumerate(records):
+            if k == 0 or mode == "replan":
+                maps.append((step, float(step), 1.0, 1.0, total))
+                continue
+            p_step, p_a, p_num, p_den, plan = maps[-1]
+            a = p_a + (step - p_step) * p_num / p_den  # the previous map at this record's step: continuous
+            ratio = p_num / p_den
+            num = (records[k - 1][1] - step) * ratio if ratio != 1.0 else float(records[k - 1][1] - step)
+            maps.append((step, a, num, float(total - step), plan))
+        return maps
 
     def _check(self, ctx):
-        for _, total, _ in self.records:
+        for total in sorted({total for _, total, _ in self.records}):
             self.schedule._check(ctx.span(total))
 
-    def _segment(self, k: int, t: np.ndarray, ctx: Context) -> np.ndarray:
-        """Values of the plan in force from record k on, at positions t (>= that record's step)."""
-        step, total, mode = self.records[k]
-        if k == 0 or mode == "replan":
-            return self.schedule._evaluate(t, ctx.span(total))
-        previous_total = self.records[k - 1][1]
-        u = step + (t - step) * (previous_total - step) / (total - step)
-        return self._segment(k - 1, u, ctx)
-
     def _evaluate(self, t, ctx):
-        out = np.zeros_like(t)
-        for k, (step, _, _) in enumerate(self.records):
-            mine = t >= step
-            if k + 1 < len(self.records):
-                mine &= t < self.records[k + 1][0]
-            out = np.where(mine, self._segment(k, t, ctx), out)
+        out = np.empty_like(t)
+        index = np.searchsorted(np.array([step for step, _, _ in self.records[1:]], dtype=np.float64), t, side="right")
+        for k, mine in groups(index, len(self.records)):
+            step, a, num, den, plan = self._maps[k]
+            u = t[mine]
+            if (num, den) != (1.0, 1.0):
+                u = a + (u - step) * num / den
+            out[mine] = self.schedule._evaluate(u, ctx.span(plan))
         return out
 
     @property

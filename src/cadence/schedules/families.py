@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from cadence.errors import ScheduleError
+import math
+
+from cadence.errors import CadenceError, LimitError, ScheduleError
 from cadence.schedules.base import SHAPES, Schedule, interpolate, with_warmup
+from cadence.schedules.limits import MAX_RESTARTS
 from cadence.time import Context, Unit
 
 __all__ = [
@@ -209,9 +212,45 @@ class SGDR(Schedule):
         self.warmup = self._duration("warmup", warmup)
 
     def _check(self, ctx):
-        if self._steps(ctx, "period", self.period) <= 0:
+        period = self._steps(ctx, "period", self.period)
+        if period <= 0:
             raise ScheduleError("sgdr: period must be > 0 steps")
-        self._fits(ctx, warmup=self._steps(ctx, "warmup", self.warmup))
+        w = self._steps(ctx, "warmup", self.warmup)
+        self._fits(ctx, warmup=w)
+        if ctx.total is not None:
+            self._cycles_before(period, ctx.total - w)
+
+    def _cycles_before(self, period: float, u: float) -> int:
+        """How many cycles start at or before ``u`` steps after warmup (mult > 1), or LimitError."""
+        if self.mult == 1.0 or u <= 0:
+            return 1
+        # Cycle k starts at period*(mult^k - 1)/(mult - 1); +2 absorbs the log's rounding.
+        k = math.log1p(u * (self.mult - 1.0) / period) / math.log(self.mult) + 2
+        if not k <= MAX_RESTARTS:
+            raise LimitError(f"sgdr: period={self.period} with mult={self.mult!r} restarts about {k:.3g} times by step "
+                             f"{u:.0f} after warmup; at most {MAX_RESTARTS} restarts are allowed (raise period or mult)")
+        return int(k)
+
+    def _starts(self, period: float, umax: float) -> np.ndarray:
+        """Cycle start positions up to the first one past ``umax``, enumerated exactly (a log
+        formula misplaces boundaries) as torch does: lengths by repeated multiplication,
+        starts by repeated addition. Cached: the schedule is immutable."""
+        cached = self._cache
+        if cached is not None and cached[0] == period and cached[1][-1] > umax:
+            return cached[1]
+        count = self._cycles_before(period, umax)
+        while True:
+            lengths = np.multiply.accumulate(np.r_[period, np.full(count, self.mult)])
+            starts = np.concatenate([[0.0], np.add.accumulate(lengths)])
+            if starts[-1] > umax:
+                break
+            count *= 2  # the estimate was short (rounding); its limit was checked already
+            if count > 2 * MAX_RESTARTS:
+                raise LimitError(f"sgdr: more than {MAX_RESTARTS} restarts before step {umax:.0f} after warmup")
+        self._cache = (period, starts)
+        return starts
+
+    _cache = None
 
     def _evaluate(self, t, ctx):
         w = self._steps(ctx, "warmup", self.warmup)
@@ -220,13 +259,7 @@ class SGDR(Schedule):
         if self.mult == 1.0:
             start, length = np.floor(u / period) * period, np.full_like(u, period)
         else:
-            # Cycle start positions, enumerated exactly (a log formula misplaces boundaries).
-            umax = float(np.max(u, initial=0.0))
-            starts, length_k = [0.0], period
-            while starts[-1] <= umax:
-                starts.append(starts[-1] + length_k)
-                length_k *= self.mult
-            starts = np.array(starts)
+            starts = self._starts(period, float(np.max(u, initial=0.0)))
             k = np.searchsorted(starts, u, side="right") - 1
             start, length = starts[k], starts[k + 1] - starts[k]
         body = interpolate("cosine", self.peak, self.final, (u - start) / length)
@@ -297,6 +330,8 @@ class OneCycle(Schedule):
         for i, (end, a, b) in enumerate(phases):
             mine = todo & ((t <= end) | (i == len(phases) - 1))
             pct = (t[mine] - begin) / (end - begin)  # each phase computed on its own steps only
+            if i == len(phases) - 1:
+                pct = np.minimum(pct, 1.0)  # past the last step hold final (torch raises there)
             if self.shape == "cos":
                 out[mine] = b + (a - b) / 2.0 * (np.cos(np.pi * pct) + 1)
             else:
