@@ -1,14 +1,22 @@
-"""Figures of schedules (matplotlib, no display needed). Files are written atomically."""
+"""Figures of schedules (matplotlib, no display needed). Files are written atomically.
+
+A figure's cost is bounded whatever the run's length: a run of up to ``PLOT_POINTS``
+steps is drawn step by step; a longer one from ``PLOT_POINTS`` evenly spaced steps, and
+the figure says so.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from cadence._atomic import atomic_write, refuse_existing
-from cadence.errors import CadenceError
+from cadence.errors import CadenceError, LimitError
 from cadence.schedules import Schedule, parse
+from cadence.schedules.base import _short_value, short
+from cadence.schedules.limits import MAX_TOTAL_STEPS, PLOT_POINTS
 from cadence.time import Rates, Unit
 
 # One example per family for the gallery: (title, spec); positions are fractions, so any --total works.
@@ -34,18 +42,53 @@ GALLERY = [
 WSD_SHAPES = ("linear", "cosine", "1-sqrt", "exp")
 
 
+def _wsd_panel() -> list[Schedule]:
+    return [parse(f"wsd(peak=1.0, warmup='5%', decay='30%', final={0.01 if shape == 'exp' else 0.0}, shape={shape!r})")
+            for shape in WSD_SHAPES]
+
+
 def _ready(path: "str | Path", overwrite: bool) -> Path:
-    path = refuse_existing(path, overwrite)
+    if not isinstance(path, (str, os.PathLike)):
+        raise CadenceError(f"a figure path must be a file name; got {_short_value(path)}")
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        raise CadenceError(f"cannot write a figure to {_short_value(os.fspath(path))}: the name is not valid text") from None
+    if "\0" in os.fspath(path):
+        raise CadenceError(f"cannot write a figure to {_short_value(os.fspath(path))}: the name holds a NUL character")
+    path = Path(path)
     if path.suffix.lower() not in (".png", ".pdf", ".svg"):
         raise CadenceError(f"cannot write a figure to {path}: use a .png, .pdf or .svg file name")
-    if not path.parent.exists():
+    if path.is_dir():
+        raise CadenceError(f"cannot write a figure to {path}: it is a folder")
+    path = refuse_existing(path, overwrite)
+    if not path.parent.is_dir():
         raise CadenceError(f"cannot write {path}: folder {path.parent} does not exist")
     return path
 
 
 def _save(fig, path: Path) -> None:
     fmt = path.suffix.lstrip(".").lower()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format=fmt))
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format=fmt))
+    except OSError as e:
+        raise CadenceError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _total(total) -> int:
+    if isinstance(total, bool) or not isinstance(total, (int, np.integer)) or total < 1:
+        raise CadenceError(f"total must be a positive int; got {_short_value(total)}", field="total")
+    if total > MAX_TOTAL_STEPS:
+        raise LimitError(f"total is {_short_value(total)} steps; at most {MAX_TOTAL_STEPS} (2**53) are counted exactly",
+                         field="total")
+    return int(total)
+
+
+def _steps(total: int) -> tuple[np.ndarray, bool]:
+    """The steps a figure of a ``total``-step run is drawn from, and whether they are a sample."""
+    if total <= PLOT_POINTS:
+        return np.arange(total, dtype=np.float64), False
+    return np.unique(np.round(np.linspace(0, total - 1, PLOT_POINTS))), True
 
 
 def _pyplot():
@@ -61,15 +104,22 @@ def plot_schedule(schedule: "Schedule | str", total: int, path: "str | Path", *,
                   unit: Unit = Unit.STEP, overwrite: bool = False, title: str | None = None) -> Path:
     """One schedule over a run, steps on the bottom axis and ``unit`` on the top one."""
     schedule = parse(schedule)
-    path = _ready(path, overwrite)
+    if not isinstance(unit, Unit):
+        raise CadenceError(f"unit must be a cadence.time.Unit; got {_short_value(unit)}")
     rates = rates or Rates()
-    values = schedule.values(total, rates)
+    total = _total(total)
+    ctx = schedule.bind(total, rates)
+    if unit not in (Unit.STEP, Unit.FRACTION):
+        rates.per_step(unit, what="--unit")
+    path = _ready(path, overwrite)
+    steps, sampled = _steps(total)
+    values = schedule.evaluate(steps, ctx)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    ax.plot(np.arange(total), values, lw=1.8)
-    ax.set_xlabel("optimizer step")
+    ax.plot(steps, values, lw=1.8)
+    ax.set_xlabel("optimizer step" + (f" (values at {steps.size:,} evenly spaced steps of {total:,})" if sampled else ""))
     ax.set_ylabel("value")
-    ax.set_title(title or schedule.spec(), fontsize=8)
+    ax.set_title(short(title or schedule.spec(), 160), fontsize=8)
     ax.grid(alpha=0.3)
     if unit is Unit.FRACTION:
         top = ax.secondary_xaxis("top", functions=(lambda s: s / total, lambda f: f * total))
@@ -85,20 +135,23 @@ def plot_schedule(schedule: "Schedule | str", total: int, path: "str | Path", *,
 
 def gallery(path: "str | Path", total: int = 1000, overwrite: bool = False) -> Path:
     """A grid with one panel per family (and two combinators), each over ``total`` steps."""
+    total = _total(total)
+    for _, spec in GALLERY:  # every panel must fit the run before anything is drawn
+        for s in [parse(spec)] if spec else _wsd_panel():
+            s.bind(total)
     path = _ready(path, overwrite)
     plt = _pyplot()
     cols = 4
     rows = -(-len(GALLERY) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.7 * rows), sharex=True)
-    steps = np.arange(total)
+    steps, _ = _steps(total)
     for ax, (title, spec) in zip(axes.flat, GALLERY):
         if spec is None:
-            for shape in WSD_SHAPES:
-                s = parse(f"wsd(peak=1.0, warmup='5%', decay='30%', final={0.01 if shape == 'exp' else 0.0}, shape={shape!r})")
-                ax.plot(steps, s.values(total), lw=1.4, label=shape)
+            for shape, s in zip(WSD_SHAPES, _wsd_panel()):
+                ax.plot(steps, s(steps, total), lw=1.4, label=shape)
             ax.legend(fontsize=7, loc="lower left")
         else:
-            ax.plot(steps, parse(spec).values(total), lw=1.6)
+            ax.plot(steps, parse(spec)(steps, total), lw=1.6)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.set_ylim(bottom=0)

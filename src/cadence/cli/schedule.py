@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from cadence.cli import common
+from cadence.errors import LimitError
 from cadence.schedules import COMBINATORS, FAMILIES, parse
+from cadence.schedules.limits import MAX_TOTAL_STEPS, MAX_VALUES
 from cadence.time import Unit
 
 
@@ -36,22 +36,36 @@ def register(sub) -> None:
 def _cmd_schedule(args) -> None:
     schedule = parse(args.spec)
     rates = common.rates(args)
-    values = schedule.values(args.total, rates)
+    if args.total > MAX_TOTAL_STEPS:
+        raise LimitError(f"at most {MAX_TOTAL_STEPS} (2**53) steps are counted exactly; got {args.total}", field="total")
+    if args.csv and args.total > MAX_VALUES:
+        raise LimitError(f"--csv prints one row per step, at most {MAX_VALUES} rows; --total is {args.total} "
+                         "(the summary and --plot take any length)")
+    schedule.bind(args.total, rates)  # refuse a run the schedule does not fit before printing anything
     if args.csv:
         out = sys.stdout
         out.write("step,value\n")
-        out.writelines(f"{i},{v!r}\n" for i, v in enumerate(values.tolist()))
+        for lo, values in schedule.chunks(args.total, rates):  # bounded memory for any length
+            out.write("".join(f"{i},{v!r}\n" for i, v in enumerate(values.tolist(), lo)))
     if args.plot:
         from cadence.plotting import plot_schedule
 
         path = plot_schedule(schedule, args.total, args.plot, rates=rates, unit=Unit(args.unit), overwrite=args.overwrite)
-        print(f"wrote {path}", file=sys.stderr if args.csv else sys.stdout)
+        _say(f"wrote {path}", sys.stderr if args.csv else sys.stdout)
     if not args.csv and not args.plot:
-        i_max = int(np.argmax(values))
+        s = schedule.summary(args.total, rates)
         print(schedule.spec())
-        print(f"steps: {args.total}   first: {values[0]:.6g}   max: {values[i_max]:.6g} (step {i_max})   "
-              f"last: {values[-1]:.6g}   mean: {values.mean():.6g}")
+        print(f"steps: {args.total}   first: {s['first']:.6g}   max: {s['max']:.6g} (step {s['argmax']})   "
+              f"last: {s['last']:.6g}   mean: {s['mean']:.6g}")
+        if s["sampled"]:
+            print(f"(max and mean of {s['sampled']:,} evenly spaced steps: the run is longer than {MAX_VALUES:,} steps)")
         print("(add --csv for every step, --plot PATH for a figure)")
+
+
+def _say(text: str, stream) -> None:
+    """print, with characters the stream cannot encode (a file name's stray bytes) escaped."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    print(text.encode(encoding, "backslashreplace").decode(encoding, "replace"), file=stream)
 
 
 def _cmd_list() -> None:
@@ -69,4 +83,4 @@ def _cmd_list() -> None:
 def _cmd_gallery(args) -> None:
     from cadence.plotting import gallery
 
-    print(f"wrote {gallery(args.out, args.total, overwrite=args.overwrite)}")
+    _say(f"wrote {gallery(args.out, args.total, overwrite=args.overwrite)}", sys.stdout)

@@ -6,6 +6,11 @@
 plain loops, the transformers Trainer and Lightning. Unlike torch's schedulers it never
 wraps ``optimizer.step`` and never updates a value from the previous one: the value for
 step k is ``schedule(k) * ratio`` for each param group, a pure function of the clock.
+
+Every value it sets is finite and >= 0 (schedules refuse anything else at the step that
+gives it), so no optimizer is ever handed a negative learning rate. Bad arguments and
+malformed checkpoint states raise :mod:`cadence.errors` types and leave the scheduler as
+it was.
 """
 
 from __future__ import annotations
@@ -18,14 +23,27 @@ import numpy as np
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from cadence.errors import CadenceError
+from cadence.errors import CadenceError, LimitError
 from cadence.schedules import Replanned, Schedule, parse
+from cadence.schedules.base import _short_value
+from cadence.schedules.limits import MAX_ITEMS, MAX_TOTAL_STEPS
 from cadence.time import Rates
 
 __all__ = ["Scheduler"]
 
 _FORMAT = "cadence.torch.Scheduler/1"
 _BLOCK = 4096  # steps evaluated at once; one numpy call per block keeps step() cheap
+_MODES = ("replan", "stretch")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and value.dtype != torch.bool and not value.is_complex()
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _accessor(field: str):
@@ -88,7 +106,13 @@ class Scheduler(LRScheduler):
             pairs = dict(schedule)
         else:
             pairs = {field: schedule}
+        for name in pairs:
+            if not isinstance(name, str) or not name or name == "params":
+                raise CadenceError(f"Scheduler: a field to drive must be a param-group key other than 'params'; "
+                                   f"got {_short_value(name)}")
         self.schedules: dict[str, Schedule] = {name: parse(s) for name, s in pairs.items()}
+        if rates is not None and not isinstance(rates, Rates):
+            raise CadenceError(f"Scheduler: rates must be a cadence.time.Rates; got {type(rates).__name__}")
         self.rates = rates or Rates()
         self._io = {}
         for name in self.schedules:
@@ -98,14 +122,25 @@ class Scheduler(LRScheduler):
                 if key not in group:
                     hint = " (Adam-style optimizers keep momentum in betas: drive 'beta1')" if name == "momentum" else ""
                     raise CadenceError(f"Scheduler: param group {i} has no {key!r} field to drive{hint}")
+                if kind == "betas" and not (isinstance(group["betas"], (tuple, list)) and len(group["betas"]) == 2):
+                    raise CadenceError(f"Scheduler: param group {i} has betas {_short_value(group['betas'])}, not a pair")
+                if not _is_number(read(group)):
+                    raise CadenceError(f"Scheduler: param group {i}'s {name!r} is {_short_value(read(group))}, "
+                                       "not a number a schedule can drive")
             self._io[name] = (read, write)
-        self._totals: list[list] = [[0, total_steps, "replan"]] if total_steps is not None else []
+        if total_steps is not None and (not _is_int(total_steps) or total_steps < 1):
+            raise CadenceError(f"Scheduler: total_steps must be a positive int; got {_short_value(total_steps)}",
+                               field="total_steps")
+        self._totals: list[list] = [[0, int(total_steps), "replan"]] if total_steps is not None else []
         self._bind()
         self.ratios = {name: self._default_ratios(name) for name in self.schedules}
         if ratios is not None:
+            if not isinstance(ratios, Mapping):
+                raise CadenceError(f"Scheduler: ratios must be a mapping {{field: [ratio per group]}}; "
+                                   f"got {type(ratios).__name__}")
             for name, r in ratios.items():
                 self._set_ratios(name, r)
-        self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+        self.base_lrs = [float(g.get("lr", 0.0)) for g in optimizer.param_groups]
         self._step = 0
         self._cache: dict[str, tuple[int, np.ndarray]] = {}
         self._apply()
@@ -118,8 +153,16 @@ class Scheduler(LRScheduler):
 
     @last_epoch.setter
     def last_epoch(self, value: int) -> None:  # torch code sometimes assigns it
-        self._step = int(value)
+        self._step = self._valid_step(value, "last_epoch")
         self._cache.clear()
+
+    @staticmethod
+    def _valid_step(step, what: str) -> int:
+        if not _is_int(step) or step < 0:
+            raise CadenceError(f"Scheduler.{what}: step must be an int >= 0; got {_short_value(step)}")
+        if step > MAX_TOTAL_STEPS:
+            raise LimitError(f"Scheduler.{what}: step {step} is past {MAX_TOTAL_STEPS} (2**53), the last step counted exactly")
+        return int(step)
 
     @property
     def total_steps(self) -> int | None:
@@ -127,13 +170,13 @@ class Scheduler(LRScheduler):
 
     def step(self, step: int | None = None) -> None:  # noqa: D401 - torch's name
         """Advance the clock by one step, or set it to ``step``, and update the optimizer."""
-        if step is None:
-            self._step += 1
-        else:
-            if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-                raise CadenceError(f"Scheduler.step: step must be an int >= 0; got {step!r}")
-            self._step = int(step)
-        self._apply()
+        new = self._valid_step(self._step + 1 if step is None else step, "step")
+        old, self._step = self._step, new
+        try:
+            self._apply()
+        except CadenceError:
+            self._step = old  # the clock only moves to a step whose values are valid
+            raise
 
     def set_total(self, total_steps: int, mode: str = "replan") -> None:
         """Change the planned length from the current step on; values of earlier steps never change.
@@ -143,8 +186,10 @@ class Scheduler(LRScheduler):
         of the current plan is stretched onto the new remaining steps (continuous).
         The current step's value, not yet used by ``optimizer.step()``, follows the new plan.
         """
-        if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)):
-            raise CadenceError(f"set_total: total_steps must be an int; got {total_steps!r}")
+        if not _is_int(total_steps):
+            raise CadenceError(f"set_total: total_steps must be an int; got {_short_value(total_steps)}")
+        if mode not in _MODES:
+            raise CadenceError(f"set_total: mode must be one of {', '.join(map(repr, _MODES))}; got {_short_value(mode)}")
         if total_steps <= self._step:
             raise CadenceError(f"set_total: the new total ({total_steps}) must be larger than the current step ({self._step})")
         record = [self._step, int(total_steps), mode]
@@ -159,41 +204,54 @@ class Scheduler(LRScheduler):
             self._totals.append(record)
         try:
             self._bind()
+            self._cache.clear()
+            self._apply()
         except CadenceError:
             self._totals = old
             self._bind()
+            self._cache.clear()
             raise
-        self._cache.clear()
-        self._apply()
 
     # -- values -----------------------------------------------------------------------------
     def _bind(self) -> None:
-        self._effective = {}
-        self._contexts = {}
+        """Build and check what is evaluated for ``self._totals``; nothing changes if it raises."""
+        effective, contexts = {}, {}
+        total = self._totals[-1][1] if self._totals else None
         for name, s in self.schedules.items():
             if len(self._totals) > 1:
                 s = Replanned(s, self._totals)
-            total = self._totals[-1][1] if self._totals else None
-            self._contexts[name] = s.bind(total, self.rates)
-            self._effective[name] = s
+            contexts[name] = s.bind(total, self.rates)
+            effective[name] = s
+        self._effective, self._contexts = effective, contexts
 
     def value(self, field: str, step: int) -> float:
-        """The schedule's value for ``field`` at ``step`` (before the per-group ratio)."""
-        block = step // _BLOCK
+        """The schedule's value for ``field`` at ``step`` (before the per-group ratio).
+
+        Values are computed ``_BLOCK`` steps at a time, never across the end of the run:
+        steps of the run are never refused because of a value past its end.
+        """
+        if field not in self._effective:
+            raise CadenceError(f"Scheduler.value: no schedule drives {_short_value(field)}; "
+                               f"driven: {', '.join(self._effective)}")
+        step = self._valid_step(step, "value")
         cached = self._cache.get(field)
-        if cached is None or cached[0] != block:
-            start = block * _BLOCK
-            steps = np.arange(start, start + _BLOCK, dtype=np.float64)
-            cached = (block, self._effective[field].evaluate(steps, self._contexts[field]))
+        if cached is None or not cached[0] <= step < cached[1]:
+            lo, hi = step - step % _BLOCK, step - step % _BLOCK + _BLOCK
+            total = self.total_steps
+            if total is not None:
+                lo, hi = (lo, min(hi, total)) if step < total else (max(lo, total), hi)
+            try:
+                values = self._effective[field].evaluate(np.arange(lo, hi, dtype=np.float64), self._contexts[field])
+            except CadenceError as e:
+                raise type(e)(f"Scheduler: {field}: {e}", field=e.field) from None
+            cached = (lo, hi, values)
             self._cache[field] = cached
-        return float(cached[1][step - block * _BLOCK])
+        return float(cached[2][step - cached[0]])
 
     def _values_now(self) -> dict[str, list[float]]:
         out = {}
         for name in self.schedules:
             v = self.value(name, self._step)
-            if not math.isfinite(v):
-                raise CadenceError(f"Scheduler: {name} schedule gave {v} at step {self._step}")
             out[name] = [v if r == 1.0 else v * r for r in self.ratios[name]]
         return out
 
@@ -232,8 +290,10 @@ class Scheduler(LRScheduler):
         if name not in self.schedules:
             raise CadenceError(f"Scheduler: ratios given for {name!r}, which no schedule drives ({', '.join(self.schedules)})")
         n = len(self.optimizer.param_groups)
-        if len(ratios) != n or not all(isinstance(r, (int, float)) and math.isfinite(r) and r >= 0 for r in ratios):
-            raise CadenceError(f"Scheduler: ratios[{name!r}] must be {n} finite numbers >= 0 (one per param group); got {ratios!r}")
+        if not isinstance(ratios, (list, tuple)) or len(ratios) != n or not all(
+                _is_number(r) and not isinstance(r, torch.Tensor) and math.isfinite(r) and r >= 0 for r in ratios):
+            raise CadenceError(f"Scheduler: ratios[{name!r}] must be {n} finite numbers >= 0 (one per param group); "
+                               f"got {_short_value(ratios)}")
         self.ratios[name] = [float(r) for r in ratios]
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -248,27 +308,42 @@ class Scheduler(LRScheduler):
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Resume from :meth:`state_dict`. A state that is not one, or is for other schedules,
+        raises CadenceError and leaves this scheduler unchanged."""
         if not isinstance(state_dict, Mapping) or state_dict.get("format") != _FORMAT:
             found = state_dict.get("format") if isinstance(state_dict, Mapping) else type(state_dict).__name__
-            raise CadenceError(f"Scheduler.load_state_dict: expected a {_FORMAT} state; got {found!r}")
+            raise CadenceError(f"Scheduler.load_state_dict: expected a {_FORMAT} state; got {_short_value(found)}")
+        missing = [k for k in ("step", "totals", "schedules", "ratios") if k not in state_dict]
+        if missing:
+            raise CadenceError(f"Scheduler.load_state_dict: the state has no {', '.join(missing)}")
         mine = {name: s.spec() for name, s in self.schedules.items()}
         if state_dict["schedules"] != mine:
-            raise CadenceError(
-                f"Scheduler.load_state_dict: the checkpoint drives {state_dict['schedules']}, this scheduler drives {mine}"
-            )
-        old = (self._totals, dict(self.ratios))
-        self._totals = [list(r) for r in state_dict["totals"]]
+            raise CadenceError(f"Scheduler.load_state_dict: the checkpoint drives {_short_value(state_dict['schedules'], 300)}, "
+                               f"this scheduler drives {_short_value(mine, 300)}")
+        step = self._valid_step(state_dict["step"], "load_state_dict")
+        totals = state_dict["totals"]
+        if not isinstance(totals, (list, tuple)) or len(totals) > MAX_ITEMS or not all(
+                isinstance(r, (list, tuple)) and len(r) == 3 and _is_int(r[0]) and _is_int(r[1]) and r[2] in _MODES
+                for r in totals):
+            raise CadenceError("Scheduler.load_state_dict: totals must be a list of at most "
+                               f"{MAX_ITEMS} [step, total, mode] records; got {_short_value(totals)}")
+        ratios = state_dict["ratios"]
+        if not isinstance(ratios, Mapping):
+            raise CadenceError(f"Scheduler.load_state_dict: ratios must be a mapping; got {type(ratios).__name__}")
+        old = (self._totals, dict(self.ratios), self._step)
         try:
+            self._totals = [[int(a), int(b), str(m)] for a, b, m in totals]
             self._bind()
-            for name, r in state_dict["ratios"].items():
+            for name, r in ratios.items():
                 self._set_ratios(name, r)
+            self._step = step
+            self._cache.clear()
+            self._apply()
         except CadenceError:
-            self._totals, self.ratios = old
+            self._totals, self.ratios, self._step = old
             self._bind()
+            self._cache.clear()
             raise
-        self._step = int(state_dict["step"])
-        self._cache.clear()
-        self._apply()
 
     def __repr__(self) -> str:
         driven = ", ".join(f"{n}={s.spec()}" for n, s in self.schedules.items())
