@@ -55,7 +55,7 @@ def test_rerun_skips_finished_runs_and_resumes_interrupted_ones(tmp_path):
         f.write("17,1088,10")  # half a row, as a kill leaves it
     log = []
     run_bench(small(), folder, progress=False, log=log.append)
-    assert "4 already complete, 2 to run" in log[0]
+    assert "4 already finished, 2 to run" in log[0]
     assert (run / "metrics.csv").read_bytes() == reference
 
 
@@ -71,11 +71,24 @@ def test_parallel_jobs_give_the_same_numbers(tmp_path):
 def test_other_settings_need_overwrite(tmp_path):
     folder = tmp_path / "b"
     run_bench(small(seeds=1), folder, progress=False, log=lambda m: None)
-    with pytest.raises(CadenceError, match="other settings; pass --overwrite"):
+    with pytest.raises(CadenceError, match=r"other settings; replace it \(overwrite\)") as e:
         run_bench(small(seeds=1, steps=35), folder, progress=False, log=lambda m: None)
+    assert e.value.field == "overwrite"
     (folder / "mine.txt").write_text("x")
-    run_bench(small(seeds=1, steps=35), folder, overwrite=True, progress=False, log=lambda m: None)
-    assert (folder / "mine.txt").exists()
+    (folder / "runs" / "mine.txt").write_text("user's")  # a user's files among cadence's run folders
+    (folder / "runs" / "wsd" / "seed-0" / "notes.md").write_text("user's")
+    (folder / "runs" / "elsewhere").mkdir()
+    said = []
+    run_bench(small(seeds=1, steps=35, plans={"cos": PLANS["cos"]}), folder, overwrite=True, progress=False,
+              log=lambda m: None, warn=said.append)
+    assert (folder / "mine.txt").exists() and (folder / "runs" / "mine.txt").read_text() == "user's"
+    assert (folder / "runs" / "elsewhere").is_dir()
+    assert (folder / "runs" / "wsd" / "seed-0" / "notes.md").read_text() == "user's"
+    assert sorted(p.name for p in (folder / "runs" / "wsd" / "seed-0").iterdir()) == ["notes.md"]
+    assert not (folder / "runs" / "const").exists()
+    assert "removed runs/const/seed-0 (a run of the comparison being replaced)" in said
+    assert any(line.startswith("kept runs/wsd/seed-0") for line in said) and "removed report.md" in " ".join(said)
+    assert json.loads((folder / "bench.json").read_text())["runs"] == ["runs/cos/seed-0"]
     with pytest.raises(CadenceError, match="holds no cadence comparison"):
         write_report(tmp_path)
 
@@ -88,3 +101,111 @@ def test_cli_bench_and_report(tmp_path, capsys):
     assert code == 0 and "| lin" in printed and f"report: {out}/report.md" in printed
     assert main(["report", str(out)]) == 0
     assert "speed-up vs lin" in capsys.readouterr().out
+
+
+def test_replacing_never_leaves_the_folder_whatever_bench_json_says(tmp_path):
+    folder = tmp_path / "b"
+    run_bench(small(seeds=1, plans={"cos": PLANS["cos"]}), folder, progress=False, log=lambda m: None)
+    outside = tmp_path / "precious"
+    (outside / "seed-0").mkdir(parents=True)
+    (outside / "seed-0" / "metrics.csv").write_text("not cadence's")
+    record = json.loads((folder / "bench.json").read_text())
+    record["runs"] = ["runs/../../precious/seed-0", "/etc/seed-0"]  # tampered: not runs/<plan>/seed-<n>
+    record["config"]["steps"] = 31
+    (folder / "bench.json").write_text(json.dumps(record))
+    (folder / "runs" / "link").symlink_to(outside, target_is_directory=True)
+    record["config"]["plans"]["link"] = "constant(value=0.05)"
+    record["runs"] = ["runs/link/seed-0"]
+    (folder / "bench.json").write_text(json.dumps(record))
+    said = []
+    run_bench(small(seeds=1, plans={"cos": PLANS["cos"]}), folder, overwrite=True, progress=False,
+              log=lambda m: None, warn=said.append)
+    assert (outside / "seed-0" / "metrics.csv").read_text() == "not cadence's"
+    assert "kept runs/link/seed-0: a symbolic link, not a folder cadence made" in said
+
+
+def test_a_diverged_plan_is_reported_not_fatal(tmp_path, capsys):
+    out = tmp_path / "b"
+    argv = ["bench", "digits", "--plan", "ok=constant(value=0.01)", "--plan", "boom=constant(value=1e6)",
+            "--optimizer", "sgd", "--seeds", "2", "--steps", "20", "--eval-every", "5", "--out", str(out), "--no-progress"]
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    warnings = [line for line in captured.err.splitlines() if line.startswith("cadence: warning:")]
+    assert len(warnings) == 2 and all("boom seed" in w and "diverged at step" in w for w in warnings)
+    manifest = json.loads((out / "runs" / "boom" / "seed-0" / "run.json").read_text())
+    at = manifest["diverged_at"]
+    assert manifest["status"] == "diverged"
+    report = (out / "report.md").read_text()
+    assert f"| boom | diverged at step {at} | - | - | 0/2 | - |" in report
+    assert f"`boom` seed 0 at step {at}" in report and "| ok **best** |" in report
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert summary[0].endswith(",diverged,diverged_at") and summary[2].startswith("boom,0,,,,,")
+    # running it again does not retry the diverged runs, and still writes the report
+    assert main(argv[:-1]) == 0  # with its progress lines
+    assert "4 runs (2 plans x 2 seeds), 4 already finished, 0 to run" in capsys.readouterr().err
+
+
+def test_baseline_diverged_leaves_no_target(tmp_path):
+    plans = {"boom": "constant(value=1e6)", "ok": "constant(value=0.01)"}
+    result = run_bench(small(workload="digits", plans=plans, baseline=None, optimizer="sgd", seeds=1, steps=20),
+                       tmp_path / "b", progress=False,
+                       log=lambda m: None, warn=lambda m: None)
+    assert result["target"] is None and result["diverged"] == [{"plan": "boom", "seed": 0}]
+    assert "Target validation loss: none (every run of the baseline `boom` diverged)" in (tmp_path / "b" / "report.md").read_text()
+
+
+TAMPERED_BENCH = [
+    (lambda r: [r], "not a cadence comparison record"),
+    (lambda r: {**r, "config": {**r["config"], "seeds": "2"}}, "seeds must be a positive whole number"),
+    (lambda r: {**r, "config": {**r["config"], "seeds": 10**12}}, "at most 1000"),
+    (lambda r: {**r, "config": {**r["config"], "plans": ["cos"]}}, "give at least one plan"),
+    (lambda r: {**r, "config": {**r["config"], "plans": {"../x": "cosine(peak=1)"}}}, "plan name '../x'"),
+    (lambda r: {**r, "config": {**r["config"], "steps": None}}, "config.steps must be a positive whole number"),
+    (lambda r: {**r, "config": {**r["config"], "target": "low"}}, "target must be a finite number"),
+    (lambda r: {**r, "config": {**r["config"], "wat": 1}}, "unknown wat"),
+    (lambda r: "[" * 50_000, "nested too deeply"),
+]
+
+
+@pytest.mark.parametrize("tamper, fragment", TAMPERED_BENCH, ids=[str(i) for i in range(len(TAMPERED_BENCH))])
+def test_report_of_a_tampered_comparison_is_one_line(tamper, fragment, finished_bench, tmp_path, capsys):
+    folder = tmp_path / "b"
+    shutil.copytree(finished_bench, folder)
+    result = tamper(json.loads((folder / "bench.json").read_text()))
+    (folder / "bench.json").write_text(result if isinstance(result, str) else json.dumps(result))
+    code = main(["report", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and fragment in err, err
+
+
+def _row(n, change):
+    def damage(text):
+        lines = text.splitlines(keepends=True)
+        lines[n] = change(lines[n])
+        return "".join(lines)
+    return damage
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (_row(3, lambda line: line.replace(",", ",x", 2)), "row 3 holds 'x"),
+    (_row(5, lambda line: "1,2\n"), "row 5 has 2 values"),
+    (lambda text: "\n".join(text.splitlines()[:1] + text.splitlines()[1:] * 2) + "\n", "has 40 rows; the run has only 20"),
+    (lambda text: text.replace("val_loss", "val_lost"), "has no val_loss column"),
+])
+def test_report_of_damaged_metrics_is_one_line(damage, fragment, finished_bench, tmp_path, capsys):
+    folder = tmp_path / "b"
+    shutil.copytree(finished_bench, folder)
+    metrics = folder / "runs" / "lin" / "seed-0" / "metrics.csv"
+    metrics.write_text(damage(metrics.read_text()))
+    code = main(["report", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and fragment in err, err
+
+
+@pytest.fixture(scope="module")
+def finished_bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "b"
+    assert main(["bench", "logreg", "--plan", "lin=linear(peak=0.05)", "--seeds", "1", "--steps", "20",
+                 "--eval-every", "5", "--out", str(out), "--no-progress"]) == 0
+    return out

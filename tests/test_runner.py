@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,8 +61,7 @@ def _wait_for_rows(path: Path, rows: int, proc, limit=60.0):
     pytest.fail("the run made no progress")
 
 
-@pytest.mark.parametrize("workload, extra", [
-    ("digits", ["--steps", "1500", "--checkpoint-every", "25", "--eval-every", "20"]),
+@pytest.mark.parametrize("workload, extra", [  # end to end: `python -m cadence` killed from outside (test_kill.py: exact points)
     ("tiny-lm", ["--size", "xs", "--steps", "90", "--checkpoint-every", "7", "--eval-every", "30"]),
 ])
 def test_killed_and_resumed_run_writes_the_same_metrics(tmp_path, workload, extra):
@@ -78,7 +78,7 @@ def test_killed_and_resumed_run_writes_the_same_metrics(tmp_path, workload, extr
     clean = subprocess.run(CLI + ["run", *args, "--out", str(tmp_path / "clean")], capture_output=True, text=True)
     assert clean.returncode == 0, clean.stderr
     assert (victim / "metrics.csv").read_bytes() == (tmp_path / "clean" / "metrics.csv").read_bytes()
-    assert not list(victim.glob(".*.tmp"))  # no half-written checkpoint left behind
+    assert not list(victim.glob(".*tmp"))  # no half-written checkpoint left behind
 
 
 def test_divergence_stops_and_keeps_the_last_checkpoint(tmp_path, capsys):
@@ -86,7 +86,7 @@ def test_divergence_stops_and_keeps_the_last_checkpoint(tmp_path, capsys):
     code = main(["run", "digits", "--lr", "constant(value=1e6)", "--optimizer", "sgd", "--steps", "100",
                  "--checkpoint-every", "1", "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 3 and err.count("\n") == 1 and "became nan" in err and "is kept in" in err
+    assert code == 3 and err.count("\n") == 1 and "became nan" in err and "the last checkpoint (step" in err
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["status"] == "diverged"
     state = torch.load(out / "checkpoint.pt", weights_only=True)
@@ -99,7 +99,7 @@ def test_divergence_stops_and_keeps_the_last_checkpoint(tmp_path, capsys):
     (["run", "digits", "--lr", "cosine(peak=1, warmup=900)", "--steps", "100", "--out", "x"], "leaves no steps"),
     (["run", "digits", "--lr", "wsd(peak=1, decay='3ep')", "--steps", "10", "--out", "x"], "longer than the run"),
     (["run", "digits", "--set", "weight_decay", "--out", "x"], "FIELD=SPEC"),
-    (["run", "digits", "--size", "huge", "--out", "x"], "unknown --size"),
+    (["run", "digits", "--size", "huge", "--out", "x"], "--size: digits: unknown size 'huge'; allowed: small, medium"),
     (["run", "--out", "x"], "name a WORKLOAD"),
     (["run", "digits", "--device", "tpu", "--out", "x"], "must be 'cpu' or 'cuda[:N]'"),
     (["run", "digits", "--steps", "5", "--eval-every", "0", "--out", "x"], "--eval-every"),
@@ -107,7 +107,20 @@ def test_divergence_stops_and_keeps_the_last_checkpoint(tmp_path, capsys):
     (["bench", "digits", "--plan", "a=cosine(peak=1)", "--plan", "a=linear(peak=1)"], "name 'a' is given twice"),
     (["bench", "digits", "--plan", "bad name=cosine(peak=1)", "--out", "b"], "plan name"),
     (["bench", "digits", "--quick"], "--quick is defined for tiny-lm only"),
-    (["bench", "digits", "--plan", "a=cosine(peak=1)", "--baseline", "b", "--out", "b"], "--baseline 'b' is not one"),
+    (["bench", "digits", "--plan", "a=cosine(peak=1)", "--baseline", "b", "--out", "b"], "--baseline: 'b' is not one"),
+    (["run", "digits", "--seed", "-1", "--out", "x"], "--seed: seed must be a whole number from 0 to 4294967295"),
+    (["run", "digits", "--seed", "99999999999999999999", "--out", "x"], "--seed"),
+    (["run", "digits", "--steps", "10000000000", "--out", "x"], "--steps: steps is 10000000000; at most"),
+    (["run", "tiny-lm", "--batch-size", "100000", "--out", "x"], "--batch-size: batch_size is 100000; at most 1024"),
+    (["run", "digits", "--threads", "5000", "--out", "x"], "--threads: threads is 5000; at most 256"),
+    (["run", "digits", "--device", "cuda:x", "--out", "x"], "--device"),
+    (["run", "--resume", "--steps", "5", "--out", "x"], "a resumed run keeps its own settings: drop --steps"),
+    (["run", "digits", "--resume", "--overwrite", "--out", "x"], "contradict"),
+    (["run", "digits", "--out", "a\x00b"], "NUL"),
+    (["bench", "digits", "--plan", "a=cosine(peak=1)", "--seeds", "5000", "--out", "b"], "--seeds: seeds is 5000; at most 1000"),
+    (["bench", "digits", "--plan", "a=cosine(peak=1)", "--jobs", "500", "--out", "b"], "--jobs: jobs is 500; at most 64"),
+    (["bench", "digits", "--plan", "a=cosine(peak=1)", "--target", "nan", "--out", "b"], "--target: target must be a finite"),
+    (["report", "nowhere"], "holds no cadence comparison"),
 ])
 def test_bad_input_one_line(argv, fragment, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -126,18 +139,25 @@ def test_output_folder_rules(tmp_path, capsys):
     out = tmp_path / "run"
     train(digits_config(steps=8), out)
     (out / "notes.txt").write_text("keep me")
-    with pytest.raises(CadenceError, match="pass --resume to continue it or --overwrite"):
+    with pytest.raises(CadenceError, match=r"holds another run \(complete\); resume it, replace it \(overwrite\)") as e:
         train(digits_config(steps=8), out)
+    assert e.value.field == "out" and "--" not in str(e.value)  # library messages name no flags
+    code = main(["run", "digits", "--steps", "8", "--out", str(out), "--no-progress"])
+    assert code == 2 and capsys.readouterr().err.startswith(f"cadence: error: --out: {out} holds another run")
     train(digits_config(steps=9), out, overwrite=True)
-    assert (out / "notes.txt").read_text() == "keep me"  # --overwrite replaces only the run's own files
+    assert (out / "notes.txt").read_text() == "keep me"  # overwriting replaces only the run's own files
     with pytest.raises(CadenceError, match="other settings.*steps: 9 in the run, 12 asked"):
         train(digits_config(steps=12), out, resume=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CadenceError, match="exists and is not a folder"):
+        train(digits_config(steps=8), tmp_path / "file")
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "delete-metrics"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "delete-metrics", "edit-metrics", "short-metrics"])
 def test_corrupt_resume_is_a_clear_error(tmp_path, damage, capsys):
     out = tmp_path / "run"
     train(digits_config(), out, stop_after=25)
+    metrics = out / "metrics.csv"
     if damage == "truncate":
         data = (out / "checkpoint.pt").read_bytes()
         (out / "checkpoint.pt").write_bytes(data[: len(data) // 2])
@@ -145,19 +165,138 @@ def test_corrupt_resume_is_a_clear_error(tmp_path, damage, capsys):
     elif damage == "garbage":
         (out / "checkpoint.pt").write_bytes(b"not a checkpoint at all")
         fragment = "unreadable or corrupt"
+    elif damage == "delete-metrics":
+        metrics.unlink()
+        fragment = "metrics.csv is missing"
+    elif damage == "edit-metrics":  # same number of rows, other bytes: the recorded length tells
+        lines = metrics.read_text().splitlines(keepends=True)
+        lines[3] = lines[3].replace(",", ",0", 1)
+        metrics.write_text("".join(lines))
+        fragment = "the checkpoint recorded"
     else:
-        (out / "metrics.csv").unlink()
-        fragment = "missing or has other columns"
+        metrics.write_text("".join(metrics.read_text().splitlines(keepends=True)[:10]))
+        fragment = "has 9 complete rows but the checkpoint is at step 20"
     code = main(["run", "--resume", "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 2 and fragment in err and err.count("\n") == 1
+    assert code == 2 and fragment in err and err.count("\n") == 1, err
 
 
-def test_resume_removes_a_checkpoint_write_cut_short(tmp_path):
+def test_resume_removes_only_the_temporary_files_cadence_names(tmp_path):
     out = tmp_path / "run"
     train(digits_config(), out, stop_after=25)
-    partial = out / ".checkpoint.pt.abc123.tmp"  # what a kill during atomic_write leaves behind
-    partial.write_bytes(b"half a checkpoint")
-    (out / "notes.tmp").write_text("not ours")
+    ours = out / ".checkpoint.pt.cadence-tmp"  # what a kill during a checkpoint write leaves behind
+    ours.write_bytes(b"half a checkpoint")
+    theirs = [out / ".checkpoint.pt.abc123.tmp", out / "notes.tmp"]  # a user's, even if it looks like ours
+    for path in theirs:
+        path.write_text("not ours")
     train(digits_config(), out, resume=True)
-    assert not partial.exists() and (out / "notes.tmp").exists()
+    assert not ours.exists() and all(p.read_text() == "not ours" for p in theirs)
+
+
+def test_divergence_before_the_first_checkpoint_says_so(tmp_path, capsys):
+    out = tmp_path / "nan"
+    code = main(["run", "digits", "--lr", "constant(value=1e6)", "--optimizer", "sgd", "--steps", "100",
+                 "--checkpoint-every", "50", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 3 and err.count("\n") == 1, err
+    assert "no checkpoint had been written yet (the first was due at step 50)" in err and "step 0" not in err
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["status"] == "diverged" and manifest["step"] == 0 and manifest["diverged_at"] < 50
+    assert not (out / "checkpoint.pt").exists()
+    rows = (out / "metrics.csv").read_text().count("\n") - 1
+    assert rows == manifest["diverged_at"]  # the steps before it are kept
+
+
+def test_resume_keeps_the_run_thread_count_unless_told(tmp_path):
+    ref = tmp_path / "ref"
+    train(digits_config(), ref, threads=2)
+    out = tmp_path / "run"
+    train(digits_config(), out, threads=2, stop_after=25)
+    torch.set_num_threads(1)
+    train(digits_config(), out, resume=True)  # no threads given: the run's own 2
+    saved = json.loads((out / "run.json").read_text())
+    assert saved["threads"] == 2 and saved["bit_exact"] and len(saved["segments"]) == 1
+    assert (out / "metrics.csv").read_bytes() == (ref / "metrics.csv").read_bytes()
+
+    other = tmp_path / "other"
+    train(digits_config(), other, threads=2, stop_after=25)
+    notes = []
+    train(digits_config(), other, resume=True, threads=1, warn=notes.append)
+    assert len(notes) == 1 and "1 torch thread(s)" in notes[0] and "not bit-identical" in notes[0]
+    saved = json.loads((other / "run.json").read_text())
+    assert not saved["bit_exact"] and [s["threads"] for s in saved["segments"]] == [2, 1]
+    assert saved["segments"][1]["from_step"] == 20
+
+
+def test_a_run_folder_in_use_is_refused(tmp_path):
+    from cadence.bench.runner import folder_lock
+
+    out = tmp_path / "run"
+    train(digits_config(steps=8), out)
+    with folder_lock(out):  # what another process resuming it would hold
+        with pytest.raises(CadenceError, match="in use by another cadence process") as e:
+            train(digits_config(steps=8), out, resume=True)
+    assert e.value.field == "out"
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    train(digits_config(), out, stop_after=25)
+    return out
+
+
+def _config_edit(**changes):
+    def edit(manifest):
+        manifest["config"].update(changes)
+        return manifest
+    return edit
+
+
+TAMPERED = [  # (what is done to run.json, a fragment of the one-line error)
+    (_config_edit(checkpoint_every=0), "checkpoint_every must be a positive whole number; got 0"),
+    (_config_edit(steps="40"), "config.steps must be a whole number"),
+    (_config_edit(steps=10**30), "steps is 1000000000000000000000000000000; at most"),
+    (_config_edit(steps=1e308), "config.steps must be a whole number"),
+    (_config_edit(seed=-3), "seed must be a whole number from 0"),
+    (_config_edit(plan={"lr": 3}), "plan must map optimizer fields to schedule specs"),
+    (_config_edit(plan="cosine"), "config.plan must be an object"),
+    (_config_edit(plan={"lr": "cosine(peak="}), "cannot parse"),
+    (_config_edit(plan={"momentum": "cosine(peak=1)"}), "must drive 'lr'"),
+    (_config_edit(workload=["digits"]), "config.workload must be a string"),
+    (_config_edit(workload="mnist"), "unknown workload 'mnist'"),
+    (_config_edit(optimizer="lion"), "unknown optimizer 'lion'"),
+    (_config_edit(weight_decay=float("nan")), "weight_decay must be a number >= 0"),
+    (_config_edit(device="tpu"), "device must be 'cpu' or 'cuda[:N]'"),
+    (_config_edit(surprise=1), "unknown surprise"),
+    (lambda m: {**m, "config": {k: v for k, v in m["config"].items() if k != "seed"}}, "missing seed"),
+    (lambda m: {**m, "config": None}, "'config' must be an object"),
+    (lambda m: {**m, "status": 7}, "status must be one of"),
+    (lambda m: {**m, "threads": 0}, "threads must be a whole number from 1 to 256"),
+    (lambda m: {**m, "threads": 10**9}, "threads must be a whole number from 1 to 256"),
+    (lambda m: {**m, "segments": "x"}, "segments must be a list"),
+    (lambda m: {**m, "format": "other"}, "is not a cadence run manifest"),
+    (lambda m: [m], "expected a JSON object, found list"),
+    (lambda m: "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    (lambda m: b"\xff\xfe garbage \x00", "not UTF-8"),
+    (lambda m: "{'config': }", "invalid JSON"),
+    (lambda m: "{}" + " " * (1 << 20), "at most 1048576 bytes"),
+    (lambda m: '{"format": "cadence.run/1", "config": {"steps": 1' + "0" * 5000 + "}}", "invalid JSON"),
+    (_config_edit(steps=41), "does not match the checkpoint it was written with (steps: 40 in the checkpoint, 41"),
+]
+
+
+@pytest.mark.parametrize("tamper, fragment", TAMPERED, ids=[str(i) for i in range(len(TAMPERED))])
+def test_tampered_manifest_is_one_line_exit_2(tamper, fragment, stopped_run, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(stopped_run, out)
+    result = tamper(json.loads((out / "run.json").read_text()))
+    if isinstance(result, bytes):
+        (out / "run.json").write_bytes(result)
+    else:
+        (out / "run.json").write_text(result if isinstance(result, str) else json.dumps(result))
+    code = main(["run", "--resume", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("cadence: error:") and err.count("\n") == 1, err
+    assert fragment in err, err
+    assert "--" not in err.split(":", 2)[2][:3]  # a file's fault, not a flag's: no flag prefix

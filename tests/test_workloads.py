@@ -44,6 +44,13 @@ def test_tabular_epochs_sample_without_replacement():
     assert not torch.equal(w.batch(0, 0, 64)[0], w.batch(0, per_epoch, 64)[0])  # the next epoch reshuffles
 
 
+def test_batch_size_limits():
+    assert get_workload("tiny-lm").max_batch_size == 1024
+    with pytest.raises(CadenceError, match="larger than the training set") as e:
+        get_workload("digits").rates(5000)
+    assert e.value.field == "batch_size"
+
+
 def test_rates_feed_the_time_model():
     lm = get_workload("tiny-lm").rates(32)
     assert lm.tokens_per_step == 32 * 128 and lm.steps_per_epoch > 1000
@@ -62,6 +69,11 @@ def test_tiny_lm_split_is_by_path_and_stable():
 def test_unknown_names():
     with pytest.raises(CadenceError, match="unknown workload 'mnist'; available: tiny-lm"):
         get_workload("mnist")
-    with pytest.raises(CadenceError, match="unknown --size 'huge'"):
+    with pytest.raises(CadenceError, match="unknown size .huge.; allowed: small, medium") as e:
         get_workload("digits").model("huge")
+    assert e.value.field == "size"
+    with pytest.raises(CadenceError, match="unknown size"):
+        get_workload("digits").check_size(["small"])  # not a name at all: still one clear error
+    with pytest.raises(CadenceError, match="unknown workload"):
+        get_workload(["digits"])
     assert set(WORKLOADS) == {"tiny-lm", "digits", "digits-cnn", "logreg"}

@@ -1,30 +1,60 @@
 """Run a matrix of plans x seeds on one workload and write a comparison report.
 
-``out/`` gets ``bench.json`` (the matrix), ``runs/<plan>/seed-<s>/`` (one run each) and the
-report (``report.md``, ``summary.csv``, figures). Running the same command again skips
-finished runs and resumes interrupted ones, so a killed comparison loses at most the
-steps since each run's last checkpoint.
+``out/`` gets ``bench.json`` (the matrix, and the run folders cadence made for it),
+``runs/<plan>/seed-<s>/`` (one run each) and the report (``report.md``, ``summary.csv``,
+figures). Running the same command again skips finished runs and resumes interrupted ones,
+so a killed comparison loses at most the steps since each run's last checkpoint.
+
+* Divergence is a result, not a failure of the comparison: a run whose loss becomes
+  non-finite stops (its folder says ``diverged`` at which step), the other runs go on, and
+  the report marks it ("diverged at step N"). ``run_bench`` returns normally with the
+  diverged runs under ``"diverged"`` and passes one warning line per run to ``warn``;
+  ``cadence bench`` prints those warnings and exits 0 because its report was written. A
+  diverged run is not retried when the comparison runs again (it would diverge again).
+* Replacing (``overwrite=True``, when ``out`` holds a comparison with other settings):
+  only what cadence wrote for the old comparison goes: the run files of the run folders
+  listed in its bench.json (a folder holding anything else keeps it, and stays) and the
+  report files. Each removal is logged.
+* Parallel runs (``jobs > 1``) live in worker processes that stop with the comparison: on
+  KeyboardInterrupt (SIGINT, or SIGTERM under the CLI) or any error the parent terminates
+  them (each marks its run ``interrupted``) and waits for them; a worker whose parent dies,
+  even by SIGKILL, stops within a second. Worker processes ignore SIGINT: Ctrl-C in a
+  terminal reaches the whole process group, and the parent decides.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import multiprocessing
 import os
 import re
-import shutil
+import signal
 import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cadence._atomic import atomic_write
-from cadence.bench.runner import RunConfig, read_manifest, train
-from cadence.errors import CadenceError
+from cadence._atomic import atomic_write, stable_temp
+from cadence.bench.runner import (MAX_THREADS, RUN_FILES, TEMP_FILES, RunConfig, _read_json, folder_lock,
+                                  has_user_files, read_manifest, train)
+from cadence.errors import EXIT_INTERRUPTED, CadenceError, LimitError, RunError, TrainingDiverged
 
-__all__ = ["BenchConfig", "run_bench", "QUICK"]
+__all__ = ["BenchConfig", "run_bench", "QUICK", "REPORT_FILES", "MAX_SEEDS", "MAX_PLANS", "MAX_JOBS"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+_RUN_DIR = re.compile(r"^runs/([A-Za-z0-9][A-Za-z0-9_.+-]{0,63})/seed-([0-9]{1,6})$")
+FORMAT = "cadence.bench/1"
+REPORT_FILES = ("report.md", "summary.csv", "loss.png", "val_loss.png")
+BENCH_TEMP = stable_temp("bench.json").name
+
+# Documented limits (docs/runner.md).
+MAX_SEEDS = 1000
+MAX_PLANS = 100
+MAX_JOBS = 64
 
 # The main job: four decay shapes at equal budget, warmup and peak (cadence bench tiny-lm --quick).
 QUICK = {
@@ -60,16 +90,37 @@ class BenchConfig:
     baseline: str | None = None
     target: float | None = None
 
-    def runs(self) -> list[tuple[str, int, RunConfig]]:
-        if not self.plans:
-            raise CadenceError("give at least one --plan NAME=SPEC")
-        for name in self.plans:
-            if not _NAME.match(name):
-                raise CadenceError(f"plan name {name!r} must be letters, digits, '_', '.', '+' or '-' (it names a folder)")
+    def check(self) -> "BenchConfig":
+        """Validate what the matrix itself needs (names, counts); the runs validate the rest."""
+        if not isinstance(self.plans, dict) or not self.plans:
+            raise CadenceError("give at least one plan NAME=SPEC", field="plans")
+        if len(self.plans) > MAX_PLANS:
+            raise LimitError(f"{len(self.plans)} plans; at most {MAX_PLANS} are supported", field="plans")
+        for name, spec in self.plans.items():
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise CadenceError(f"plan name {str(name)[:80]!r} must be 1-64 letters, digits, '_', '.', '+' or '-', "
+                                   "starting with a letter or digit (it names a folder)", field="plans")
+            if not isinstance(spec, str):
+                raise CadenceError(f"plan {name!r}: the spec must be a string; got {spec!r}", field="plans")
+        if not isinstance(self.channels, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                          for k, v in self.channels.items()):
+            raise CadenceError(f"channels must map optimizer fields to specs; got {self.channels!r}", field="channels")
+        if "lr" in self.channels:
+            raise CadenceError("the learning rate is each plan's own; channels cannot drive 'lr'", field="channels")
         if self.baseline is not None and self.baseline not in self.plans:
-            raise CadenceError(f"--baseline {self.baseline!r} is not one of the plans ({', '.join(self.plans)})")
+            raise CadenceError(f"{str(self.baseline)[:80]!r} is not one of the plans ({', '.join(self.plans)})",
+                               field="baseline")
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
-            raise CadenceError(f"--seeds must be a positive whole number; got {self.seeds!r}")
+            raise CadenceError(f"seeds must be a positive whole number; got {self.seeds!r}", field="seeds")
+        if self.seeds > MAX_SEEDS:
+            raise LimitError(f"seeds is {self.seeds}; at most {MAX_SEEDS} are supported", field="seeds")
+        if self.target is not None and (isinstance(self.target, bool) or not isinstance(self.target, (int, float))
+                                        or not math.isfinite(self.target)):
+            raise CadenceError(f"target must be a finite number; got {self.target!r}", field="target")
+        return self
+
+    def runs(self) -> list[tuple[str, int, RunConfig]]:
+        self.check()
         out = []
         for name, spec in self.plans.items():
             for seed in range(self.seeds):
@@ -80,77 +131,293 @@ class BenchConfig:
                 out.append((name, seed, cfg.resolved()))
         return out
 
+    def run_dirs(self) -> list[str]:
+        return [f"runs/{name}/seed-{seed}" for name in self.plans for seed in range(self.seeds)]
 
-def _run_one(cfg: RunConfig, out: str, resume: bool, threads: int, progress: bool) -> tuple[str, dict]:
-    return out, train(cfg, out, resume=resume, threads=threads, progress=progress)
+    @classmethod
+    def from_record(cls, data: object, path: "str | Path") -> "BenchConfig":
+        """The config of a bench.json, checked (keys, types, names, counts), or one RunError line."""
+        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+            raise RunError(f"{path} is not a cadence comparison record (no 'config' object)")
+        config = data["config"]
+        fields = [f.name for f in dataclasses.fields(cls)]
+        missing = [k for k in ("workload", "plans", "steps") if k not in config]
+        unknown = [str(k)[:40] for k in config if k not in fields]
+        if missing or unknown:
+            parts = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unknown {', '.join(unknown)}"] if unknown else [])
+            raise RunError(f"{path}: config keys do not match a cadence comparison ({'; '.join(parts)})")
+        try:
+            bench = cls(**config).check()
+        except CadenceError as e:
+            raise RunError(f"{path}: {' '.join(str(e).split())}") from None
+        for key in ("workload", "optimizer", "device"):
+            if not isinstance(getattr(bench, key), str):
+                raise RunError(f"{path}: config.{key} must be a string")
+        for key in ("steps", "eval_every", "batch_size", "checkpoint_every"):
+            value = getattr(bench, key)
+            if (value is not None or key in ("steps", "checkpoint_every")) and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise RunError(f"{path}: config.{key} must be a positive whole number")
+        if bench.size is not None and not isinstance(bench.size, str):
+            raise RunError(f"{path}: config.size must be a string or null")
+        return bench
 
 
-def _status(run_dir: Path, cfg: RunConfig) -> str:
-    """'new', 'complete' or 'resume' for one cell of the matrix."""
+# -- the comparison folder -------------------------------------------------------------------
+
+def _recorded_runs(old: object) -> list[str]:
+    """The run folders an old bench.json says cadence made (its list, else its matrix); never a path outside runs/."""
+    if isinstance(old, dict):
+        runs = old.get("runs")
+        if isinstance(runs, list) and all(isinstance(r, str) and _RUN_DIR.match(r) for r in runs):
+            return list(runs)
+        try:
+            return BenchConfig.from_record(old, "bench.json").run_dirs()
+        except RunError:
+            pass
+    return []
+
+
+def _remove_old(out: Path, old: object, log) -> None:
+    """Remove what cadence wrote for the comparison being replaced, and nothing else."""
+    plans = set()
+    for rel in _recorded_runs(old):
+        plan_dir = out / "runs" / rel.split("/")[1]
+        run_dir = out / rel
+        if any(p.is_symlink() for p in (out / "runs", plan_dir, run_dir)):
+            log(f"kept {rel}: a symbolic link, not a folder cadence made")
+            continue
+        if not run_dir.is_dir():
+            continue
+        plans.add(plan_dir)
+        for name in RUN_FILES + TEMP_FILES:
+            path = run_dir / name
+            if os.path.lexists(path) and not path.is_dir():
+                path.unlink()
+        try:
+            run_dir.rmdir()
+            log(f"removed {rel} (a run of the comparison being replaced)")
+        except OSError:
+            log(f"kept {rel}: removed its run files; it holds other files, which cadence did not write")
+    for folder in [*sorted(plans), out / "runs"]:
+        try:
+            folder.rmdir()  # only when empty: a folder with anything of the user's stays
+        except OSError:
+            pass
+    for name in REPORT_FILES:
+        path = out / name
+        if os.path.lexists(path) and not path.is_dir():
+            path.unlink()
+            log(f"removed {name} (the report of the comparison being replaced)")
+
+
+def _prepare(out: Path, record: dict, overwrite: bool, log) -> None:
+    bench_file = out / "bench.json"
+    if os.path.lexists(bench_file):
+        try:
+            old = _read_json(bench_file, "cadence comparison record")
+        except RunError as e:
+            if not overwrite:
+                raise RunError(f"{' '.join(str(e).split())}; move it away or replace the comparison (overwrite)",
+                               field="overwrite") from None
+            old = None
+        if isinstance(old, dict) and old.get("config") == record["config"]:
+            return  # the same comparison: continue it
+        if not overwrite:
+            raise RunError(f"{out} holds a comparison with other settings; replace it (overwrite) or choose another "
+                           "folder", field="overwrite")
+        _remove_old(out, old, log)
+    elif has_user_files(out, ours=(BENCH_TEMP,)):
+        raise RunError(f"{out} is not empty and holds no cadence comparison; choose another folder", field="out")
+
+
+def _status(run_dir: Path, cfg: RunConfig, overwrite: bool) -> str:
+    """'new', 'complete', 'diverged', 'resume' or 'replace' for one cell of the matrix."""
+    if not os.path.lexists(run_dir):
+        return "new"
+    if run_dir.is_symlink() or not run_dir.is_dir():
+        raise RunError(f"{run_dir} is not a folder cadence made; move it away")
     manifest = read_manifest(run_dir)
     if manifest is None:
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise CadenceError(f"{run_dir} is not empty and holds no cadence run; move it away")
+        if has_user_files(run_dir):
+            raise RunError(f"{run_dir} is not empty and holds no cadence run; move it away")
         return "new"
     if manifest["config"] != asdict(cfg):
-        raise CadenceError(f"{run_dir} holds a run with other settings; use another --out or --overwrite")
-    return "complete" if manifest["status"] == "complete" else "resume"
+        if overwrite:
+            return "replace"
+        raise RunError(f"{run_dir} holds a run with other settings; replace it (overwrite) or choose another folder",
+                       field="overwrite")
+    return {"complete": "complete", "diverged": "diverged"}.get(manifest["status"], "resume")
 
+
+def _diverged_line(name: str, seed: int, run_dir: Path) -> str:
+    manifest = read_manifest(run_dir) or {}
+    return f"{name} seed {seed} diverged at step {manifest.get('diverged_at', '?')} (see {run_dir / 'run.json'})"
+
+
+# -- worker processes ------------------------------------------------------------------------
+
+_IN_RUN = False
+
+
+def _worker_init(parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    signal.signal(signal.SIGTERM, _worker_term)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="cadence-parent-watch").start()
+
+
+def _worker_term(signum, frame) -> None:
+    if _IN_RUN:
+        raise KeyboardInterrupt  # train() marks its run interrupted; then the worker exits
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.25)
+    os.kill(os.getpid(), signal.SIGTERM)  # the parent is gone: stop like an interrupted run
+    time.sleep(20)
+    os._exit(EXIT_INTERRUPTED)
+
+
+def _worker_run(cfg: RunConfig, run_dir: str, mode: str, threads: int | None) -> tuple[str, str, str | None, list[str]]:
+    """Train one run in a worker; returns (outcome, message, field, warnings): errors travel as data."""
+    global _IN_RUN
+    notes: list[str] = []
+    _IN_RUN = True
+    try:
+        train(cfg, run_dir, resume=mode == "resume", overwrite=mode == "replace", threads=threads, warn=notes.append)
+    except TrainingDiverged as e:
+        return "diverged", str(e), None, notes
+    except CadenceError as e:
+        return "error", str(e), e.field, notes
+    except KeyboardInterrupt:
+        os._exit(EXIT_INTERRUPTED)
+    finally:
+        _IN_RUN = False
+    return "ok", "", None, notes
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started, terminate the workers (SIGTERM, then SIGKILL after 15 s), wait for them."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    main = threading.current_thread() is threading.main_thread()
+    saved = [(s, signal.signal(s, signal.SIG_IGN)) for s in (signal.SIGINT, signal.SIGTERM)] if main else []
+    try:  # a second Ctrl-C must not leave workers behind: signals wait until they are gone
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        deadline = time.monotonic() + 15
+        for p in procs:
+            p.join(max(0.1, deadline - time.monotonic()))
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+    finally:
+        for s, handler in saved:
+            signal.signal(s, handler)
+
+
+# -- the comparison ----------------------------------------------------------------------------
 
 def run_bench(config: BenchConfig, out: "str | Path", *, jobs: int = 1, overwrite: bool = False,
-              progress: bool = True, log=print, threads: int | None = None) -> "dict":
-    """Run every (plan, seed) that is not finished yet, then write the report; returns its summary."""
+              progress: bool = True, log=print, threads: int | None = None, warn=None) -> dict:
+    """Run every (plan, seed) that is not finished yet, then write the report; returns its summary.
+
+    ``log`` gets progress lines; ``warn`` (default: ``log``) one line per file removed when
+    replacing, per diverged run and per resume that is not bit-exact. The result has the
+    report's keys plus ``diverged``.
+    """
     from cadence.bench.report import write_report
 
     out = Path(out)
-    matrix = config.runs()
+    warn = warn or log
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise CadenceError(f"--jobs must be a positive whole number; got {jobs!r}")
-    bench_file = out / "bench.json"
-    record = {"format": "cadence.bench/1", "config": asdict(config)}
-    if out.exists() and not out.is_dir():
-        raise CadenceError(f"--out {out} exists and is not a folder")
-    if bench_file.exists():
-        try:
-            old = json.loads(bench_file.read_text())
-        except ValueError:
-            raise CadenceError(f"{bench_file} is not readable JSON; move it away or pass --overwrite") from None
-        if old.get("config") != record["config"]:
-            if not overwrite:
-                raise CadenceError(f"--out {out} holds a comparison with other settings; pass --overwrite to replace it "
-                                   "or choose another folder")
-            shutil.rmtree(out / "runs", ignore_errors=True)  # asked for: our own run folders only
-    elif out.exists() and any(out.iterdir()):
-        raise CadenceError(f"--out {out} is not empty and holds no cadence comparison; choose another folder")
+        raise CadenceError(f"jobs must be a positive whole number; got {jobs!r}", field="jobs")
+    if jobs > MAX_JOBS:
+        raise LimitError(f"jobs is {jobs}; at most {MAX_JOBS} are supported", field="jobs")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS):
+        raise CadenceError(f"threads must be a whole number from 1 to {MAX_THREADS}; got {threads!r}", field="threads")
+    matrix = config.runs()
+    if "\x00" in str(out):
+        raise RunError("the comparison folder's name contains a NUL character", field="out")
+    if os.path.lexists(out) and not out.is_dir():
+        raise RunError(f"{out} exists and is not a folder", field="out")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(bench_file, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
+    with folder_lock(out):
+        record = {"format": FORMAT, "config": asdict(config), "runs": config.run_dirs()}
+        _prepare(out, record, overwrite, warn)  # removals are worth a line even without progress
+        bench_file = out / "bench.json"
+        atomic_write(bench_file, lambda tmp: Path(tmp).write_text(_dumps(record)), temp=stable_temp(bench_file))
+        diverged, notes = _run_matrix(config, out, matrix, jobs, overwrite, progress, log, threads)
+        result = write_report(out)
+    for line in notes:
+        warn(line)
+    for name, seed in diverged:
+        warn(_diverged_line(name, seed, out / "runs" / name / f"seed-{seed}"))
+    result["diverged"] = [{"plan": name, "seed": seed} for name, seed in diverged]
+    return result
 
-    todo = []
+
+def _dumps(record: dict) -> str:
+    return json.dumps(record, indent=2) + "\n"
+
+
+def _run_matrix(config: BenchConfig, out: Path, matrix, jobs: int, overwrite: bool, progress: bool, log,
+                threads: int | None) -> tuple[list[tuple[str, int]], list[str]]:
+    todo, diverged = [], []
     for name, seed, cfg in matrix:
         run_dir = out / "runs" / name / f"seed-{seed}"
-        state = _status(run_dir, cfg)
-        if state != "complete":
-            todo.append((name, seed, cfg, str(run_dir), state == "resume"))
+        state = _status(run_dir, cfg, overwrite)
+        if state == "diverged":
+            diverged.append((name, seed))
+        elif state != "complete":
+            todo.append((name, seed, cfg, str(run_dir), state))
     done = len(matrix) - len(todo)
     log(f"{config.workload}: {len(matrix)} runs ({len(config.plans)} plans x {config.seeds} seeds), "
-        f"{done} already complete, {len(todo)} to run")
+        f"{done} already finished, {len(todo)} to run")
     cores = os.cpu_count() or 1
     jobs = min(jobs, max(len(todo), 1))
-    threads = threads or max(1, cores // jobs)
+    default_threads = max(1, cores // jobs)
+
+    def threads_for(mode: str) -> int | None:
+        # A resumed run keeps its own thread count unless the user chose one: that keeps it bit-exact.
+        return threads if threads is not None else (None if mode == "resume" else default_threads)
+
+    notes: list[str] = []
     if jobs == 1:
-        for i, (name, seed, cfg, run_dir, resume) in enumerate(todo, 1):
-            log(f"[{done + i}/{len(matrix)}] {name} seed {seed}" + (" (resuming)" if resume else ""))
+        for i, (name, seed, cfg, run_dir, mode) in enumerate(todo, 1):
+            log(f"[{done + i}/{len(matrix)}] {name} seed {seed}" + (" (resuming)" if mode == "resume" else ""))
             Path(run_dir).mkdir(parents=True, exist_ok=True)
-            _run_one(cfg, run_dir, resume, threads, progress and sys.stderr.isatty())
-    elif todo:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = {}
-            for name, seed, cfg, run_dir, resume in todo:
-                Path(run_dir).mkdir(parents=True, exist_ok=True)
-                futures[pool.submit(_run_one, cfg, run_dir, resume, threads, False)] = (name, seed)
-            for i, fut in enumerate(as_completed(futures), 1):
-                name, seed = futures[fut]
-                fut.result()
-                log(f"[{done + i}/{len(matrix)}] {name} seed {seed} finished")
-    return write_report(out)
+            try:
+                train(cfg, run_dir, resume=mode == "resume", overwrite=mode == "replace", threads=threads_for(mode),
+                      progress=progress and sys.stderr.isatty(), warn=notes.append)
+            except TrainingDiverged:
+                diverged.append((name, seed))
+                log(f"[{done + i}/{len(matrix)}] {name} seed {seed} diverged")
+        return diverged, notes
+    if not todo:
+        return diverged, notes
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
+    try:
+        futures = {}
+        for name, seed, cfg, run_dir, mode in todo:
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            futures[pool.submit(_worker_run, cfg, run_dir, mode, threads_for(mode))] = (name, seed)
+        for i, fut in enumerate(as_completed(futures), 1):
+            name, seed = futures[fut]
+            outcome, message, field_name, warnings = fut.result()
+            notes.extend(warnings)
+            if outcome == "error":
+                raise RunError(message, field=field_name)
+            if outcome == "diverged":
+                diverged.append((name, seed))
+            log(f"[{done + i}/{len(matrix)}] {name} seed {seed} " + ("diverged" if outcome == "diverged" else "finished"))
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
+    return diverged, notes

@@ -11,31 +11,63 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
+import os
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from cadence._atomic import atomic_write
-from cadence.errors import CadenceError
+from cadence.errors import RunError
 
 __all__ = ["load_metrics", "write_report", "summarise"]
 
 
-def load_metrics(path: "str | Path") -> dict[str, np.ndarray]:
-    """metrics.csv as columns of floats (NaN where a value was not measured)."""
+def load_metrics(path: "str | Path", max_rows: int | None = None) -> dict[str, np.ndarray]:
+    """metrics.csv as columns of floats (NaN where a value was not measured).
+
+    A last line without its newline (a row a kill cut short) is left out. Anything else that
+    is not a number, a row of the wrong length, or more than ``max_rows`` rows is a CadenceError.
+    """
     path = Path(path)
     try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
+        with open(path, newline="", encoding="utf-8") as f:
+            text = f.read()
     except OSError as e:
-        raise CadenceError(f"cannot read {path}: {e.strerror}") from None
-    if len(rows) < 2:
-        raise CadenceError(f"{path} has no rows")
+        raise RunError(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise RunError(f"{path} is not a metrics file: it is not UTF-8 text") from None
+    lines = text.split("\n")[:-1]  # the last piece is '' or a torn row
+    if max_rows is not None and len(lines) > max_rows + 1:
+        raise RunError(f"{path} has {len(lines) - 1} rows; the run has only {max_rows} steps (edited?)")
+    if len(lines) < 2:
+        raise RunError(f"{path} has no rows")
+    try:
+        rows = list(csv.reader(lines))
+    except csv.Error as e:
+        raise RunError(f"{path} is not a metrics file ({e})") from None
     header, body = rows[0], rows[1:]
-    data = np.array([[float(v) if v != "" else math.nan for v in row] for row in body], dtype=np.float64)
+    if "step" not in header or len(set(header)) != len(header):
+        raise RunError(f"{path} is not a metrics file: its header has no 'step' column or repeats a name")
+    data = np.empty((len(body), len(header)), dtype=np.float64)
+    for i, row in enumerate(body):
+        if len(row) != len(header):
+            raise RunError(f"{path}: row {i + 1} has {len(row)} values, the header {len(header)}")
+        try:
+            data[i] = [float(v) if v != "" else math.nan for v in row]
+        except ValueError:
+            bad = next(v for v in row if v != "" and not _is_number(v))
+            raise RunError(f"{path}: row {i + 1} holds {bad[:40]!r}, which is not a number") from None
     return {name: data[:, i] for i, name in enumerate(header)}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
@@ -49,42 +81,75 @@ def _steps_to(metrics: dict[str, np.ndarray], target: float) -> float | None:
     return None if len(hit) == 0 else float(metrics["step"][hit[0]] + 1)
 
 
+def _diverged_at(run_dir: Path) -> int | None:
+    """The step at which the run in ``run_dir`` diverged, or None (no run.json, or not diverged)."""
+    from cadence.bench.runner import _read_json
+
+    path = run_dir / "run.json"
+    if not os.path.lexists(path):
+        return None
+    data = _read_json(path, "cadence run manifest")
+    if not isinstance(data, dict) or data.get("status") != "diverged":
+        return None
+    at = data.get("diverged_at")
+    if isinstance(at, bool) or not isinstance(at, int):
+        raise RunError(f"{path}: a diverged run must record diverged_at as a whole number; got {str(at)[:40]!r}")
+    return at
+
+
+_COLUMNS = ("step", "lr", "train_loss", "val_loss")
+
+
 def summarise(folder: "str | Path") -> dict:
+    from cadence.bench.compare import BenchConfig
+    from cadence.bench.runner import _read_json
+
     folder = Path(folder)
-    try:
-        bench = json.loads((folder / "bench.json").read_text())["config"]
-    except (OSError, ValueError, KeyError):
-        raise CadenceError(f"{folder} holds no cadence comparison (bench.json missing or unreadable)") from None
+    bench_file = folder / "bench.json"
+    if not bench_file.is_file():
+        raise RunError(f"{folder} holds no cadence comparison (no bench.json)")
+    bench = asdict(BenchConfig.from_record(_read_json(bench_file, "cadence comparison record"), bench_file))
     plans = list(bench["plans"])
     runs: dict[str, list[dict]] = {}
+    diverged: dict[str, list[tuple[int, int]]] = {}
     for name in plans:
-        runs[name] = []
+        runs[name], diverged[name] = [], []
         for seed in range(bench["seeds"]):
-            path = folder / "runs" / name / f"seed-{seed}" / "metrics.csv"
-            if not path.exists():
+            run_dir = folder / "runs" / name / f"seed-{seed}"
+            at = _diverged_at(run_dir)
+            if at is not None:
+                diverged[name].append((seed, at))
                 continue
-            m = load_metrics(path)
+            path = run_dir / "metrics.csv"
+            if not path.is_file():
+                continue
+            m = load_metrics(path, max_rows=bench["steps"])
+            lacking = [c for c in _COLUMNS if c not in m]
+            if lacking:
+                raise RunError(f"{path} has no {', '.join(lacking)} column(s)")
             if len(m["step"]) == bench["steps"]:
                 runs[name].append(m)
-    missing = [n for n in plans if not runs[n]]
+    missing = [n for n in plans if not runs[n] and not diverged[n]]
     if missing:
-        raise CadenceError(f"no finished runs for plan(s) {', '.join(missing)} in {folder}; run the comparison first")
+        raise RunError(f"no finished runs for plan(s) {', '.join(missing)} in {folder}; run the comparison first")
     baseline = bench.get("baseline") or plans[0]
     final = {n: [float(m["val_loss"][-1]) for m in runs[n]] for n in plans}
     target = bench.get("target")
-    if target is None:
+    if target is None and final[baseline]:
         target = float(np.mean(final[baseline]))
     rows = []
     for n in plans:
         tail = max(1, bench["steps"] // 20)
-        train_tail = [float(np.mean(m["train_loss"][-tail:])) for m in runs[n]]
-        hits = [_steps_to(m, target) for m in runs[n]]
+        hits = [_steps_to(m, target) for m in runs[n]] if target is not None else []
         reached = [h for h in hits if h is not None]
+        tried = len(runs[n]) + len(diverged[n])
         rows.append({
             "plan": n, "spec": bench["plans"][n], "seeds": len(runs[n]),
-            "final_val": _mean_std(final[n]), "final_train": _mean_std(train_tail),
+            "final_val": _mean_std(final[n]) if runs[n] else None,
+            "final_train": _mean_std([float(np.mean(m["train_loss"][-tail:])) for m in runs[n]]) if runs[n] else None,
             "steps_to_target": float(np.mean(reached)) if reached else None,
-            "reached": f"{len(reached)}/{len(hits)}",
+            "reached": f"{len(reached)}/{tried}" if target is not None else "-",
+            "diverged": diverged[n],
         })
     base = next(r for r in rows if r["plan"] == baseline)
     for r in rows:
@@ -94,16 +159,26 @@ def summarise(folder: "str | Path") -> dict:
             "rows": rows, "runs": runs, "bench": bench}
 
 
+def _diverged_steps(r: dict) -> str:
+    return ", ".join(str(s) for s in sorted({at for _, at in r["diverged"]}))
+
+
 def _table(summary: dict) -> str:
     lines = [
         "| plan | final val loss | final train loss | steps to target | reached | speed-up vs "
         f"{summary['baseline']} |",
         "|---|---|---|---|---|---|",
     ]
-    best = min(r["final_val"][0] for r in summary["rows"])
+    finished = [r["final_val"][0] for r in summary["rows"] if r["final_val"] is not None]
+    best = min(finished) if finished else None
     for r in summary["rows"]:
+        if r["final_val"] is None:
+            lines.append(f"| {r['plan']} | diverged at step {_diverged_steps(r)} | - | - | {r['reached']} | - |")
+            continue
         v, s = r["final_val"]
         mark = " **best**" if v == best else ""
+        if r["diverged"]:
+            mark += f" ({len(r['diverged'])}/{len(r['diverged']) + r['seeds']} diverged at step {_diverged_steps(r)})"
         stt = "-" if r["steps_to_target"] is None else f"{r['steps_to_target']:.0f}"
         sp = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
         lines.append(f"| {r['plan']}{mark} | {v:.4f} ± {s:.4f} | {r['final_train'][0]:.4f} ± {r['final_train'][1]:.4f} "
@@ -126,6 +201,9 @@ def _figures(summary: dict, folder: Path) -> list[str]:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    rows = [r for r in summary["rows"] if summary["runs"][r["plan"]]]  # a plan whose every run diverged has no curve
+    if not rows:
+        return []
     steps = summary["steps"]
     span = max(5, steps // 50)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -134,7 +212,7 @@ def _figures(summary: dict, folder: Path) -> list[str]:
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
     for ax, start in zip(axes, (0, int(steps * 0.5))):
         lr_ax = ax.twinx()
-        for i, row in enumerate(summary["rows"]):
+        for i, row in enumerate(rows):
             runs = summary["runs"][row["plan"]]
             curves = np.array([_ema(m["train_loss"], span) for m in runs])
             x = runs[0]["step"]
@@ -152,7 +230,7 @@ def _figures(summary: dict, folder: Path) -> list[str]:
         ax.set_title("whole run" if start == 0 else "second half")
         if start:
             tail = np.concatenate([np.array([_ema(m["train_loss"], span) for m in summary["runs"][r["plan"]]])[:, start:].ravel()
-                                   for r in summary["rows"]])
+                                   for r in rows])
             ax.set_ylim(np.percentile(tail, 0.5) - 0.02, np.percentile(tail, 99.5) + 0.02)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{summary['workload']}: training loss (band: min-max over seeds), LR on the right axis")
@@ -162,7 +240,7 @@ def _figures(summary: dict, folder: Path) -> list[str]:
     made.append("loss.png")
 
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
-    for i, row in enumerate(summary["rows"]):
+    for i, row in enumerate(rows):
         runs = summary["runs"][row["plan"]]
         mask = ~np.isnan(runs[0]["val_loss"])
         x = runs[0]["step"][mask] + 1
@@ -171,7 +249,8 @@ def _figures(summary: dict, folder: Path) -> list[str]:
         ax.plot(x, vals.mean(0), color=c, lw=1.6, marker=".", ms=3, label=row["plan"])
         if len(runs) > 1:
             ax.fill_between(x, vals.min(0), vals.max(0), color=c, alpha=0.2, lw=0)
-    ax.axhline(summary["target"], color="k", lw=0.8, ls=":", label=f"target {summary['target']:.4f}")
+    if summary["target"] is not None:
+        ax.axhline(summary["target"], color="k", lw=0.8, ls=":", label=f"target {summary['target']:.4f}")
     lo = min(np.nanmin(m["val_loss"]) for rs in summary["runs"].values() for m in rs)
     ax.set_ylim(lo - 0.05 * abs(lo), np.nanpercentile(
         np.concatenate([m["val_loss"] for rs in summary["runs"].values() for m in rs]), 60))
@@ -194,38 +273,44 @@ def write_report(folder: "str | Path") -> dict:
     bench = summary["bench"]
     table = _table(summary)
     specs = "\n".join(f"- `{r['plan']}`: `{r['spec']}`" for r in summary["rows"])
+    if summary["target"] is None:
+        target = f"none (every run of the baseline `{summary['baseline']}` diverged)"
+    else:
+        target = f"{summary['target']:.4f} ({'given' if bench.get('target') is not None else 'mean final validation loss of the baseline `' + summary['baseline'] + '`'})"
+    lost = [f"`{r['plan']}` seed {seed} at step {at}" for r in summary["rows"] for seed, at in r["diverged"]]
+    diverged = (f"\nDiverged (the loss became NaN or infinite; not counted in the statistics): {', '.join(lost)}.\n"
+                if lost else "")
+    alt = {"loss.png": "training loss", "val_loss.png": "validation loss"}
+    pictures = "".join(f"\n![{alt[name]}]({name})\n" for name in figures)
     text = f"""# {summary['workload']}: schedule comparison
 
 {len(summary['rows'])} plans x {bench['seeds']} seed(s), {bench['steps']} steps each, size `{bench['size'] or 'default'}`,
-optimizer {bench['optimizer']}. Target validation loss: {summary['target']:.4f}
-({'given' if bench.get('target') is not None else f"mean final validation loss of the baseline `{summary['baseline']}`"}).
+optimizer {bench['optimizer']}. Target validation loss: {target}.
 
 {table}
-
+{diverged}
 Final val loss: validation loss after the last step, mean ± std over seeds. Final train
 loss: mean over the last 5% of steps. Steps to target: first evaluation (every
 {bench['eval_every'] or 'default'} steps) at or below the target, mean over the seeds that reach it.
 
 Plans:
 {specs}
-
-![training loss](loss.png)
-
-![validation loss](val_loss.png)
-"""
+{pictures}"""
     atomic_write(folder / "report.md", lambda tmp: Path(tmp).write_text(text))
-    with_summary = [{k: v for k, v in r.items()} for r in summary["rows"]]
 
     def write_csv(tmp):
+        def num(x):
+            return "" if x is None else repr(x)
+
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["plan", "seeds", "final_val_mean", "final_val_std", "final_train_mean", "final_train_std",
-                        "steps_to_target", "reached", "speedup"])
-            for r in with_summary:
-                w.writerow([r["plan"], r["seeds"], repr(r["final_val"][0]), repr(r["final_val"][1]),
-                            repr(r["final_train"][0]), repr(r["final_train"][1]),
+                        "steps_to_target", "reached", "speedup", "diverged", "diverged_at"])
+            for r in summary["rows"]:
+                fv, ft = r["final_val"] or (None, None), r["final_train"] or (None, None)
+                w.writerow([r["plan"], r["seeds"], num(fv[0]), num(fv[1]), num(ft[0]), num(ft[1]),
                             "" if r["steps_to_target"] is None else r["steps_to_target"], r["reached"],
-                            "" if r["speedup"] is None else repr(r["speedup"])])
+                            num(r["speedup"]), len(r["diverged"]), " ".join(str(at) for _, at in r["diverged"])])
     atomic_write(folder / "summary.csv", write_csv)
     return {"table": table, "report": str(folder / "report.md"), "figures": figures, "target": summary["target"],
             "rows": summary["rows"]}

@@ -49,6 +49,7 @@ class Workload(abc.ABC):
     weight_decay: float = 0.0
     clip: float | None = 1.0
     metrics: tuple[str, ...] = ("val_loss",)
+    max_batch_size: int = 1 << 16  # a documented limit: larger batches are refused, not attempted
     _data: dict = field(default_factory=dict, repr=False)
 
     @abc.abstractmethod
@@ -76,8 +77,8 @@ class Workload(abc.ABC):
         return "-"
 
     def check_size(self, size: str) -> str:
-        if size not in self.sizes:
-            raise CadenceError(f"{self.name}: unknown --size {size!r}; allowed: {', '.join(self.sizes)}")
+        if not isinstance(size, str) or size not in self.sizes:
+            raise CadenceError(f"{self.name}: unknown size {size!r}; allowed: {', '.join(self.sizes)}", field="size")
         return size
 
 
@@ -130,6 +131,7 @@ class TinyLM(Workload):
     val_fraction: float = 0.05
     val_batches: int = 16
     max_train_bytes: int = 24_000_000
+    max_batch_size: int = 1024  # 131K tokens a step: beyond it a CPU run swaps rather than trains
     shapes = {"xs": (64, 2, 4), "small": (128, 4, 4), "medium": (256, 6, 8)}
 
     def _corpus(self):
@@ -233,7 +235,8 @@ class _Tabular(Workload):
     def _steps_per_epoch(self, batch_size: int) -> int:
         n = len(self._arrays()[1])
         if batch_size > n:
-            raise CadenceError(f"{self.name}: batch size {batch_size} is larger than the training set ({n} samples)")
+            raise CadenceError(f"{self.name}: batch size {batch_size} is larger than the training set ({n} samples)",
+                              field="batch_size")
         return n // batch_size
 
     def rates(self, batch_size: int) -> Rates:
@@ -346,7 +349,7 @@ _INSTANCES: dict[str, Workload] = {}
 
 def get_workload(name: str) -> Workload:
     """The process's one instance of a workload: its data is read once, however often it is asked for."""
-    if name not in WORKLOADS:
+    if not isinstance(name, str) or name not in WORKLOADS:
         raise CadenceError(f"unknown workload {name!r}; available: {', '.join(WORKLOADS)}")
     if name not in _INSTANCES:
         _INSTANCES[name] = WORKLOADS[name]()

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 from cadence.cli import common
-from cadence.errors import CadenceError
+from cadence.errors import CadenceError, RunError
 from cadence.schedules import parse
+
+# Flags that set a run's settings: with --resume and no WORKLOAD they would be ignored, so they are refused.
+_SETTINGS = ("lr", "set", "steps", "size", "batch_size", "weight_decay", "eval_every", "checkpoint_every", "device")
 
 
 def register(sub) -> None:
-    sub.add_parser("workloads", help="list the training workloads").set_defaults(handler=lambda args: _cmd_workloads())
+    sub.add_parser("workloads", help="list the training workloads").set_defaults(handler=_guarded(lambda args: _cmd_workloads()))
 
     r = common.command(sub, "run", "train one workload under a plan (resumable)")
     r.add_argument("workload", nargs="?", help="tiny-lm, digits, digits-cnn or logreg (omit with --resume)")
@@ -19,13 +23,13 @@ def register(sub) -> None:
     r.add_argument("--set", metavar="FIELD=SPEC", action="append", default=[],
                    help="drive another optimizer field, e.g. --set weight_decay=\"linear(peak=0.1)\"")
     r.add_argument("--steps", type=common.positive_int, help="optimizer steps (default: the workload's)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int)
     r.add_argument("--out", required=True, metavar="DIR", help="run folder")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     r.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     _add_training(r)
-    r.add_argument("--checkpoint-every", type=common.positive_int, default=100, metavar="K")
-    r.set_defaults(handler=_cmd_run)
+    r.add_argument("--checkpoint-every", type=common.positive_int, metavar="K", help="steps between checkpoints (100)")
+    r.set_defaults(handler=_guarded(_cmd_run))
 
     b = common.command(sub, "bench", "compare plans over seeds on one workload and write a report")
     b.add_argument("workload", help="tiny-lm, digits, digits-cnn or logreg")
@@ -42,21 +46,21 @@ def register(sub) -> None:
                    help="drive another optimizer field the same way in every plan")
     b.add_argument("--overwrite", action="store_true", help="replace a comparison with other settings in --out")
     _add_training(b)
-    b.set_defaults(handler=_cmd_bench)
+    b.set_defaults(handler=_guarded(_cmd_bench))
 
     rp = sub.add_parser("report", help="rewrite the report of a comparison folder")
     rp.add_argument("folder")
-    rp.set_defaults(handler=_cmd_report)
+    rp.set_defaults(handler=_guarded(_cmd_report))
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", help="model size (see 'cadence workloads')")
     p.add_argument("--batch-size", type=common.positive_int)
-    p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    p.add_argument("--optimizer", choices=["adamw", "sgd"])
     p.add_argument("--weight-decay", type=float, help="base weight decay (default: the workload's)")
     p.add_argument("--eval-every", type=common.positive_int, metavar="K", help="steps between validation measurements")
     p.add_argument("--threads", type=common.positive_int, help="torch threads per run")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", help="cpu (default) or cuda[:N]")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -74,6 +78,31 @@ def _torch_extra():
         raise CadenceError("training needs torch: pip install -c constraints.txt 'cadence[bench]'") from None
 
 
+def _show(text) -> str:
+    """A path or name as printable text (an undecodable byte of a file name is shown escaped)."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _guarded(handler):
+    """File-system failures (permission, disk full, a name too long) end as one line, exit 2, like bad input."""
+    @functools.wraps(handler)
+    def run(args):
+        for name in ("out", "folder"):
+            value = getattr(args, name, None)
+            if isinstance(value, str) and "\x00" in value:
+                raise CadenceError(f"{'--out' if name == 'out' else 'FOLDER'} contains a NUL character")
+        try:
+            return handler(args)
+        except OSError as e:
+            where = f"{_show(e.filename)}: " if e.filename else ""
+            raise RunError(f"{where}{e.strerror or type(e).__name__}") from None
+    return run
+
+
+def _warn(message: str) -> None:
+    print(f"cadence: warning: {_show(message)}", file=sys.stderr)
+
+
 def _cmd_workloads() -> None:
     _torch_extra()
     from cadence.bench.workloads import WORKLOADS
@@ -81,41 +110,41 @@ def _cmd_workloads() -> None:
     for name, cls in WORKLOADS.items():
         w = cls()
         print(f"{name}: {w.description}")
-        print(f"    sizes: {', '.join(w.sizes)} (default {w.default_size}); batch {w.batch_size}; "
-              f"default {w.default_steps} steps; eval every {w.eval_every}")
+        print(f"    sizes: {', '.join(w.sizes)} (default {w.default_size}); batch {w.batch_size} (at most "
+              f"{w.max_batch_size}); default {w.default_steps} steps; eval every {w.eval_every}")
         print(f"    default lr: {w.default_lr}; weight decay {w.weight_decay}; clip {w.clip}")
 
 
 def _cmd_run(args) -> int:
     _torch_extra()
-    from cadence.bench.runner import RunConfig, read_manifest, train
+    from cadence.bench.runner import RunConfig, train
     from cadence.bench.workloads import get_workload
 
     if args.workload is None:
         if not args.resume:
             raise CadenceError("name a WORKLOAD (tiny-lm, digits, digits-cnn, logreg), or pass --resume --out DIR")
-        manifest = read_manifest(args.out)
-        if manifest is None:
-            raise CadenceError(f"cannot resume: {args.out} holds no cadence run (no run.json)")
-        config = RunConfig(**manifest["config"])
-        config.workload = ""  # take everything from the manifest
+        given = [name for name in (*_SETTINGS, "seed", "optimizer") if getattr(args, name) not in (None, [])]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise CadenceError(f"a resumed run keeps its own settings: drop {flags}, or name the WORKLOAD with all the "
+                               "run's settings to check them")
+        config = RunConfig(workload="", plan={}, steps=0)  # everything comes from the run's manifest
     else:
         w = get_workload(args.workload)
         config = RunConfig(workload=args.workload, plan={"lr": parse(args.lr or w.default_lr).spec(), **_fields(args.set)},
-                           steps=args.steps or w.default_steps, seed=args.seed, size=args.size,
-                           batch_size=args.batch_size, optimizer=args.optimizer, weight_decay=args.weight_decay,
-                           eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, device=args.device)
-    if args.seed < 0:
-        raise CadenceError(f"--seed must be >= 0; got {args.seed}")
+                           steps=args.steps or w.default_steps, seed=0 if args.seed is None else args.seed,
+                           size=args.size, batch_size=args.batch_size, optimizer=args.optimizer or "adamw",
+                           weight_decay=args.weight_decay, eval_every=args.eval_every,
+                           checkpoint_every=args.checkpoint_every or 100, device=args.device or "cpu")
     manifest = train(config, args.out, resume=args.resume, overwrite=args.overwrite,
-                     progress=not args.no_progress and sys.stderr.isatty(), threads=args.threads)
+                     progress=not args.no_progress and sys.stderr.isatty(), threads=args.threads, warn=_warn)
     from cadence.bench.report import load_metrics
 
     m = load_metrics(f"{args.out}/metrics.csv")
     print(f"{manifest['config']['workload']} seed {manifest['config']['seed']}: {manifest['status']} at step "
           f"{manifest['step']}; final train loss {m['train_loss'][-1]:.4f}, val loss {m['val_loss'][-1]:.4f}; "
           f"{manifest.get('train_seconds', 0):.1f}s training")
-    print(f"metrics: {args.out}/metrics.csv")
+    print(f"metrics: {_show(args.out)}/metrics.csv")
     return 0
 
 
@@ -141,16 +170,17 @@ def _cmd_bench(args) -> None:
         workload=args.workload, plans=plans,
         steps=args.steps or defaults.get("steps") or w.default_steps,
         seeds=args.seeds or defaults.get("seeds") or 3,
-        size=args.size or defaults.get("size"), batch_size=args.batch_size, optimizer=args.optimizer,
+        size=args.size or defaults.get("size"), batch_size=args.batch_size, optimizer=args.optimizer or "adamw",
         weight_decay=args.weight_decay, eval_every=args.eval_every or defaults.get("eval_every"),
-        device=args.device, channels=_fields(args.set), baseline=args.baseline or defaults.get("baseline"), target=args.target,
+        device=args.device or "cpu", channels=_fields(args.set), baseline=args.baseline or defaults.get("baseline"),
+        target=args.target,
     )
     out = args.out or f"out/bench-{args.workload}" + ("-quick" if args.quick else "")
-    log = (lambda msg: None) if args.no_progress else (lambda msg: print(msg, file=sys.stderr))
+    log = (lambda msg: None) if args.no_progress else (lambda msg: print(_show(msg), file=sys.stderr))
     result = run_bench(config, out, jobs=args.jobs, overwrite=args.overwrite, progress=not args.no_progress, log=log,
-                       threads=args.threads)
+                       threads=args.threads, warn=_warn)
     print(result["table"])
-    print(f"\nreport: {result['report']}")
+    print(f"\nreport: {_show(result['report'])}")
 
 
 def _cmd_report(args) -> None:
@@ -158,4 +188,4 @@ def _cmd_report(args) -> None:
 
     result = write_report(args.folder)
     print(result["table"])
-    print(f"\nreport: {result['report']}")
+    print(f"\nreport: {_show(result['report'])}")
