@@ -1,0 +1,810 @@
+"""Grammar-based hypothesis strategies for every input cadence reads.
+
+Schedules are generated from the registry (``FAMILIES`` and ``COMBINATORS`` with their
+real parameter names), so a new family or parameter is fuzzed without editing this file.
+Most generated values are well formed, so cases reach evaluation; the rest are extreme
+(0, negatives, 1e308, 1e-320, inf and nan spellings, 10**400, booleans, strings, unicode,
+lone surrogates), and a share of the texts is mutated or truncated afterwards.
+
+Every strategy returns plain data (strings, bytes, dicts, lists): the checks in
+``harness.py`` turn them into files, calls and command lines.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+
+from hypothesis import strategies as st
+
+from cadence.schedules import COMBINATORS, FAMILIES
+
+# -- building blocks ---------------------------------------------------------------------------
+
+
+def chance(draw, k: int, n: int) -> bool:
+    """True with probability k/n; the simplest draw (the one hypothesis starts from) gives False."""
+    return draw(st.integers(0, n - 1)) >= n - k
+
+
+def _include(draw, p: int) -> bool:
+    """Whether an optional flag appears (probability p/10); the simplest draw includes the usual ones."""
+    u = draw(st.integers(0, 9))
+    return u < p if p >= 5 else u >= 10 - p
+
+
+def weighted(draw, *options):
+    """Draw from one of ``(weight, strategy)`` options; the first option is where shrinking goes."""
+    total = sum(w for w, _ in options)
+    pick = draw(st.integers(0, total - 1))
+    for w, strategy in options:
+        if pick < w:
+            return draw(strategy)
+        pick -= w
+    raise AssertionError("unreachable")
+
+
+# Text that a spec, a CSV cell or a flag may carry: anything, including lone surrogates and NUL.
+ANY_TEXT = st.text(max_size=12)
+NASTY_CHARS = st.sampled_from(
+    list("()[],=' \"\\%._-+#:;*/\t\n\r") + ["\x00", "\ud800", "\udcff", "\u3000", "\u00a0", "\u200b", "\ufeff",
+                                            "é", "ｃ", "٣", "५", "𝟘", "\u2028", "∞", "\x7f", "\x1b"]
+)
+NASTY_STRINGS = st.sampled_from([
+    "", " ", "nan", "NaN", "inf", "-inf", "Infinity", "1e999", "-0", "0x10", "None", "null", "true", "[]", "{}",
+    "\x00", "\ud800", "é", "ｃｏｓｉｎｅ", "٣", "𝟘", "1" * 400, "-" * 3, "..", "/", "%", "%%", "\n", "'", '"',
+])
+
+NUMBER_TEXT_SPECIAL = [
+    "0", "-0.0", "1", "-1", "0.5", "1e-3", "3e-4", "1e308", "1.7976931348623157e308", "-1.7976931348623157e308",
+    "1e309", "-1e999", "1e-320", "5e-324", "2.2250738585072014e-308", "1e-300", "9007199254740993",
+    "18446744073709551616", "9" * 400, "1" + "0" * 4400, "0x10", "0b11", "0o7", "1_000", "1e1_0", "True", "False",
+    "None", "nan", "inf", "-inf", "float('nan')", "float('inf')", "'nan'", "'inf'", "'1e-3'", "1j", "...", "b'1'",
+    "2**63", "-(1)", "+1.5", "--1", "-+1", "~1", "1 + 1", "(1)", "()", "{}", "{'a': 1}", "lambda: 1",
+    "__import__('os')", "x", "-True", "-None", "'1'*10", "-1e-320", "1e-400", "0.0001e400",
+]
+NUMBER_TEXT = st.one_of(
+    st.sampled_from(NUMBER_TEXT_SPECIAL),
+    st.integers(-10**6, 10**6).map(str),
+    st.integers(-(10**40), 10**40).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.floats(allow_nan=True, allow_infinity=True).map(lambda x: f"'{x!r}'"),
+)
+GOOD_NUMBER_TEXT = st.one_of(
+    st.floats(0.0, 10.0, allow_subnormal=False).map(repr),
+    st.sampled_from(["0", "1", "0.1", "1e-3", "3e-4", "0.5", "2", "0.9", "1.0"]),
+    st.integers(0, 5).map(str),
+)
+
+UNITS = ["", "st", "step", "steps", "ba", "sa", "sample", "samples", "tok", "token", "tokens", "ep", "epoch",
+         "epochs", "dur", "%"]
+BAD_UNITS = ["x", "Dur", "ST", "µs", " tok", "%%", "stt", "e", "d", "tk", "toks", "k", "ｓｔ", "é", "\u3000st"]
+MULTIPLIERS = ["", "K", "k", "M", "B", "G", "T"]
+BAD_MULTIPLIERS = ["m", "KK", "b", "P", "E"]
+DURATION_NUMBERS = ["0", "1", "2", "3", "5", "10", "20", "50", "100", "0.5", ".5", "5.", "1e3", "1e-3", "2.5e1",
+                    "1e400", "1e-320", "1e308", "9" * 40, "-3", "+3", " 3", "nan", "inf", "", "１", "٣", "1_0", "0.0"]
+
+
+@st.composite
+def duration_string(draw):
+    """A duration string: mostly well formed ('20%', '0.2dur', '3ep', '2Mtok', '64Ksa', '500st')."""
+    good = draw(st.integers(0, 9)) < 7
+    if good:
+        kind = draw(st.sampled_from(["%", "dur", "st", "ep", "tok", "sa", ""]))
+        if kind == "%":
+            return f"{draw(st.integers(1, 100))}%"
+        if kind == "dur":
+            return f"{draw(st.floats(0.001, 1.0)):.3g}dur"
+        if kind in ("tok", "sa"):
+            mult = draw(st.sampled_from(["", "K", "M"]))
+            return f"{draw(st.integers(1, 64))}{mult}{kind}"
+        if kind == "ep":
+            return f"{draw(st.integers(0, 4))}ep"
+        return f"{draw(st.integers(0, 60))}{kind}"
+    number = draw(st.sampled_from(DURATION_NUMBERS) | st.integers(-(10**30), 10**30).map(str))
+    mult = draw(st.sampled_from(MULTIPLIERS + BAD_MULTIPLIERS))
+    unit = draw(st.sampled_from(UNITS + BAD_UNITS))
+    space = draw(st.sampled_from(["", "", " ", "\t"]))
+    return f"{number}{space}{mult}{unit}"
+
+
+def quote(text: str, draw=None) -> str:
+    """A Python string literal for ``text`` (repr keeps surrogates and NUL as escapes)."""
+    return repr(text)
+
+
+@st.composite
+def duration_text(draw):
+    """A duration as it appears in a spec: an int, a float or a quoted string."""
+    return weighted(
+        draw,
+        (5, st.integers(0, 60).map(str)),
+        (6, duration_string().map(repr)),
+        (1, st.integers(-(10**6), 10**400).map(str)),
+        (1, NUMBER_TEXT),
+        (1, st.one_of(ANY_TEXT, NASTY_STRINGS).map(repr)),
+    )
+
+
+@st.composite
+def literal_text(draw, depth: int = 2):
+    """Any literal a spec may hold (and some it may not)."""
+    options = [
+        (4, NUMBER_TEXT),
+        (2, st.one_of(ANY_TEXT, NASTY_STRINGS, duration_string()).map(repr)),
+        (1, st.sampled_from(["True", "False", "None"])),
+    ]
+    if depth > 0:
+        options.append((1, st.lists(literal_text(depth - 1), max_size=4).map(lambda xs: "[" + ", ".join(xs) + "]")))
+        options.append((1, st.lists(literal_text(depth - 1), max_size=3).map(lambda xs: "(" + ", ".join(xs) + ",)")))
+    return weighted(draw, *options)
+
+
+# -- specs -------------------------------------------------------------------------------------
+
+DURATION_PARAMS = {"warmup", "decay", "every", "period", "up", "down", "cooldown", "anneal", "duration", "timescale"}
+CHOICES = {
+    "shape": ["linear", "cosine", "1-sqrt", "exp", "rex", "cos"],
+    "cooldown_shape": ["linear", "cosine", "1-sqrt", "exp", "rex"],
+    "anneal_shape": ["linear", "cosine", "1-sqrt", "exp", "rex"],
+    "mode": ["triangular", "triangular2", "exp_range"],
+    "per": ["tok", "sa", "st", "ep", "dur"],
+}
+BAD_CHOICES = ["", "Cosine", "sqrt", "1-Sqrt", "log", "nan", "%", "\x00", "\ud800", "ｃｏｓ", "linear ", "tokens"]
+BOOL_PARAMS = {"three_phase"}
+SCHEDULE_PARAMS = {"schedule", "before", "after"}
+
+CLASSES = {cls.name: cls for cls in (*FAMILIES, *COMBINATORS)}
+COMBINATOR_NAMES = [cls.name for cls in COMBINATORS]
+FAMILY_NAMES = [cls.name for cls in FAMILIES]
+
+
+def signature(cls):
+    """[(name, kind)] of a schedule class's parameters, kind 'var' for ``*schedules``."""
+    out = []
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or p.kind is p.VAR_KEYWORD:
+            continue
+        out.append((name, "var" if p.kind is p.VAR_POSITIONAL else ("kwonly" if p.kind is p.KEYWORD_ONLY else "pos")))
+    return out
+
+
+class Budget:
+    """How many more schedule calls one spec may contain (keeps nested specs small)."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+
+
+@st.composite
+def good_number(draw):
+    return draw(GOOD_NUMBER_TEXT)
+
+
+@st.composite
+def param_value(draw, cls_name: str, param: str, budget: Budget, depth: int):
+    """The text of one argument: well formed most of the time, extreme otherwise."""
+    nasty = chance(draw, 12, 100)
+    if nasty:
+        return weighted(draw, (3, NUMBER_TEXT), (2, duration_text()), (2, literal_text()),
+                        (1, st.sampled_from(BAD_CHOICES).map(repr)),
+                        (1, spec_text(budget=budget, depth=depth + 1)))
+    if param in SCHEDULE_PARAMS:
+        return draw(spec_text(budget=budget, depth=depth + 1))
+    if param == "by":
+        return weighted(draw, (3, GOOD_NUMBER_TEXT), (1, spec_text(budget=budget, depth=depth + 1)))
+    if param in DURATION_PARAMS:
+        if param == "timescale" and draw(st.booleans()):
+            return "None"
+        return draw(duration_text())
+    if param == "at":
+        if cls_name == "join":
+            return "[" + ", ".join(draw(st.lists(duration_text(), min_size=0, max_size=4))) + "]"
+        return draw(duration_text())
+    if param in CHOICES:
+        return repr(draw(st.sampled_from(CHOICES[param])))
+    if param in BOOL_PARAMS:
+        return draw(st.sampled_from(["True", "False"]))
+    if param == "milestones":
+        return "[" + ", ".join(draw(st.lists(duration_text(), max_size=5))) + "]"
+    if param == "points":
+        pairs = draw(st.lists(st.tuples(duration_text(), GOOD_NUMBER_TEXT), max_size=6))
+        return "[" + ", ".join(f"[{p}, {v}]" for p, v in pairs) + "]"
+    if param == "totals":
+        records = ["[0, " + str(draw(st.integers(1, 100))) + "]"]
+        step = 0
+        for _ in range(draw(st.integers(0, 3))):
+            step += draw(st.integers(1, 30))
+            rec = f"[{step}, {step + draw(st.integers(1, 80))}"
+            if draw(st.booleans()):
+                rec += ", " + repr(draw(st.sampled_from(["replan", "stretch"])))
+            records.append(rec + "]")
+        return "[" + ", ".join(records) + "]"
+    if param in ("floor", "ceiling", "initial", "final", "factor") and chance(draw, 1, 5):
+        return "None"
+    return draw(GOOD_NUMBER_TEXT)
+
+
+@st.composite
+def spec_text(draw, budget: Budget | None = None, depth: int = 0):
+    """One schedule call, possibly with nested combinators, rendered as spec text."""
+    if budget is None:
+        budget = Budget(draw(st.sampled_from([1, 2, 3, 4, 6, 10, 20, 40])))
+    budget.calls -= 1
+    combinator = budget.calls > 0 and depth < 30 and chance(draw, 4, 10)
+    name = draw(st.sampled_from(COMBINATOR_NAMES if combinator else FAMILY_NAMES))
+    cls = CLASSES[name]
+    args = []
+    by_keyword = False  # once one argument is given by name, the rest must be too
+    for param, kind in signature(cls):
+        if kind == "var":
+            n = draw(st.integers(0, 4)) if chance(draw, 1, 10) else draw(st.integers(2, 3))
+            args.extend(draw(spec_text(budget=budget, depth=depth + 1)) for _ in range(n))
+            continue
+        required = param in SCHEDULE_PARAMS
+        if not required and draw(st.integers(0, 9)) < 4:
+            by_keyword = True
+            continue  # the default
+        value = draw(param_value(name, param, budget, depth))
+        positional = kind == "pos" and not by_keyword and (draw(st.integers(0, 9)) < 8 if required else chance(draw, 1, 10))
+        by_keyword = by_keyword or not positional
+        args.append(value if positional else f"{param}={value}")
+    if chance(draw, 1, 30):  # a parameter that does not exist, or one given twice
+        extra = draw(st.sampled_from(["peek", "lr", "steps", "warmup", "_x", "λ", "total", "schedule"]))
+        args.append(f"{extra}={draw(literal_text(1))}")
+    if chance(draw, 1, 50):
+        args = draw(st.permutations(args))
+    sep = draw(st.sampled_from([", ", ",", " , ", ",\n  "]))
+    shown = name
+    if chance(draw, 1, 50):  # names ast normalises (NFKC) or that do not exist
+        shown = draw(st.sampled_from([name.upper(), name + "s", name[:-1], "".join(chr(ord(c) + 0xFEE0) if c.isalpha()
+                                                                                   else c for c in name),
+                                      "schedules." + name, f"cadence.{name}", "_" + name]))
+    return f"{shown}({sep.join(args)})"
+
+
+@st.composite
+def deep_spec(draw):
+    """Very deep nesting: combinator chains and nested lists, beyond what the parser accepts."""
+    n = draw(st.sampled_from([10, 29, 30, 31, 50, 99, 100, 199, 200, 201, 500, 1000, 3000, 10000]))
+    kind = draw(st.integers(0, 4))
+    if kind == 0:
+        return "scale(" * n + "constant(value=1.0)" + ", by=1.0)" * n
+    if kind == 1:
+        return "warmup(" * n + "cosine(peak=1.0)" + ", duration=1)" * n
+    if kind == 2:
+        return "piecewise(points=" + "[" * n + "0, 1" + "]" * n + ")"
+    if kind == 3:
+        return "join(" * n + "constant()" + ", constant(), at=[1])" * n
+    return "clip(" * n + "linear(peak=1.0)" + ", floor=0.1)" * n
+
+
+@st.composite
+def mutate_text(draw, text: str):
+    """Random edits: delete, insert, replace or duplicate a slice, or truncate."""
+    for _ in range(draw(st.integers(1, 3))):
+        n = len(text)
+        i = draw(st.integers(0, n))
+        op = draw(st.integers(0, 4))
+        if op == 0:
+            j = draw(st.integers(i, min(n, i + 8)))
+            text = text[:i] + text[j:]
+        elif op == 1:
+            text = text[:i] + draw(st.text(NASTY_CHARS, min_size=1, max_size=3)) + text[i:]
+        elif op == 2 and n:
+            text = text[:i] + draw(NASTY_CHARS) + text[i + 1:]
+        elif op == 3:
+            j = draw(st.integers(i, min(n, i + 12)))
+            text = text[:j] + text[i:j] + text[j:]
+        else:
+            text = text[:i]
+    return text
+
+
+@st.composite
+def spec(draw):
+    """A spec string: well formed calls (most), mutated ones, deep ones and arbitrary text."""
+    return weighted(
+        draw,
+        (14, spec_text()),
+        (4, spec_text().flatmap(mutate_text)),
+        (1, deep_spec()),
+        (1, st.text(max_size=40)),
+        (1, st.sampled_from(["", " ", "cosine", "cosine(", "cosine()()", "(cosine())", "cosine(peak=1)\n#",
+                             "cosine(peak=1); import os", "scale(cosine(), by=cosine()) * 2", "2 * cosine()",
+                             "cosine(**{})", "cosine(*[1])", "f'{1}'", "cosine(peak=1) if 1 else 2", "\ud800",
+                             "cosine(peak=1)\x00", "\ufeffcosine(peak=1)", "cosine(peak=1e-3,)", "COSINE()"])),
+    )
+
+
+SIMPLE_SPECS = [
+    "cosine(peak=1e-3)", "linear(peak=0.1, final=0.01, warmup=2)", "constant(value=0.01)",
+    "wsd(peak=1e-3, decay='20%')", "piecewise(points=[[0, 0.1], ['50%', 0.05]])", "rex(peak=1e-2)",
+    "sgdr(peak=0.1, period=7, mult=2)", "step(peak=0.1, every=3)", "multistep(peak=0.1, milestones=['50%'])",
+    "exponential(peak=0.1, factor=0.9)", "polynomial(peak=0.1, power=2.0)", "inverse_sqrt(peak=0.1, warmup=2)",
+    "onecycle(peak=0.1)", "cyclic(low=0.01, peak=0.1, up=3)", "power(peak=0.1, per='st')",
+    "infinite(peak=0.1, constant=0.05)", "warmup(cosine(peak=0.1), duration=2)",
+    "join(constant(value=0.1), cosine(peak=0.1), at=[1])", "scale(cosine(peak=0.1), by=0.5)",
+    "clip(cosine(peak=0.1), floor=0.01)", "decay_from(constant(value=0.1), at=1)",
+    "rewarm(cosine(peak=0.1), linear(peak=0.05), at=1, warmup=1)", "replanned(cosine(peak=0.1), totals=[[0, 5]])",
+]
+
+
+@st.composite
+def simple_spec(draw):
+    """Mostly a valid, cheap spec; for inputs where the schedule is not the point."""
+    return weighted(draw, (4, st.sampled_from(SIMPLE_SPECS)), (1, spec()))
+
+
+# -- totals and rates --------------------------------------------------------------------------
+
+HUGE_TOTALS = [10**7, 10**8, 10**9, 2**31, 2**53 + 1, 2**63 - 1, 2**63, 10**30, 10**400]
+
+
+@st.composite
+def total(draw):
+    """A run length: mostly small, sometimes large or huge, sometimes not a positive int."""
+    return weighted(
+        draw,
+        (10, st.integers(1, 64)),
+        (6, st.integers(65, 5000)),
+        (1, st.integers(5001, 200_000)),
+        (1, st.sampled_from(HUGE_TOTALS)),
+        (1, st.sampled_from([0, -1, -(10**400), True, False, 1.0, 1.5, float("nan"), float("inf"), "100", None,
+                             [10], b"1"])),
+    )
+
+
+RATE_VALUES = [None, 1, 2, 32, 64.0, 512, 0.5, 1e-3]
+BAD_RATE_VALUES = [0, -1, 0.0, -0.0, float("nan"), float("inf"), 1e308, 5e-324, True, "3", 10**400, [], 2**1024 - 1]
+
+
+@st.composite
+def rates(draw):
+    """(samples_per_step, tokens_per_sample, steps_per_epoch), or None for no rates."""
+    if draw(st.integers(0, 3)) == 0:
+        return None
+    def one():
+        return weighted(draw, (8, st.sampled_from(RATE_VALUES)), (1, st.sampled_from(BAD_RATE_VALUES)),
+                        (1, st.floats(min_value=1e-6, max_value=1e6)))
+    return (one(), one(), one())
+
+
+@st.composite
+def schedule_case(draw):
+    """One library call: parse(spec).values(total, rates), a step value and the spec round trip."""
+    return {"spec": draw(spec()), "total": draw(total()), "rates": draw(rates()),
+            "step": draw(st.one_of(st.integers(0, 70), st.sampled_from([-1, 10**6, 2**63, 1.5, "0", None])))}
+
+
+# -- the torch Scheduler -----------------------------------------------------------------------
+
+FIELDS = ["lr", "weight_decay", "momentum", "beta1", "beta2", "betas", "foo", "params", "", "λ", "initial_lr"]
+
+
+@st.composite
+def json_value(draw, depth: int = 2):
+    """Any JSON value, with the special floats Python's json reads (NaN, Infinity)."""
+    options = [
+        (3, st.sampled_from([None, True, False, 0, -1, 1, 2**63, 10**400, -(10**30), 0.5, 1e308, -0.0, 5e-324,
+                             float("nan"), float("inf"), float("-inf"), "", "x", "nan", "\ud800", "\x00"])),
+        (2, st.integers()),
+        (2, st.floats()),
+        (2, st.text(max_size=10)),
+    ]
+    if depth > 0:
+        options.append((1, st.lists(json_value(depth - 1), max_size=4)))
+        options.append((1, st.dictionaries(st.text(max_size=6), json_value(depth - 1), max_size=4)))
+    return weighted(draw, *options)
+
+
+@st.composite
+def mutate_tree(draw, value, max_edits: int = 3):
+    """Structural edits of a JSON-like tree: replace, delete or add a node, or wrap it."""
+    value = json.loads(json.dumps(value))
+    for _ in range(draw(st.integers(1, max_edits))):
+        value = _edit(draw, value)
+    return value
+
+
+def _edit(draw, node):
+    if isinstance(node, dict) and node and draw(st.integers(0, 3)) < 3:
+        key = draw(st.sampled_from(sorted(node)))
+        op = draw(st.integers(0, 5))
+        if op == 0:
+            del node[key]
+        elif op == 1:
+            node[draw(st.text(max_size=8))] = draw(json_value())
+        elif op == 2:
+            node[key] = draw(json_value())
+        else:
+            node[key] = _edit(draw, node[key])
+        return node
+    if isinstance(node, list) and node and draw(st.integers(0, 3)) < 3:
+        i = draw(st.integers(0, len(node) - 1))
+        op = draw(st.integers(0, 4))
+        if op == 0:
+            del node[i]
+        elif op == 1:
+            node.insert(i, draw(json_value()))
+        else:
+            node[i] = _edit(draw, node[i])
+        return node
+    op = draw(st.integers(0, 5))
+    if op == 0:
+        return [node]
+    if op == 1:
+        return {"x": node}
+    return draw(json_value())
+
+
+@st.composite
+def torch_case(draw):
+    """Scheduler(optimizer, spec or {field: spec}, total_steps, rates, ratios) and a list of calls."""
+    n_groups = draw(st.integers(1, 3))
+    if chance(draw, 1, 5):
+        schedule = {draw(st.sampled_from(FIELDS)): draw(simple_spec())
+                    for _ in range(draw(st.integers(1, 3)) if draw(st.integers(0, 9)) else 0)}
+    else:
+        schedule = weighted(draw, (2, simple_spec()), (1, spec()))
+    ops = draw(st.lists(st.one_of(
+        st.tuples(st.just("step"), st.integers(1, 40)),
+        st.tuples(st.just("step_to"), st.one_of(st.integers(0, 5000), st.sampled_from([-1, 2**63, 10**400, 1.5,
+                                                                                       True, None, "3"]))),
+        st.tuples(st.just("set_total"), st.one_of(st.integers(-5, 6000), st.sampled_from([2**63, 10**400, 1.5, None])),
+                  st.sampled_from(["replan", "stretch", "x", None])),
+        st.tuples(st.just("roundtrip")),
+        st.tuples(st.just("load"), st.integers(0, 2**32)),
+        st.tuples(st.just("get_lr")),
+    ), max_size=6))
+    return {
+        "schedule": schedule,
+        "field": weighted(draw, (8, st.just("lr")), (2, st.sampled_from(FIELDS))),
+        "total": weighted(draw, (6, st.integers(1, 5000)), (1, st.none()), (1, total())),
+        "rates": weighted(draw, (3, st.none()), (1, rates())),
+        "optimizer": draw(st.sampled_from(["sgd", "adamw", "adam"])),
+        "group_lrs": draw(st.lists(st.sampled_from([0.1, 1.0, 0.0, 1e-3, 0.5]), min_size=n_groups, max_size=n_groups)),
+        "ratios": weighted(draw, (6, st.none()),
+                           (1, st.lists(st.sampled_from([1.0, 0.5, 0.0, -1.0, float("nan"), 2]), min_size=n_groups,
+                                        max_size=n_groups).map(lambda r: {"lr": r})),
+                           (1, json_value())),
+        "ops": ops,
+        "garbage": draw(st.lists(json_value(), min_size=1, max_size=3)),
+        "mutations": draw(st.lists(st.integers(0, 2**32), max_size=2)),
+    }
+
+
+# -- curve CSVs ----------------------------------------------------------------------------------
+
+COLUMNS = ["step", "lr", "loss", "val_loss", "train_loss", "samples", "x", "", "Step", "loss ", "\ufeffstep", "lr"]
+NASTY_CELLS = ["", " ", "nan", "NaN", "inf", "-inf", "1e999", "-1", "0", "-0", "0x10", "1_0", "١", "１", "1e-320",
+               "9" * 400, "abc", '"1"', "1,5", "\x00", "True", "None", "1e308", "-1e308", "2.5", "3.0"]
+
+
+@st.composite
+def csv_cell(draw, good, dirty):
+    if dirty and chance(draw, 1, 20):
+        return weighted(draw, (3, st.sampled_from(NASTY_CELLS)), (1, st.text(max_size=6)))
+    return good
+
+
+@st.composite
+def curve_csv(draw):
+    """The bytes of a step,lr,loss CSV (or a run's metrics.csv), well formed or broken."""
+    if chance(draw, 1, 20):
+        return draw(st.binary(max_size=200))
+    if chance(draw, 1, 6):
+        header = draw(st.lists(st.sampled_from(COLUMNS), min_size=0, max_size=6))
+    else:
+        header = draw(st.sampled_from([["step", "lr", "loss"], ["step", "loss", "lr"], ["step", "lr", "loss", "x"],
+                                       ["step", "samples", "lr", "train_loss", "val_loss"], ["step", "loss"]]))
+    n = weighted(draw, (8, st.sampled_from([10, 5, 20, 40, 80])), (1, st.sampled_from([0, 1, 2, 3])))
+    peak = weighted(draw, (6, st.sampled_from([1e-3, 0.1, 1.0])), (1, st.sampled_from([0.0, 1e-320, 1e308])))
+    base = weighted(draw, (6, st.sampled_from([2.0, 0.5])), (1, st.sampled_from([1e-3, 1e300, 1e-300])))
+    gaps = chance(draw, 1, 10)
+    dirty = chance(draw, 1, 4)
+    rows = []
+    step = 0
+    for i in range(n):
+        step = step + (draw(st.integers(-1, 3)) if gaps else 1) if i else weighted(
+            draw, (6, st.just(0)), (1, st.sampled_from([1, -1])))
+        lr = peak * (1 - i / max(n, 1))
+        loss = base * (1 + 1 / (i + 1))
+        cells = {"step": str(step), "lr": repr(lr), "loss": repr(loss), "val_loss": repr(loss) if i % 3 == 2 else "",
+                 "train_loss": repr(loss * 1.01), "samples": str(step * 8)}
+        row = [draw(csv_cell(cells.get(c, "1"), dirty)) for c in header]
+        if dirty and chance(draw, 1, 30):
+            row = row[: draw(st.integers(0, len(row)))] if draw(st.booleans()) else row + ["extra"]
+        rows.append(row)
+    eol = weighted(draw, (8, st.just("\n")), (1, st.just("\r\n")), (1, st.sampled_from(["\r", "\n\n"])))
+    text = eol.join(",".join(r) for r in [header] + rows) + (eol if draw(st.booleans()) else "")
+    if chance(draw, 1, 8):
+        text = draw(mutate_text(text))
+    encoding = weighted(draw, (8, st.just("utf-8")), (1, st.sampled_from(["utf-8-sig", "utf-16", "latin-1"])))
+    data = text.encode(encoding, errors="surrogatepass" if encoding.startswith("utf-8") else "replace")
+    if chance(draw, 1, 20):
+        i = draw(st.integers(0, len(data)))
+        data = data[:i] + draw(st.binary(min_size=1, max_size=8)) + data[i:]
+    return data
+
+
+@st.composite
+def curve_case(draw):
+    """read_run(path, schedule, total, loss) on a CSV file or a run folder, then a quick fit."""
+    schedule = weighted(draw, (5, st.none()), (1, simple_spec()))
+    return {
+        "csv": draw(curve_csv()),
+        "folder": chance(draw, 1, 5),
+        "schedule": schedule,
+        "total": weighted(draw, (6, st.integers(1, 100) if schedule else st.none()), (1, total()), (1, st.none())),
+        "loss": weighted(draw, (6, st.just("val")), (2, st.just("train")), (1, st.sampled_from(["x", None, ""]))),
+        "skip_warmup": draw(st.booleans()),
+        "fit": weighted(draw, (2, st.none()), (2, st.just("multipower")), (2, st.just("annealing")), (1, st.just("x"))),
+        "strict": draw(st.booleans()),
+    }
+
+
+# -- law JSON ------------------------------------------------------------------------------------
+
+def base_laws():
+    """Valid law documents, one per registered law (parameters in the middle of their bounds)."""
+    from cadence.forecast import LAWS
+
+    docs = []
+    for name, cls in LAWS.items():
+        law = cls()
+        box = law.bounds(3.0)
+        params = {}
+        for p in cls.params:
+            lo, hi = box[p]
+            params[p] = math.sqrt(max(lo, 1e-12) * hi) if p in cls.log_params else (lo + hi) / 2
+        docs.append({"format": "cadence.forecast.law/1", "law": name, "params": params, "lr_scale": 1e-3,
+                     "warmup": "skip", "report": {"curves": {}}, "cadence": "0.1.0"})
+    return docs
+
+
+@st.composite
+def law_bytes(draw):
+    """A law file: a valid one, a structurally mutated one, or broken text."""
+    doc = draw(st.sampled_from(base_laws()))
+    kind = draw(st.integers(0, 19))
+    if kind < 3:
+        value = doc
+    elif kind < 15:
+        value = draw(mutate_tree(doc))
+    elif kind < 17:
+        n = draw(st.sampled_from([100, 1000, 10_000, 100_000]))
+        return ("[" * n + "]" * n).encode() if draw(st.booleans()) else ('{"a":' * n + "1" + "}" * n).encode()
+    elif kind < 18:
+        return draw(st.binary(max_size=100))
+    else:
+        value = draw(json_value())
+    text = json.dumps(value, indent=draw(st.sampled_from([None, 2])))
+    if chance(draw, 1, 6):
+        text = draw(mutate_text(text))
+    if chance(draw, 1, 10):
+        text = text.replace("1e-", draw(st.sampled_from(["1e-400", "1" + "0" * 5000, "NaN", "Infinity"])), 1)
+    prefix = draw(st.sampled_from([b"", b"", b"", b"\xef\xbb\xbf", b"\xff"]))
+    return prefix + text.encode("utf-8", errors="surrogatepass")
+
+
+@st.composite
+def law_case(draw):
+    return {"law": draw(law_bytes()), "spec": draw(simple_spec()), "total": draw(st.integers(1, 300))}
+
+
+# -- run.json --------------------------------------------------------------------------------------
+
+CONFIG_VALUES = {
+    "workload": ["logreg", "digits", "tiny-lm", "nope", "", "LOGREG", "../logreg"],
+    "steps": [4, 5, 6, 8, 0, -1, 3, 1],
+    "seed": [0, 1, 2, -1],
+    "size": ["small", None, "xs", "huge", ""],
+    "batch_size": [1, 8, 32, 0, -4],
+    "optimizer": ["adamw", "sgd", "adam", ""],
+    "weight_decay": [0.0, 0.1, -1.0],
+    "clip": [None, 1.0, -1.0, 0.0],
+    "eval_every": [1, 2, 10, 0],
+    "checkpoint_every": [1, 2, 3, 100, 0, -1],
+    "device": ["cpu", "cuda", "cuda:0", "meta", "", "mps"],
+}
+EXTREME = [None, True, False, 2**63, 10**400, -(10**400), 1e308, float("nan"), float("inf"), "", "x", "\ud800", [],
+           {}, [1], {"a": 1}, 1.5, -0.0]
+
+
+@st.composite
+def run_json_case(draw):
+    """Edits of a real run's run.json (and sometimes of its other files) before `run --resume`."""
+    edits = []
+    for _ in range(draw(st.integers(1, 3)) if chance(draw, 1, 3) else 1):
+        kind = draw(st.integers(0, 9))
+        if kind < 7:
+            key = draw(st.sampled_from(sorted(CONFIG_VALUES) + ["plan"]))
+            if key == "plan":
+                value = weighted(draw, (3, simple_spec().map(lambda s: {"lr": s})),
+                                 (1, st.dictionaries(st.sampled_from(FIELDS), simple_spec(), max_size=3)),
+                                 (1, json_value()))
+            else:
+                value = weighted(draw, (6, st.sampled_from(CONFIG_VALUES[key])), (2, st.sampled_from(EXTREME)),
+                                 (1, json_value()))
+            edits.append(("config", key, value))
+        elif kind < 8:
+            key = draw(st.sampled_from(["format", "status", "step", "data", "rates", "config", "versions", "threads",
+                                        "parameters", "train_seconds", "extra"]))
+            edits.append(("top", key, draw(st.one_of(st.sampled_from(EXTREME + ["complete", "running", 2, 4, 0]),
+                                                     json_value()))))
+        elif kind < 9:
+            edits.append(("delete", draw(st.sampled_from(["format", "config", "status", "step", "data", "config.steps",
+                                                          "config.plan", "config.workload", "config.seed"])), None))
+        else:
+            edits.append(("tree", draw(st.integers(0, 2**32)), None))
+    files = []
+    if chance(draw, 1, 10):
+        files.append((draw(st.sampled_from(["checkpoint.pt", "metrics.csv", "timing.csv", "run.json"])),
+                      draw(st.sampled_from(["delete", "truncate", "garbage", "empty", "dir"]))))
+    raw = None
+    if chance(draw, 1, 15):
+        raw = draw(st.one_of(st.binary(max_size=60), st.sampled_from([b"", b"[]", b"null", b"1", b'"x"', b"{",
+                                                                       b"[" * 100_000, b"\xef\xbb\xbf{}"])))
+    extra = draw(st.sampled_from([[], [], [], ["--steps", "6"], ["--overwrite"], ["logreg"], ["--threads", "1"]]))
+    return {"edits": edits, "files": files, "raw": raw, "extra": extra, "stopped": draw(st.booleans())}
+
+
+# -- command lines --------------------------------------------------------------------------------
+
+
+class File:
+    """An argv item that names a file the harness writes first (``content`` None: only a path)."""
+
+    def __init__(self, name: str, content=None, kind: str = "file") -> None:
+        self.name, self.content, self.kind = name, content, kind
+
+    def __repr__(self) -> str:
+        if self.content is None:
+            return f"File({self.name!r}, kind={self.kind!r})"
+        shown = self.content if len(self.content) < 300 else self.content[:300] + b"..."
+        return f"File({self.name!r}, {shown!r}, kind={self.kind!r})"
+
+
+ARG_TEXT = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=12) | \
+    st.text(st.characters(min_codepoint=0xDC80, max_codepoint=0xDCFF), min_size=1, max_size=3)  # surrogateescape
+INT_ARGS = st.one_of(st.integers(1, 50).map(str), st.sampled_from(["0", "-1", "1.5", "1e3", "x", "", " 3", "٣", "+2",
+                                                                   "99999999999999999999", "1_0", "0x10"]))
+FLOAT_ARGS = st.one_of(st.sampled_from(["1", "0.5", "64", "1e-3"]),
+                       st.sampled_from(["0", "-1", "nan", "inf", "1e999", "1e308", "5e-324", "x", "", "1_0", "٣"]))
+
+
+@st.composite
+def out_path(draw, suffix: str = ""):
+    """Where a command writes: a fresh name, an existing file or folder, or a path it cannot use."""
+    return weighted(
+        draw,
+        (6, st.sampled_from(["out", "a/b/c", "ü-out", "x y"]).map(lambda n: File(n + suffix, kind="path"))),
+        (1, st.sampled_from(["existing.txt", "existing-dir", "."]).map(lambda n: File(n, kind="existing"))),
+        (1, st.sampled_from(["/dev/null", "/nonexistent-cadence-fuzz/x" + suffix, "", "-", "..", "x" * 300 + suffix,
+                             "out.\udcff" + suffix, "out.png/", "out.xyz"])),
+    )
+
+
+def _flag(draw, name, values, p=5):
+    """``[name, value]`` with probability p/10, sometimes without its value or twice."""
+    if not _include(draw, p):
+        return []
+    value = draw(values)
+    odd = draw(st.integers(0, 29))
+    if odd == 27:
+        return [name]
+    if odd == 28:
+        return [name, value, name, draw(values)]
+    if odd == 29:
+        return [f"{name}={value}"] if isinstance(value, str) else [name, value]
+    return [name, value]
+
+
+@st.composite
+def curve_file(draw):
+    return File("curve.csv", draw(curve_csv()))
+
+
+@st.composite
+def law_file(draw):
+    return weighted(draw, (2, st.sampled_from(["multipower", "annealing"]).map(lambda n: File(n, kind="law"))),
+                    (3, law_bytes().map(lambda b: File("law.json", b))), (1, out_path()))
+
+
+def _switch(draw, name, p=3):
+    return [name] if _include(draw, p) else []
+
+
+@st.composite
+def cli_argv(draw):
+    """A command line for one of cadence's commands, from a grammar of its real flags."""
+    command = draw(st.sampled_from(
+        ["schedule"] * 8 + ["list", "workloads", "recommend", "recommend", "gallery", "run", "run", "bench", "report"]
+        + ["forecast predict"] * 3 + ["forecast rank"] * 2 + ["forecast optimize", "forecast fit", "forecast fit",
+                                                            "forecast", "other"]))
+    d = draw
+    if command == "schedule":
+        argv = ["schedule", d(spec()), *(_flag(d, "--total", st.one_of(st.integers(1, 300).map(str), INT_ARGS), 9))]
+        argv += _switch(d, "--csv", 6) + _flag(d, "--plot", out_path(".png"), 1)
+        argv += _flag(d, "--unit", st.sampled_from(["st", "sa", "tok", "ep", "dur", "x"]), 1) + _switch(d, "--overwrite", 1)
+        for f in ("--samples-per-step", "--tokens-per-sample", "--steps-per-epoch"):
+            argv += _flag(d, f, FLOAT_ARGS, 2)
+    elif command == "list" or command == "workloads":
+        argv = [command] + d(st.sampled_from([[], [], ["--help"], ["x"]]))
+    elif command == "recommend":
+        count = st.one_of(st.sampled_from(["1B", "350M", "1.3e9", "20B", "100B", "7e9", "1e12", "4e8", "1T"]),
+                          st.sampled_from(["0", "-1", "1e999", "nan", "x", "1e308", "5e-324", "1KB", "", "1,000",
+                                           "9" * 400, "1e-300", "1_000"]))
+        argv = ["recommend", *_flag(d, "--params", count, 9), *_flag(d, "--tokens", count, 9)]
+        argv += _flag(d, "--seq-len", INT_ARGS, 5) + _flag(d, "--batch", FLOAT_ARGS, 3)
+        argv += _switch(d, "--json") + _switch(d, "--strict")
+    elif command == "gallery":
+        argv = ["gallery", *_flag(d, "--out", out_path(".png"), 9)]
+        argv += _flag(d, "--total", st.sampled_from(["5", "0", "-1", "x", "2"]), 9) + _switch(d, "--overwrite", 2)
+    elif command in ("run", "bench"):
+        workload = d(st.sampled_from(["logreg"] * 6 + ["nope", "", "tiny-lm", "digits"]))
+        argv = [command] + ([workload] if d(st.integers(0, 9)) < 9 else [])
+        steps = st.integers(0, 9).flatmap(lambda u: st.integers(1, 6).map(str) if u < 8 else
+                                           st.sampled_from(["0", "-1", "x", "1.5"]))
+        if command == "run":
+            argv += _flag(d, "--lr", simple_spec(), 6)
+            argv += _flag(d, "--out", out_path(), 9) + _switch(d, "--resume", 2) + _switch(d, "--overwrite", 1)
+            argv += _flag(d, "--checkpoint-every", INT_ARGS, 2) + _flag(d, "--seed", INT_ARGS, 2)
+        else:
+            argv += sum((["--plan", f"{d(st.sampled_from(['a', 'b', 'a', '', 'ü', 'x/y', '.']))}={d(simple_spec())}"]
+                         for _ in range(d(st.integers(0, 2)))), [])
+            argv += _flag(d, "--out", out_path(), 9) + _flag(d, "--seeds", st.sampled_from(["1", "2", "0", "x"]), 3)
+            argv += _flag(d, "--baseline", st.sampled_from(["a", "b", "zz"]), 2)
+            argv += _flag(d, "--target", FLOAT_ARGS, 2) + _switch(d, "--overwrite", 1) + _switch(d, "--quick", 1)
+            argv += _flag(d, "--jobs", st.sampled_from(["1", "0", "-1", "x"]), 2)
+        argv += ["--steps", d(steps)] if d(st.integers(0, 19)) < 19 else []
+        argv += _flag(d, "--set", st.sampled_from(["weight_decay=linear(peak=0.1)", "lr=cosine()", "momentum=constant()",
+                                                   "x", "=", "foo=constant()", "weight_decay=nope("]), 2)
+        argv += _flag(d, "--size", st.sampled_from(["small", "xs", "huge", ""]), 2)
+        argv += _flag(d, "--batch-size", st.sampled_from(["1", "8", "0", "x"]), 2)
+        argv += _flag(d, "--optimizer", st.sampled_from(["sgd", "adamw", "adam"]), 2)
+        argv += _flag(d, "--weight-decay", FLOAT_ARGS, 2)
+        argv += _flag(d, "--eval-every", st.sampled_from(["1", "2", "0", "x"]), 2)
+        argv += _flag(d, "--threads", st.sampled_from(["1", "0", "-1", "x"]), 1)
+        argv += _flag(d, "--device", st.sampled_from(["cpu", "cuda", "meta", "", "cuda:9", "xla"]), 2)
+        argv += ["--no-progress"] if d(st.integers(0, 9)) < 9 else []
+    elif command == "report":
+        argv = ["report", weighted(d, (2, st.sampled_from(["bench", "run"]).map(lambda n: File(n, kind="corpus"))),
+                                   (1, out_path()))] if d(st.integers(0, 9)) < 9 else ["report"]
+    elif command.startswith("forecast "):
+        action = command.split()[1]
+        argv = ["forecast", action]
+        if action == "fit":
+            runs = d(st.lists(st.one_of(curve_file(), curve_file(), curve_file(), st.just(File("run", kind="corpus")),
+                                        st.just(File("curve", kind="corpus")), out_path()),
+                              min_size=0 if chance(d, 1, 20) else 1, max_size=2))
+            argv += runs + _flag(d, "-o", out_path(".json"), 9) + _flag(d, "--law", st.sampled_from(
+                ["multipower", "annealing", "x"]), 4)
+            argv += _flag(d, "--schedule", simple_spec(), 2) + _flag(d, "--total", INT_ARGS, 2)
+            argv += _flag(d, "--loss", st.sampled_from(["val", "train", "x"]), 2) + _switch(d, "--count-warmup", 2)
+            argv += _switch(d, "--overwrite", 1)
+        else:
+            if d(st.integers(0, 19)) < 19:
+                argv.append(d(law_file()))
+            if action == "predict":
+                argv += _flag(d, "--schedule", spec(), 9) + _switch(d, "--csv", 5)
+            elif action == "rank":
+                for _ in range(d(st.integers(0, 3))):
+                    argv += ["--schedule", f"{d(st.sampled_from(['a', 'b', 'a', '', ' ']))}={d(simple_spec())}"]
+            if action in ("predict", "rank"):
+                argv += _flag(d, "--plot", out_path(".png"), 1) + _switch(d, "--overwrite", 1)
+            argv += _flag(d, "--total", st.one_of(st.integers(1, 400).map(str), INT_ARGS), 9)
+            if action == "optimize":
+                argv += _flag(d, "--peak", FLOAT_ARGS, 9) + _flag(d, "--warmup", INT_ARGS, 4)
+                argv += _flag(d, "--csv", out_path(".csv"), 3) + _switch(d, "--overwrite", 1)
+    elif command == "forecast":
+        argv = ["forecast"] + d(st.sampled_from([[], ["x"], ["--help"]]))
+    else:
+        argv = d(st.sampled_from([[], ["--version"], ["--help"], ["nope"], ["-x"], ["schedule"], ["--"],
+                                  ["schedule", "--help"]]))
+    if chance(d, 1, 20):  # an unknown flag, a stray value or an arbitrary string somewhere
+        extra = d(st.one_of(st.sampled_from(["--nope", "-", "--", "--total", "--csv=1", "-h"]), ARG_TEXT))
+        argv.insert(d(st.integers(0, len(argv))), extra)
+    return argv
