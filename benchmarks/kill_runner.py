@@ -1,0 +1,238 @@
+"""Kill the runner many times; every killed run must resume to the same metrics.csv bytes (not a test).
+
+Usage: python benchmarks/kill_runner.py [--random 30] [--chains 5] [--workload digits] [--steps 60]
+
+Each scenario starts from nothing or from a run killed mid-way, kills a child process
+(SIGKILL, or SIGTERM/SIGINT through the real command line) once or several times, resumes
+until the run is complete and compares metrics.csv with an uninterrupted run's bytes:
+
+* exact points: every point of the CADENCE_KILL_AT test hook (cadence._atomic), in a new run
+  and in a resume: each CSV's cut back, each rename (run.json, checkpoint.pt), each
+  temporary file written and torn, rows;
+* random instants: one SIGKILL at a uniform random delay after the child wrote run.json (the
+  kill lands in training, checkpointing or resuming, not in imports), half in new runs and
+  half in resumes of a run killed at a random row;
+* chains: several random kills in a row, each resume killed again;
+* signals: SIGTERM or SIGINT to ``cadence run`` at a random instant: exit 130, status
+  ``interrupted``, resumed to the same bytes.
+
+Victims are forked from a forkserver with torch already imported. Prints one line per
+scenario and a summary (kills, points, byte-identical).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cadence.bench.runner import TEMP_FILES, RunConfig, train
+
+CTX = multiprocessing.get_context("forkserver")
+SIGKILLED = -signal.SIGKILL
+
+
+def _settings(args) -> dict:
+    return dict(workload=args.workload, plan={"lr": "cosine(peak=3e-3, warmup=5)"}, steps=args.steps,
+                eval_every=max(1, args.steps // 6), checkpoint_every=args.checkpoint_every,
+                size="xs" if args.workload == "tiny-lm" else None)
+
+
+def _victim(settings: dict, out: str, kill_at: str, resume: bool) -> None:
+    os.environ["CADENCE_KILL_AT"] = kill_at
+    train(RunConfig(**settings), out, resume=resume, threads=1)
+    os._exit(0)
+
+
+def _cli(argv: list[str]) -> None:
+    from cadence.cli import main
+
+    sys.stderr = open(os.devnull, "w")
+    sys.exit(main(argv))
+
+
+def _child(target, *args) -> int:
+    proc = CTX.Process(target=target, args=args)
+    proc.start()
+    proc.join(600)
+    if proc.is_alive():
+        proc.kill()
+        raise SystemExit(f"{target.__name__}{args[1:]} hung")
+    return proc.exitcode
+
+
+def _random_kill(target, args, out: Path, delay_max: float, rng: random.Random, sig=signal.SIGKILL) -> int:
+    """Start a child, wait until it has (re)written run.json, kill it after a random delay; its exit code.
+
+    ``delay_max`` 0 measures instead: returns the seconds from run.json to the child's end.
+    """
+    try:
+        before = os.stat(out / "run.json").st_ino
+    except FileNotFoundError:
+        before = None
+    proc = CTX.Process(target=target, args=args)
+    proc.start()
+    deadline = time.time() + 120
+    while proc.is_alive() and time.time() < deadline:
+        try:
+            if os.stat(out / "run.json").st_ino != before:
+                break
+        except FileNotFoundError:
+            pass
+        time.sleep(0.001)
+    if not delay_max:
+        t0 = time.perf_counter()
+        proc.join(600)
+        return time.perf_counter() - t0
+    time.sleep(rng.uniform(0.0, delay_max))
+    if proc.is_alive():
+        os.kill(proc.pid, sig)
+    proc.join(600)
+    return proc.exitcode
+
+
+class Tally:
+    def __init__(self, reference: bytes, settings: dict) -> None:
+        self.reference, self.settings = reference, settings
+        self.kills = collections.Counter()
+        self.scenarios = self.identical = 0
+        self.failures: list[str] = []
+
+    def finish(self, name: str, out: Path, kills: list[str]) -> None:
+        """Resume to the end (a killed-before-run.json folder starts again) and compare bytes."""
+        for k in kills:
+            self.kills[k] += 1
+        try:
+            resume = (out / "run.json").exists()
+            manifest = train(RunConfig(**self.settings), out, resume=resume, threads=1)
+            same = (out / "metrics.csv").read_bytes() == self.reference
+            leftovers = [n for n in TEMP_FILES if os.path.lexists(out / n)]
+            ok = same and manifest["status"] == "complete" and manifest["bit_exact"] and not leftovers
+            detail = "" if ok else f" (bytes {'same' if same else 'DIFFER'}, status {manifest['status']}, " \
+                                   f"bit_exact {manifest['bit_exact']}, leftovers {leftovers})"
+        except Exception as e:  # noqa: BLE001 - a failure to resume is what this counts
+            ok, detail = False, f" (resume failed: {type(e).__name__}: {e})"
+        self.scenarios += 1
+        self.identical += ok
+        if not ok:
+            self.failures.append(name + detail)
+        print(f"  {'ok  ' if ok else 'FAIL'} {name}: {len(kills)} kill(s){detail}", flush=True)
+
+
+NEW_POINTS = ["write:run.json:1", "rename:run.json:1", "renamed:run.json:1", "row:1", "row:{mid}", "write:checkpoint.pt:1",
+              "rename:checkpoint.pt:1", "renamed:checkpoint.pt:1", "write:checkpoint.pt:2", "rename:checkpoint.pt:2",
+              "write:run.json:2", "rename:run.json:2", "renamed:run.json:2"]
+RESUME_POINTS = ["write:run.json:1", "rename:run.json:1", "renamed:run.json:1", "truncate:metrics.csv:1",
+                 "truncated:metrics.csv:1", "truncate:timing.csv:1", "truncated:timing.csv:1", "row:1", "row:2",
+                 "write:checkpoint.pt:1", "rename:checkpoint.pt:1", "renamed:checkpoint.pt:1", "write:run.json:2",
+                 "rename:run.json:2", "renamed:run.json:2"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workload", default="digits")
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--checkpoint-every", type=int, default=7)
+    ap.add_argument("--random", type=int, default=30, help="scenarios with one SIGKILL at a random instant")
+    ap.add_argument("--chains", type=int, default=5, help="scenarios with 4 random kills in a row")
+    ap.add_argument("--signals", type=int, default=6, help="SIGTERM/SIGINT to `cadence run` at random instants")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    CTX.set_forkserver_preload(["cadence.bench.runner", "cadence.cli", "sklearn.datasets"])
+    settings = _settings(args)
+    rng = random.Random(args.seed)
+    root = Path(tempfile.mkdtemp(prefix="cadence-kill-"))
+    try:
+        train(RunConfig(**settings), root / "reference", threads=1)
+        timed = root / "timed"  # how long a child takes from writing run.json to its end: the span kills are drawn in
+        duration = min(_random_kill(_victim, (settings, str(timed), "none:0", False), timed, 0, rng) for _ in range(2)
+                       if not shutil.rmtree(timed, ignore_errors=True))
+        tally = Tally((root / "reference" / "metrics.csv").read_bytes(), settings)
+        print(f"{args.workload}, {args.steps} steps, checkpoint every {args.checkpoint_every}; a child runs "
+              f"{duration:.2f}s after writing run.json", flush=True)
+        mid = args.steps // 2
+        base = root / "base"  # killed mid-run: the start of every resume scenario
+        assert _child(_victim, settings, str(base), f"row:{mid + 3}", False) == SIGKILLED
+        n = 0
+
+        print("exact points, new run:", flush=True)
+        for point in NEW_POINTS:
+            point = point.format(mid=mid)
+            out = root / f"s{(n := n + 1)}"
+            code = _child(_victim, settings, str(out), point, False)
+            if code != SIGKILLED:
+                raise SystemExit(f"{point} was never reached (exit {code})")
+            tally.finish(f"new run killed at {point}", out, [f"new {point}"])
+
+        print("exact points, resume:", flush=True)
+        for point in RESUME_POINTS:
+            out = root / f"s{(n := n + 1)}"
+            shutil.copytree(base, out)
+            code = _child(_victim, settings, str(out), point, True)
+            if code != SIGKILLED:
+                raise SystemExit(f"{point} was never reached in a resume (exit {code})")
+            tally.finish(f"resume killed at {point}", out, [f"resume {point}"])
+
+        print("random instants:", flush=True)
+        for i in range(args.random):
+            out = root / f"s{(n := n + 1)}"
+            resume = i % 2 == 1
+            if resume:
+                row = rng.randrange(1, args.steps)
+                assert _child(_victim, settings, str(out), f"row:{row}", False) == SIGKILLED
+            code = _random_kill(_victim, (settings, str(out), "none:0", resume), out, duration * 1.1, rng)
+            kind = "resume" if resume else "new"
+            tally.finish(f"{kind} run, random instant", out, [f"random ({kind})"] if code == SIGKILLED else [])
+
+        print("chains of random kills:", flush=True)
+        for i in range(args.chains):
+            out = root / f"s{(n := n + 1)}"
+            kills = []
+            for k in range(4):
+                code = _random_kill(_victim, (settings, str(out), "none:0", (out / "run.json").exists()), out,
+                                    duration * 0.6, rng)
+                if code == SIGKILLED:
+                    kills.append("random (chain)")
+            tally.finish(f"chain {i + 1}", out, kills)
+
+        print("SIGTERM / SIGINT to cadence run:", flush=True)
+        for i in range(args.signals):
+            out = root / f"s{(n := n + 1)}"
+            sig = (signal.SIGTERM, signal.SIGINT)[i % 2]
+            argv = ["run", args.workload, "--lr", settings["plan"]["lr"], "--steps", str(args.steps), "--eval-every",
+                    str(settings["eval_every"]), "--checkpoint-every", str(args.checkpoint_every), "--threads", "1",
+                    "--no-progress", "--out", str(out)] + (["--size", "xs"] if args.workload == "tiny-lm" else [])
+            code = _random_kill(_cli, (argv,), out, duration * 1.1, rng, sig=sig)
+            if code not in (0, 130):
+                tally.failures.append(f"{sig.name}: exit {code}, expected 130")
+            status = json.loads((out / "run.json").read_text())["status"]
+            if code == 130 and status != "interrupted":
+                tally.failures.append(f"{sig.name}: status {status} after exit 130")
+            tally.finish(f"{sig.name} at a random instant (exit {code}, status {status})", out,
+                         [sig.name] if code == 130 else [])
+
+        total = sum(tally.kills.values())
+        print(f"\nsummary: {total} kills in {tally.scenarios} scenarios; {tally.identical}/{tally.scenarios} resumed to "
+              "byte-identical metrics.csv (complete, bit_exact, no temporary file left)")
+        exact = sorted(k for k in tally.kills if k.startswith(("new ", "resume ")))
+        print(f"  exact points ({len(exact)}): {', '.join(exact)}")
+        for k in sorted(set(tally.kills) - set(exact)):
+            print(f"  {k}: {tally.kills[k]} kill(s)")
+        if tally.failures:
+            print("failures:\n  " + "\n  ".join(tally.failures))
+            raise SystemExit(1)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
