@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from scipy.stats import qmc
 
 from cadence import __version__
 from cadence._atomic import atomic_write
-from cadence.forecast.curve import Curve, ForecastError
+from cadence.errors import LimitError
+from cadence.forecast.curve import Curve, ForecastError, as_vector
 from cadence.forecast.laws import LAWS, Law, check_warmup
+from cadence.forecast.limits import MAX_FIT_POINTS, MAX_LAW_BYTES, MAX_STEPS, number, regular_file, shorten
 
 __all__ = ["fit", "FittedLaw", "load", "scores"]
 
@@ -37,7 +40,12 @@ def scores(pred: np.ndarray, losses: np.ndarray) -> dict[str, float]:
 
 @dataclass
 class FittedLaw:
-    """A law with fitted parameters. ``predict(lrs, steps)`` works for any schedule."""
+    """A law with fitted parameters. ``predict(lrs, steps)`` works for any schedule.
+
+    Construction checks every field: a known law, each of its parameters a finite number
+    inside the law's domain (``Law.domain``), ``lr_scale`` finite and > 0, a known warmup
+    convention; a one-line ForecastError names the first that is not.
+    """
 
     law: str
     params: dict[str, float]
@@ -46,25 +54,56 @@ class FittedLaw:
     warmup: str = "skip"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.law, str) or self.law not in LAWS:
+            raise ForecastError(f"unknown law {shorten(self.law)}; known: {', '.join(LAWS)}")
+        self.params = LAWS[self.law].check(self.params)
+        self.lr_scale = number(self.lr_scale, "lr_scale")
+        if self.lr_scale <= 0:
+            raise ForecastError(f"lr_scale must be > 0 (the largest LR of the fitted runs); got {self.lr_scale!r}")
+        if not isinstance(self.report, dict):
+            raise ForecastError(f"report must be a dict; got {type(self.report).__name__}")
         check_warmup(self.warmup)
 
     def _law(self) -> Law:
         return LAWS[self.law](warmup=self.warmup)
 
     def predict(self, lrs, steps) -> np.ndarray:
-        lrs = np.asarray(lrs, dtype=np.float64)
-        steps = np.asarray(steps)
-        if lrs.ndim != 1 or len(lrs) == 0:
+        """Predicted losses at ``steps`` for a run with LR ``lrs[i]`` at step i: finite numbers, or a
+        one-line ForecastError. Steps before any LR has been applied (the LR is 0 up to there) have no
+        prediction: the laws describe the loss as a function of the LR area, which is 0 there."""
+        lrs = as_vector(lrs, "lrs")
+        if len(lrs) == 0:
             raise ForecastError("lrs must be a non-empty 1-D array (the LR of every step)")
-        if not np.all(np.isfinite(lrs)) or np.any(lrs < 0):
-            raise ForecastError("lrs must be finite and >= 0")
-        if steps.ndim != 1 or len(steps) == 0 or np.any(steps < 0) or np.any(steps != np.round(steps)):
-            raise ForecastError("steps must be a non-empty 1-D array of whole numbers >= 0")
-        steps = steps.astype(np.int64)
-        if steps.max() >= len(lrs):
-            raise ForecastError(f"lrs covers steps 0..{len(lrs) - 1} but a prediction is asked at step {steps.max()}")
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            return self._law().predict(self.params, lrs / self.lr_scale, steps)
+        bad = ~np.isfinite(lrs) | (lrs < 0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ForecastError(f"lrs must be finite and >= 0; got {lrs[i]} at step {i}")
+        del bad
+        steps = _steps(steps)
+        last = int(steps.max())
+        if last >= len(lrs):
+            raise ForecastError(f"lrs covers steps 0..{len(lrs) - 1} but a prediction is asked at step {last}")
+        started = lrs[: last + 1] > 0
+        first = int(np.argmax(started)) if started.any() else None
+        del started
+        if first is None or steps.min() < first:
+            zero = "every step" if first is None else "step 0" if first == 1 else f"steps 0..{first - 1}"
+            raise ForecastError(f"no prediction at step {int(steps.min())}: the LR is 0 at {zero}, and the "
+                                f"{self.law} law describes the loss only after some training (LR area > 0)")
+        model = self._law()
+        with np.errstate(all="ignore"):  # overflow shows as inf or nan in the result, checked below
+            scaled = np.divide(lrs[: last + 1], self.lr_scale)
+            prepared = model.prepare(scaled)
+            del scaled  # long predictions: hold as few step-long arrays at once as possible
+            pred = model.evaluate(self.params, prepared, steps)
+            del prepared
+        if not np.all(np.isfinite(pred)):
+            i = int(np.argmax(~np.isfinite(pred)))
+            raise ForecastError(
+                f"the {self.law} law's prediction overflows at step {int(steps[i])} (it gives {pred[i]}): its parameters "
+                f"do not describe this schedule (largest LR {float(lrs.max()):.3g}, {len(lrs):,} steps; the law was "
+                f"fitted with LRs up to {self.lr_scale:.3g})")
+        return pred
 
     def score(self, curve: Curve) -> dict[str, float]:
         return scores(self.predict(curve.lrs, curve.steps), curve.losses)
@@ -74,31 +113,74 @@ class FittedLaw:
                 "warmup": self.warmup, "report": self.report, "cadence": __version__}
 
     def save(self, path: "str | Path") -> Path:
-        text = json.dumps(self.to_dict(), indent=2) + "\n"
-        return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        """Write the law as JSON (atomically: a reader sees the old file or the new one)."""
+        try:
+            text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        except (TypeError, ValueError) as e:
+            raise ForecastError(f"cannot save this law: its report is not plain JSON data ({e})") from None
+        try:
+            return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        except OSError as e:
+            raise ForecastError(f"cannot write {path}: {e.strerror or e}", field="out") from None
+
+
+def _steps(steps) -> np.ndarray:
+    """Prediction steps as a non-empty int64 array of whole numbers in 0..MAX_STEPS-1."""
+    if isinstance(steps, np.ndarray) and steps.dtype.kind in "iu" and steps.ndim == 1 and len(steps) <= MAX_STEPS:
+        if len(steps) and steps.min() >= 0 and steps.max() < MAX_STEPS:
+            return steps.astype(np.int64, copy=False)  # integer steps (np.arange): no float copy
+    array = as_vector(steps, "steps")
+    if len(array) == 0:
+        raise ForecastError("steps must be a non-empty 1-D array of whole numbers >= 0")
+    whole = np.isfinite(array) & (array >= 0) & (array == np.round(array)) & (array < MAX_STEPS)
+    if not whole.all():
+        raise ForecastError(f"steps must be whole numbers in 0..{MAX_STEPS - 1:,}; got {array[np.argmin(whole)]:g}")
+    return array.astype(np.int64)
 
 
 def load(path: "str | Path") -> FittedLaw:
-    """Read a law saved by :meth:`FittedLaw.save` (plain JSON; nothing is executed)."""
-    path = Path(path)
+    """Read a law saved by :meth:`FittedLaw.save` (plain JSON; nothing is executed).
+
+    Every field is checked (docs/forecast.md, "Limits and validation"): a file larger than
+    ``MAX_LAW_BYTES``, not UTF-8 JSON, nested too deeply, of another format, or with a
+    parameter that is missing, not a finite number or outside its law's domain is refused
+    with a one-line ForecastError.
+    """
+    path, _ = regular_file(path, MAX_LAW_BYTES, "law file")
+    where = f"{path}: "
     try:
-        data = json.loads(path.read_text())
+        with open(path, "rb") as f:
+            raw = f.read(MAX_LAW_BYTES + 1)
     except OSError as e:
-        raise ForecastError(f"cannot read {path}: {e.strerror}") from None
-    except ValueError:
-        raise ForecastError(f"{path} is not JSON") from None
+        raise ForecastError(f"cannot read {path}: {e.strerror or e}") from None
+    if len(raw) > MAX_LAW_BYTES:  # grew since stat
+        raise LimitError(f"{where}a law file is limited to {MAX_LAW_BYTES:,} bytes")
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ForecastError(f"{path} is not JSON (not UTF-8 text)") from None
+    except RecursionError:
+        raise ForecastError(f"{path} is not a law file (JSON nested too deeply)") from None
+    except ValueError as e:
+        raise ForecastError(f"{path} is not JSON ({' '.join(str(e).split())[:120]})") from None
     if not isinstance(data, dict) or data.get("format") != _FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise ForecastError(f"{path} is not a {_FORMAT} law file (format: {found!r}); refit it with this version")
+        raise ForecastError(f"{path} is not a {_FORMAT} law file (format: {shorten(found)}); refit it with this version")
     law = data.get("law")
-    if law not in LAWS:
-        raise ForecastError(f"{path}: unknown law {law!r}; known: {', '.join(LAWS)}")
-    params = data.get("params", {})
-    if set(params) != set(LAWS[law].params) or not all(isinstance(v, (int, float)) for v in params.values()):
-        raise ForecastError(f"{path}: the {law} law needs parameters {', '.join(LAWS[law].params)}")
-    warmup = check_warmup(data.get("warmup", "skip"), f"{path}: ")  # older files skipped the warmup
-    return FittedLaw(law, {k: float(v) for k, v in params.items()}, float(data["lr_scale"]), data.get("report", {}),
-                     warmup=warmup)
+    if not isinstance(law, str) or law not in LAWS:
+        raise ForecastError(f"{where}unknown law {shorten(law)}; known: {', '.join(LAWS)}")
+    for key in ("params", "lr_scale"):
+        if key not in data:
+            raise ForecastError(f"{where}the law file has no {key!r}")
+    params = LAWS[law].check(data["params"], where)
+    lr_scale = number(data["lr_scale"], "lr_scale", where)
+    if lr_scale <= 0:
+        raise ForecastError(f"{where}lr_scale must be > 0; got {lr_scale!r}")
+    warmup = check_warmup(data.get("warmup", "skip"), where)  # older files skipped the warmup
+    report = data.get("report", {})
+    if not isinstance(report, dict):
+        raise ForecastError(f"{where}report must be a JSON object; got {type(report).__name__}")
+    return FittedLaw(law, params, lr_scale, report, warmup=warmup)
 
 
 def _huber(r: np.ndarray, delta: float):
@@ -109,9 +191,24 @@ def _huber(r: np.ndarray, delta: float):
     return value, grad
 
 
+def _thin(steps: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of at most ``limit`` measurements, evenly spaced in steps (the first and last kept)."""
+    if len(steps) <= limit:
+        return np.arange(len(steps))
+    idx = np.searchsorted(steps, np.linspace(steps[0], steps[-1], limit))
+    return np.unique(np.minimum(idx, len(steps) - 1))
+
+
+def _whole(value, name: str, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ForecastError(f"{name} must be a whole number >= {low}; got {shorten(value)}")
+    return int(value)
+
+
 def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int = 6, candidates: int = 128,
         seed: int = 0, delta: float = 1e-3, max_iter: int = 2000, fixed: dict[str, float] | None = None,
-        strict: bool = True, max_residual: float = 0.01, warmup: str = "skip") -> FittedLaw:
+        strict: bool = True, max_residual: float = 0.01, warmup: str = "skip",
+        max_points: int = MAX_FIT_POINTS) -> FittedLaw:
     """Fit ``law`` to one or more curves; returns a :class:`FittedLaw`.
 
     ``warmup="count"`` counts the LR rises of the initial warmup in the decrement terms, as
@@ -121,26 +218,56 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
     describe its own training curves (mean relative residual above ``max_residual``) raises a
     ForecastError that reports the residuals and the optimiser's status, instead of returning
     a poor law silently.
+
+    A curve with more than ``max_points`` measurements is fitted on ``max_points`` of them,
+    evenly spaced in steps (the fit's cost grows with the number of points); the report's
+    ``points`` gives, per curve, the points fitted and the points measured, and its scores
+    are over every measured point.
     """
     if isinstance(curves, Curve):
         curves = [curves]
-    if not curves or not all(isinstance(c, Curve) for c in curves):
+    if not isinstance(curves, (list, tuple)) or not curves or not all(isinstance(c, Curve) for c in curves):
         raise ForecastError("fit needs a non-empty list of Curve objects")
-    if law not in LAWS:
-        raise ForecastError(f"unknown law {law!r}; known: {', '.join(LAWS)}")
+    if not isinstance(law, str) or law not in LAWS:
+        raise ForecastError(f"unknown law {shorten(law)}; known: {', '.join(LAWS)}")
+    starts, candidates, max_iter = _whole(starts, "starts"), _whole(candidates, "candidates"), _whole(max_iter, "max_iter")
+    max_points, seed = _whole(max_points, "max_points", 2), _whole(seed, "seed", 0)
+    delta, max_residual = number(delta, "delta"), number(max_residual, "max_residual")
+    if delta <= 0 or max_residual <= 0:
+        raise ForecastError(f"delta and max_residual must be > 0; got {delta!r} and {max_residual!r}")
     model = LAWS[law](warmup=warmup)
+    if fixed is not None and not isinstance(fixed, dict):
+        raise ForecastError(f"fixed must be a dict of parameter values; got {type(fixed).__name__}")
     fixed = dict(fixed or {})
     unknown = set(fixed) - set(model.params)
     if unknown:
-        raise ForecastError(f"cannot fix {', '.join(sorted(unknown))}: the {law} law has {', '.join(model.params)}")
+        raise ForecastError(f"cannot fix {', '.join(sorted(map(shorten, unknown)))}: the {law} law has "
+                            f"{', '.join(model.params)}")
+    fixed = {k: v for k, v in model.check({**{n: 0.5 for n in model.params}, **fixed}).items() if k in fixed}
+    if len(fixed) == len(model.params):
+        raise ForecastError(f"every parameter of the {law} law is fixed: nothing to fit (build a FittedLaw directly)")
+    names, unique = [], set()
+    for i, c in enumerate(curves):  # report keys: one per curve, even when two curves share a name
+        name = c.name or f"curve{i}"
+        while name in unique:
+            name = f"{c.name or 'curve'}#{i}"
+            i += len(curves)
+        unique.add(name)
+        names.append(name)
     lr_scale = max(float(c.lrs.max()) for c in curves)
     if lr_scale <= 0:
         raise ForecastError("every LR is 0: nothing to fit")
     for c in curves:
         if c.lrs[: c.steps[0] + 1].sum() <= 0:
             raise ForecastError(f"curve {c.name!r}: the first measured step has no LR area before it (all LRs 0)")
-    prepared = [(model.prepare(c.lrs / lr_scale), c.steps, np.log(c.losses)) for c in curves]
-    n_total = sum(len(c.steps) for c in curves)
+    kept = [_thin(c.steps, max_points) for c in curves]
+    n_total = sum(len(k) for k in kept)
+    free_count = len(model.params) - len(fixed)
+    if n_total < free_count:
+        raise ForecastError(f"the {law} law has {free_count} free parameters but the curves have only {n_total} "
+                            "measurements after warmup: give more points (or fix some parameters)")
+    with np.errstate(all="ignore"):
+        prepared = [(model.prepare(c.lrs / lr_scale), c.steps[k], np.log(c.losses[k])) for c, k in zip(curves, kept)]
     max_loss = max(float(c.losses.max()) for c in curves)
     box = model.bounds(max_loss)
     free = [name for name in model.params if name not in fixed]
@@ -177,7 +304,9 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
         return total / norm, grad / norm
 
     sampler = qmc.Sobol(d=len(free), scramble=True, seed=seed)
-    points = qmc.scale(sampler.random(candidates), lo_t, hi_t)
+    # random_base2: the first 2**m points, as random(2**m) gives them, without the warning
+    # scipy issues for a count that is not a power of 2.
+    points = qmc.scale(sampler.random_base2(max(0, math.ceil(math.log2(candidates))))[:candidates], lo_t, hi_t)
     values = np.array([objective(x)[0] for x in points])
     best = None
     for x0 in points[np.argsort(values)[:starts]]:
@@ -187,13 +316,14 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
             best = res
     params, _ = decode(best.x)
     fitted = FittedLaw(law, {k: float(params[k]) for k in model.params}, lr_scale, warmup=warmup)
-    per_curve = {}
-    for i, c in enumerate(curves):
-        per_curve[c.name or f"curve{i}"] = fitted.score(c)
+    per_curve = {name: fitted.score(c) for name, c in zip(names, curves)}
     mean_e = float(np.mean([s["pred_e"] for s in per_curve.values()]))
     worst = max(per_curve.items(), key=lambda kv: kv[1]["worst_e"])
+    for s in per_curve.values():  # R² is undefined (nan) for a curve whose losses are all equal
+        s.update({k: (v if math.isfinite(v) else None) for k, v in s.items()})
     fitted.report = {"objective": float(best.fun), "converged": bool(best.success), "message": str(best.message),
-                     "iterations": int(best.nit), "curves": per_curve, "fixed": sorted(fixed)}
+                     "iterations": int(best.nit), "curves": per_curve, "fixed": sorted(fixed),
+                     "points": {name: [len(k), len(c.steps)] for name, k, c in zip(names, kept, curves)}}
     if strict and (mean_e > max_residual or not math.isfinite(mean_e)):
         state = "converged" if best.success else f"did not converge: {best.message}"
         raise ForecastError(

@@ -17,16 +17,26 @@ import numpy as np
 from scipy.signal import lfilter
 
 from cadence.forecast.curve import ForecastError
+from cadence.forecast.limits import number, shorten
 
 __all__ = ["Law", "MultiPower", "Annealing", "LAWS", "WARMUP", "check_warmup", "register_law"]
 
 WARMUP = ("skip", "count")
 
+# Where each kind of parameter is defined: the formula is finite there for every schedule
+# with finite LRs (the fit's search box is a sub-box of it).
+_DOMAINS = {
+    "finite": (lambda v: True, "any finite number"),
+    ">=0": (lambda v: v >= 0, ">= 0"),
+    ">0": (lambda v: v > 0, "> 0"),
+    "[0,1)": (lambda v: 0 <= v < 1, "in [0, 1)"),
+}
+
 
 def check_warmup(value: str, where: str = "") -> str:
     """``value`` if it is a warmup convention; a one-line ForecastError otherwise."""
-    if value not in WARMUP:
-        raise ForecastError(f"{where}warmup must be one of {', '.join(WARMUP)}, not {value!r}")
+    if not isinstance(value, str) or value not in WARMUP:
+        raise ForecastError(f"{where}warmup must be one of {', '.join(WARMUP)}, not {shorten(value)}")
     return value
 
 LAWS: dict[str, type["Law"]] = {}
@@ -55,9 +65,26 @@ class Law(abc.ABC):
     source: ClassVar[str] = ""
     params: ClassVar[tuple[str, ...]] = ()
     log_params: ClassVar[tuple[str, ...]] = ()
+    domain: ClassVar[dict[str, str]] = {}  # parameter -> a key of _DOMAINS ("finite" when absent)
 
     def __init__(self, warmup: str = "skip") -> None:
         self.warmup = check_warmup(warmup)
+
+    @classmethod
+    def check(cls, params, where: str = "") -> dict[str, float]:
+        """``params`` as {name: float} in the law's order if every parameter is present, a
+        finite number and inside the law's domain; a one-line ForecastError otherwise."""
+        if not isinstance(params, dict) or set(params) != set(cls.params):
+            raise ForecastError(f"{where}the {cls.name} law needs parameters {', '.join(cls.params)}"
+                                + (f"; got {', '.join(map(shorten, params))}" if isinstance(params, dict) else ""))
+        out = {}
+        for name in cls.params:
+            value = number(params[name], f"parameter {name}", where)
+            ok, allowed = _DOMAINS[cls.domain.get(name, "finite")]
+            if not ok(value):
+                raise ForecastError(f"{where}parameter {name} of the {cls.name} law must be {allowed}; got {value!r}")
+            out[name] = value
+        return out
 
     def decrements(self, lrs: np.ndarray) -> np.ndarray:
         return _decrements(lrs, skip_warmup=self.warmup == "skip")
@@ -76,12 +103,24 @@ class Law(abc.ABC):
         """Predicted losses at ``steps`` (and, with ``jac``, their parameter derivatives)."""
 
     def predict(self, p: dict[str, float], lrs: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        return self.evaluate(p, self.prepare(np.asarray(lrs, dtype=np.float64)), np.asarray(steps, dtype=np.int64))
+        """The raw formula (no input checks; :meth:`FittedLaw.predict` is the checked entry point).
+        Overflow gives inf or nan here, which the callers detect."""
+        with np.errstate(all="ignore"):
+            return self.evaluate(p, self.prepare(np.asarray(lrs, dtype=np.float64)), np.asarray(steps, dtype=np.int64))
 
 
 def _area(lrs: np.ndarray) -> np.ndarray:
     """P[t] = sum of lrs[0..t] (inclusive)."""
     return np.cumsum(lrs)
+
+
+def _power_law(p: dict[str, float], area: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """L0 + A * S1(t)^(-alpha) at ``steps``, in one new array (long predictions hold few copies)."""
+    out = area[steps]
+    np.power(out, -p["alpha"], out=out)
+    out *= p["A"]
+    out += p["L0"]
+    return out
 
 
 def _decrements(lrs: np.ndarray, skip_warmup: bool = True) -> np.ndarray:
@@ -92,11 +131,12 @@ def _decrements(lrs: np.ndarray, skip_warmup: bool = True) -> np.ndarray:
     penalty to every schedule with a warmup, biasing comparisons with one without.
     """
     d = np.zeros_like(lrs)
-    d[1:] = lrs[:-1] - lrs[1:]
+    np.subtract(lrs[:-1], lrs[1:], out=d[1:])
     if not skip_warmup:
         return d
-    falls = np.flatnonzero(d > 0)
-    warm_end = int(falls[0]) if len(falls) else len(lrs)
+    falls = d > 0
+    warm_end = int(np.argmax(falls)) if falls.any() else len(lrs)
+    del falls
     d[:warm_end] = 0.0
     return d
 
@@ -108,6 +148,7 @@ class Annealing(Law):
     source = "Tissue et al. 2024, Scaling Law with Learning Rate Annealing"
     params = ("L0", "A", "alpha", "C", "lam")
     log_params = ("A", "C")
+    domain = {"A": ">=0", "alpha": ">=0", "C": ">=0", "lam": "[0,1)"}
 
     def bounds(self, max_loss):
         return {"L0": (0.0, max_loss), "A": (1e-4, 1e3), "alpha": (0.01, 3.0), "C": (1e-6, 1e3), "lam": (0.9, 0.99999)}
@@ -119,6 +160,12 @@ class Annealing(Law):
         area, d = prepared
         lam = p["lam"]
         m = lfilter([1.0], [1.0, -lam], d)  # m_i = lam*m_(i-1) + d_i, one O(T) pass
+        if not jac:
+            s2 = np.cumsum(m, out=m)[steps]
+            s2 *= p["C"]
+            pred = _power_law(p, area, steps)
+            pred -= s2
+            return pred
         s2 = np.cumsum(m)[steps]
         s1 = area[steps]
         power = s1 ** (-p["alpha"])
@@ -138,33 +185,46 @@ class _Decrements:
     Each bin holds a run of same-sign decrements with its total ``D``, its weighted mean
     log-LR (for ``lr_k^-gamma``), the weighted mean area before it (for ``S_k(t)``) and the
     weighted mean step (when it starts to count). With fewer decrements than ``max_bins``
-    every decrement is its own bin and the sum is exact.
+    every decrement is its own bin and the sum is exact. An LR of exactly 0 after a drop
+    counts as the smallest positive float (its log would be -inf).
+
+    Arrays of one entry per decrement are freed as soon as they are used: a schedule that
+    changes at every step has as many decrements as steps.
     """
 
-    def __init__(self, d: np.ndarray, lrs: np.ndarray, max_bins: int | None) -> None:
-        d = d[1:]
-        k = np.flatnonzero(d) + 1  # decrement d_k = lr_(k-1) - lr_k
-        area = _area(lrs)
-        dk = d[k - 1]
-        before = area[k - 1]  # P[k-1]: area up to step k-1
-        with np.errstate(divide="ignore"):
-            log_lr = np.log(lrs[k])
-        if max_bins is None or len(k) <= max_bins:
-            self.D, self.log_lr, self.before, self.start = dk, log_lr, before, k.astype(np.float64)
+    def __init__(self, lrs: np.ndarray, area: np.ndarray, skip_warmup: bool, max_bins: int | None) -> None:
+        d = _decrements(lrs, skip_warmup)
+        at = d != 0  # decrement d_k = lr_(k-1) - lr_k at step k; d[0] is always 0
+        dk = d[at]
+        del d
+        tiny = np.finfo(float).tiny
+        if max_bins is None or len(dk) <= max_bins:
+            k = np.flatnonzero(at)
+            self.D, self.log_lr = dk, np.log(np.maximum(lrs[k], tiny))
+            self.before, self.start = area[k - 1], k.astype(np.float64)  # area[k-1]: the area up to step k-1
             return
         w = np.abs(dk)
-        sign_change = np.flatnonzero(np.sign(dk[1:]) != np.sign(dk[:-1])) + 1
-        edges = np.unique(np.concatenate([
-            [0], sign_change, np.searchsorted(np.cumsum(w), np.linspace(0, w.sum(), max_bins + 1)[1:-1]), [len(k)],
-        ]))
-        starts = edges[:-1]
-        D = np.add.reduceat(dk, starts)
+        negative = dk < 0
+        sign_change = np.flatnonzero(negative[1:] != negative[:-1]) + 1
+        del negative
+        mass = np.cumsum(w)
+        cuts = np.searchsorted(mass, np.linspace(0, w.sum(), max_bins + 1)[1:-1])
+        del mass
+        starts = np.unique(np.concatenate([[0], sign_change, cuts]))
+        starts = starts[starts < len(dk)]
         W = np.add.reduceat(w, starts)
-        finite_log = np.where(np.isfinite(log_lr), log_lr, np.log(np.finfo(float).tiny))
-        self.D = D
-        self.log_lr = np.add.reduceat(w * finite_log, starts) / W
-        self.before = np.add.reduceat(w * before, starts) / W
-        self.start = np.add.reduceat(w * k, starts) / W
+        self.D = np.add.reduceat(dk, starts)
+        del dk
+
+        def mean(values):  # the w-weighted mean of values over each bin, computed in place
+            values *= w
+            return np.add.reduceat(values, starts) / W
+
+        log_lr = lrs[at]
+        self.log_lr = mean(np.log(np.maximum(log_lr, tiny, out=log_lr), out=log_lr))
+        del log_lr
+        self.before = mean(area[:-1][at[1:]])
+        self.start = mean(np.flatnonzero(at).astype(np.float64))
 
 
 @register_law
@@ -175,6 +235,7 @@ class MultiPower(Law):
     source = "Luo et al. 2025, A Multi-Power Law for Loss Curve Prediction Across Learning Rate Schedules"
     params = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
     log_params = ("A", "B", "C")
+    domain = {"A": ">=0", "alpha": ">=0", "B": ">=0", "C": ">=0", "beta": ">0"}
     max_bins: int | None = 384
     chunk = 1 << 21  # entries of the (steps x bins) block evaluated at once
     dense = 8192  # longer predictions evaluate LD exactly on a grid and interpolate between its points
@@ -184,7 +245,8 @@ class MultiPower(Law):
                 "beta": (0.01, 5.0), "gamma": (0.0, 2.0)}
 
     def prepare(self, lrs):
-        return _area(lrs), _Decrements(self.decrements(lrs), lrs, self.max_bins)
+        area = _area(lrs)
+        return area, _Decrements(lrs, area, self.warmup == "skip", self.max_bins)
 
     def evaluate(self, p, prepared, steps, jac=False):
         area, bins = prepared
@@ -203,20 +265,21 @@ class MultiPower(Law):
                                     (first[big][:, None] + fine[None, :]).ravel()])
             grid = np.unique(np.concatenate([np.linspace(lo, hi, self.dense).round(), after[(after >= lo) & (after <= hi)],
                                              [lo, hi]])).astype(np.int64)
-            ld_grid = self._ld(p, area, bins, grid)
-            ld = np.interp(steps, grid, ld_grid)
-            return p["L0"] + p["A"] * area[steps] ** (-p["alpha"]) - p["B"] * ld
+            ld = np.interp(steps, grid, self._ld(p, area, bins, grid, False))
+            ld *= p["B"]
+            pred = _power_law(p, area, steps)
+            pred -= ld
+            return pred
         return self._evaluate(p, area, bins, steps, jac)
 
-    def _ld(self, p, area, bins, steps):
-        return (p["L0"] + p["A"] * area[steps] ** (-p["alpha"]) - self._evaluate(p, area, bins, steps, False)) / p["B"]
-
-    def _evaluate(self, p, area, bins, steps, jac):
+    def _ld(self, p, area, bins, steps, jac):
+        """LD(t)/B at ``steps`` (and, with ``jac``, its derivatives in C, beta and gamma)."""
         n = len(steps)
         ld = np.empty(n)
         if jac:
             d_c, d_beta, d_gamma = np.empty(n), np.empty(n), np.empty(n)
-        lr_pow = np.exp(-p["gamma"] * bins.log_lr)  # lr_k^-gamma per bin
+        # lr_k^-gamma per bin; capped at e^700 so that it stays finite (x = 0 where S_k(t) = 0).
+        lr_pow = np.exp(np.minimum(-p["gamma"] * bins.log_lr, 700.0))
         beta, c = p["beta"], p["C"]
         rows = max(1, self.chunk // max(len(bins.D), 1))
         for a in range(0, n, rows):
@@ -231,12 +294,19 @@ class MultiPower(Law):
                 d_c[a:a + rows] = (weight * dg_du * x).sum(axis=1)
                 d_beta[a:a + rows] = (weight * u_neg_beta * log_u).sum(axis=1)
                 d_gamma[a:a + rows] = (weight * dg_du * c * x * -bins.log_lr[None, :]).sum(axis=1)
+        return (ld, d_c, d_beta, d_gamma) if jac else ld
+
+    def _evaluate(self, p, area, bins, steps, jac):
+        if not jac:
+            ld = self._ld(p, area, bins, steps, False)
+        else:
+            ld, d_c, d_beta, d_gamma = self._ld(p, area, bins, steps, True)
         s1 = area[steps]
         power = s1 ** (-p["alpha"])
         pred = p["L0"] + p["A"] * power - p["B"] * ld
         if not jac:
             return pred
-        J = np.column_stack([np.ones(n), power, -p["A"] * power * np.log(s1), -ld, -p["B"] * d_c,
+        J = np.column_stack([np.ones(len(steps)), power, -p["A"] * power * np.log(s1), -ld, -p["B"] * d_c,
                              -p["B"] * d_beta, -p["B"] * d_gamma])
         return pred, J
 
