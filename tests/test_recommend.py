@@ -57,7 +57,7 @@ def test_recommend_needs_a_sequence_length_for_the_power_scheduler():
     assert [a.law for a in recommend("1B", "100B")] == ["step-law"]
     assert [a.law for a in recommend("1B", "100B", seq_len=2048)] == ["step-law", "power-scheduler"]
     assert recommend("1B", "100B", seq_len=2048, batch_sequences=64)[1].values["batch_sequences"] == 64
-    with pytest.raises(CadenceError, match="--batch needs --seq-len"):
+    with pytest.raises(CadenceError, match="a batch size in sequences needs the sequence length"):
         recommend("1B", "100B", batch_sequences=64)
 
 
@@ -81,9 +81,9 @@ def test_recommend_cli(capsys):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["recommend", "--params", "big", "--tokens", "1B"], "--params must be a positive number"),
-    (["recommend", "--params", "1B", "--tokens", "-5"], "--tokens must be a positive number"),
-    (["recommend", "--params", "1B", "--tokens", "1B", "--batch", "64"], "--batch needs --seq-len"),
+    (["recommend", "--params", "big", "--tokens", "1B"], "--params: the parameter count N must be a positive number"),
+    (["recommend", "--params", "1B", "--tokens", "-5"], "--tokens: the token count D must be a positive number"),
+    (["recommend", "--params", "1B", "--tokens", "1B", "--batch", "64"], "--seq-len: a batch size in sequences needs"),
     (["recommend", "--params", "1B", "--tokens", "1B", "--seq-len", "0"], "expected a positive whole number"),
 ])
 def test_recommend_bad_input(argv, fragment, capsys):

@@ -12,9 +12,11 @@ trained; docs/forecast.md says how each was established.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
-from cadence.errors import CadenceError
+from cadence.errors import CadenceError, ForecastError, LimitError
+from cadence.forecast.limits import MAX_COUNT, shorten
 from cadence.time import parse_count
 
 __all__ = ["Advice", "step_law", "power_scheduler", "recommend", "parse_count"]
@@ -44,6 +46,27 @@ class Advice:
                 "notes": self.notes, "spec": self.spec}
 
 
+def _count(value, name: str, what: str) -> float:
+    """A count in 1..MAX_COUNT (a number or a string such as 350M); a one-line error naming ``name``."""
+    try:
+        n = parse_count(value, what)
+    except CadenceError:
+        raise ForecastError(f"{what} must be a positive number such as 1e9, 350M, 1.5B or 2T; got {shorten(value)}",
+                            field=name) from None
+    if n < 1:
+        raise ForecastError(f"{what} must be at least 1; got {shorten(value)}", field=name)
+    if n > MAX_COUNT:
+        raise LimitError(f"{what} is limited to {MAX_COUNT:.0e}; got {shorten(value)}", field=name)
+    return n
+
+
+def _seq_len(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= MAX_COUNT:
+        raise ForecastError(f"the sequence length must be a whole number of tokens in 1..{MAX_COUNT:.0e}; "
+                            f"got {shorten(value)}", field="seq_len")
+    return int(value)
+
+
 def _human(x: float) -> str:
     for size, name in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
         if x >= size:
@@ -67,8 +90,10 @@ def step_law(params: float, tokens: float, seq_len: int | None = None) -> Advice
     With ``seq_len`` the batch is also given in sequences (rounded, at least 1) and the run
     length in optimizer steps.
     """
-    n = parse_count(params, "--params")
-    d = parse_count(tokens, "--tokens")
+    n = _count(params, "params", "the parameter count N")
+    d = _count(tokens, "tokens", "the token count D")
+    if seq_len is not None:
+        seq_len = _seq_len(seq_len)
     lr = 1.79 * n ** -0.713 * d ** 0.307
     batch_tokens = 0.58 * d ** 0.571
     values = {"params": n, "tokens": d, "peak_lr": lr, "batch_tokens": batch_tokens}
@@ -110,9 +135,10 @@ def power_scheduler(params: float, tokens: float, batch_sequences: float, seq_le
     ``batch_sequences`` is the batch size in sequences (cadence reads the paper's batch size
     that way: in tokens the formula would exceed its own 0.02 cap for any realistic run).
     """
-    n = parse_count(params, "--params")
-    d = parse_count(tokens, "--tokens")
-    beta = parse_count(batch_sequences, "--batch")
+    n = _count(params, "params", "the parameter count N")
+    d = _count(tokens, "tokens", "the token count D")
+    beta = _count(batch_sequences, "batch", "the batch size in sequences")
+    seq_len = _seq_len(seq_len)
     lr_end = min(POWER_MAX, beta * POWER_A * d ** POWER_B)
     # The LR leaves the 0.02 cap once beta * a * n^b < 0.02.
     leaves_cap = (POWER_MAX / (beta * POWER_A)) ** (1.0 / POWER_B)
@@ -137,13 +163,14 @@ def recommend(params: float, tokens: float, seq_len: int | None = None,
               batch_sequences: float | None = None) -> list[Advice]:
     """Both laws for one (N, D). The Power scheduler needs a batch in sequences: ``batch_sequences``
     or, with ``seq_len``, the Step Law batch converted to sequences."""
-    if seq_len is not None and (not isinstance(seq_len, int) or seq_len < 1):
-        raise CadenceError(f"--seq-len must be a positive whole number; got {seq_len!r}")
+    if seq_len is not None:
+        seq_len = _seq_len(seq_len)
+    if batch_sequences is not None and seq_len is None:
+        raise ForecastError("a batch size in sequences needs the sequence length (the Power scheduler counts tokens "
+                            "seen)", field="seq_len")
     out = [step_law(params, tokens, seq_len)]
     if batch_sequences is None and seq_len is not None:
         batch_sequences = out[0].values["batch_sequences"]
     if batch_sequences is not None:
-        if seq_len is None:
-            raise CadenceError("--batch needs --seq-len (the Power scheduler counts tokens seen)")
         out.append(power_scheduler(params, tokens, batch_sequences, seq_len))
     return out

@@ -8,13 +8,18 @@ result is then compared with the nearest ordinary schedules.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from scipy.optimize import minimize
 
+from cadence.errors import CadenceError
+from cadence.forecast.curve import ForecastError
 from cadence.forecast.fitting import FittedLaw
+from cadence.forecast.limits import MAX_OPTIMIZE_STEPS, check_total, number, shorten
 from cadence.schedules import parse
 
-__all__ = ["optimize_schedule", "nearest_specs", "as_spec"]
+__all__ = ["optimize_schedule", "nearest_specs", "as_spec", "check_request"]
 
 
 def _knots(z: np.ndarray, total: int, warmup: int):
@@ -43,16 +48,47 @@ def _z_of(f: np.ndarray) -> np.ndarray:
     return np.clip(np.log(np.maximum(steps, np.exp(-12.0))), -12.0, 3.0)
 
 
+def check_request(law: FittedLaw, total, peak, warmup) -> tuple[int, float, int]:
+    """The arguments of an optimisation, checked: ``total`` in 2..MAX_OPTIMIZE_STEPS, ``peak``
+    finite and > 0, ``warmup`` a whole number with at least 2 steps after it."""
+    if not isinstance(law, FittedLaw):
+        raise ForecastError(f"law must be a FittedLaw (from fit or load); got {type(law).__name__}")
+    total = check_total(total, limit=MAX_OPTIMIZE_STEPS, what="forecast optimize")
+    if total < 2:
+        raise ForecastError(f"forecast optimize needs a run of at least 2 steps; got {total}", field="total")
+    peak = number(peak, "the peak LR")
+    if peak <= 0:
+        raise ForecastError(f"the peak LR must be > 0; got {peak!r}", field="peak")
+    if isinstance(warmup, bool) or not isinstance(warmup, numbers.Integral):
+        raise ForecastError(f"the warmup must be a whole number of steps; got {shorten(warmup)}", field="warmup")
+    if not 0 <= warmup <= total - 2:
+        raise ForecastError(f"the warmup must leave at least 2 steps to shape: 0 <= warmup <= total - 2 = {total - 2}; "
+                            f"got {shorten(warmup)}", field="warmup")
+    return total, peak, int(warmup)
+
+
 def optimize_schedule(law: FittedLaw, total: int, peak: float, warmup: int = 0, knots: int = 48) -> tuple[np.ndarray, float]:
     """(per-step LRs, predicted final loss) of the best non-increasing schedule found.
 
     L-BFGS-B runs from several shapes (exponential, cosine, linear, and WSD with 10-50%
     cooldowns) and the best result is kept, so no start shape beats it under the law.
+    ``total`` is at most ``MAX_OPTIMIZE_STEPS``: the search evaluates the law tens of
+    thousands of times, each in time linear in ``total``.
     """
+    total, peak, warmup = check_request(law, total, peak, warmup)
+    if isinstance(knots, bool) or not isinstance(knots, numbers.Integral) or not 1 <= knots <= 1000:
+        raise ForecastError(f"knots must be a whole number in 1..1000; got {shorten(knots)}")
+    knots = min(knots, total - 1 - warmup)  # more knots than steps after the warmup shape nothing more
     last = np.array([total - 1])
+    model = law._law()
+    law.predict(_schedule(np.zeros(knots), total, warmup, peak), last)  # a one-line error if the law overflows here
 
     def loss(z):
-        return float(law.predict(_schedule(z, total, warmup, peak), last)[0])
+        # The schedules built here are finite and >= 0 with LR area before the last step, so the
+        # checks of FittedLaw.predict are skipped; a non-finite result is a bad point, not an answer.
+        with np.errstate(all="ignore"):
+            value = float(model.predict(law.params, _schedule(z, total, warmup, peak) / law.lr_scale, last)[0])
+        return value if np.isfinite(value) else 1e300
 
     x = np.linspace(0.0, 1.0, knots + 1)
     floor = 1e-3
@@ -65,11 +101,12 @@ def optimize_schedule(law: FittedLaw, total: int, peak: float, warmup: int = 0, 
         if best is None or res.fun < best.fun:
             best = res
     lrs = _schedule(best.x, total, warmup, peak)
-    return lrs, loss(best.x)
+    return lrs, float(law.predict(lrs, last)[0])
 
 
 def nearest_specs(law: FittedLaw, lrs: np.ndarray, total: int, peak: float, warmup: int) -> list[tuple[str, float, float]]:
     """For WSD, cosine and linear: the spec closest to ``lrs`` (RMS of LR), its distance and predicted final loss."""
+    total, peak, warmup = check_request(law, total, peak, warmup)
     candidates = {"wsd": [], "cosine": [], "linear": []}
     for frac in range(5, 65, 5):
         for shape in ("linear", "cosine", "1-sqrt"):
@@ -77,9 +114,24 @@ def nearest_specs(law: FittedLaw, lrs: np.ndarray, total: int, peak: float, warm
     for final in (0.0, 0.01, 0.1):
         candidates["cosine"].append(f"cosine(peak={peak!r}, final={peak * final!r}, warmup={warmup})")
         candidates["linear"].append(f"linear(peak={peak!r}, final={peak * final!r}, warmup={warmup})")
+
+    def distance(values):  # RMS of the LR difference, computed in units of peak (no overflow near 1e308)
+        return peak * float(np.sqrt(np.mean(((values - lrs) / peak) ** 2)))
+
+    lrs = np.asarray(lrs, dtype=np.float64)
+    if lrs.shape != (total,):
+        raise ForecastError(f"lrs must have one LR per step ({total}); got shape {lrs.shape}")
     out = []
-    for family, specs in candidates.items():
-        best = min(specs, key=lambda s: float(np.sqrt(np.mean((parse(s).values(total) - lrs) ** 2))))
-        values = parse(best).values(total)
-        out.append((best, float(np.sqrt(np.mean((values - lrs) ** 2))), float(law.predict(values, [total - 1])[0])))
+    for specs in candidates.values():
+        best = None
+        for spec in specs:
+            try:
+                values = parse(spec).values(total)
+            except CadenceError:  # a cooldown too short for this run, say
+                continue
+            d = distance(values)
+            if best is None or d < best[1]:
+                best = (spec, d, values)
+        if best is not None:
+            out.append((best[0], best[1], float(law.predict(best[2], [total - 1])[0])))
     return out
