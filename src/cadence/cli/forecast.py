@@ -64,7 +64,38 @@ def register(sub) -> None:
     opt.add_argument("--overwrite", action="store_true")
 
 
-def _plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, overwrite: bool, title: str) -> None:
+def _shown(path) -> str:
+    """A path as text that any terminal encoding can print (a non-UTF-8 name keeps its bytes as escapes)."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _writable(path: str, overwrite: bool, flag: str) -> None:
+    """Refuse an output path before the work that precedes writing it, not after."""
+    from cadence._atomic import refuse_existing
+
+    target = refuse_existing(path, overwrite)
+    if target.is_dir():
+        raise CadenceError(f"{flag}: {_shown(target)} is a folder; give a file name")
+    if not target.parent.is_dir():
+        raise CadenceError(f"{flag}: cannot write {_shown(target)}: folder {_shown(target.parent)} does not exist")
+
+
+def _sampled(law, lrs: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, lrs, predicted losses) at no more than PLOT_POINTS evenly spaced steps from ``first`` on."""
+    from cadence.forecast.limits import PLOT_POINTS
+
+    total = len(lrs)
+    steps = np.unique(np.linspace(first, total - 1, min(PLOT_POINTS, total - first)).round().astype(np.int64))
+    return steps, lrs[steps], law.predict(lrs, steps)
+
+
+def _first_step(lrs: np.ndarray) -> int:
+    """The first step with LR area > 0: the laws predict nothing before it."""
+    positive = lrs > 0
+    return int(np.argmax(positive)) if positive.any() else len(lrs)
+
+
+def _plot(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: str, overwrite: bool, title: str) -> None:
     from pathlib import Path
 
     from cadence._atomic import atomic_write
@@ -73,13 +104,14 @@ def _plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, overwrite
     target = _ready(Path(path), overwrite)
     plt = _pyplot()
     fig, (ax, lr_ax) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=[2, 1])
-    for name, (lrs, losses) in curves.items():
-        steps = np.arange(1, len(lrs))
-        ax.plot(steps, losses[1:], lw=1.4, label=name)
-        lr_ax.plot(np.arange(len(lrs)), lrs, lw=1.2)
-    lo = min(float(np.min(l[len(l) // 10:])) for _, l in curves.values())
-    hi = max(float(np.percentile(l[len(l) // 10:], 95)) for _, l in curves.values())
-    ax.set_ylim(lo - 0.02 * abs(lo), hi)
+    for name, (steps, lrs, losses) in curves.items():
+        ax.plot(steps, losses, lw=1.4, label=name)
+        lr_ax.plot(steps, lrs, lw=1.2)
+    tails = [losses[len(losses) // 10:] for _, _, losses in curves.values()]
+    lo = min(float(np.min(t)) for t in tails)
+    hi = max(float(np.percentile(t, 95)) for t in tails)
+    pad = 0.02 * max(abs(lo), hi - lo, 1e-12)
+    ax.set_ylim(lo - pad, max(hi, lo + pad))
     ax.set_ylabel("predicted loss")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -88,9 +120,13 @@ def _plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str, overwrite
     lr_ax.set_xlabel("step")
     lr_ax.grid(alpha=0.3)
     fig.tight_layout()
-    atomic_write(target, lambda tmp: fig.savefig(tmp, dpi=110, format=target.suffix.lstrip(".")))
-    plt.close(fig)
-    print(f"wrote {target}", file=sys.stderr)
+    try:
+        atomic_write(target, lambda tmp: fig.savefig(tmp, dpi=110, format=target.suffix.lstrip(".").lower()))
+    except OSError as e:
+        raise CadenceError(f"cannot write {_shown(target)}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
+    print(f"wrote {_shown(target)}", file=sys.stderr)
 
 
 def recommend(args) -> int:
@@ -127,69 +163,96 @@ def recommend(args) -> int:
 def run(args) -> None:
     from cadence.forecast import fit, load
     from cadence.forecast.io import read_run
+    from cadence.forecast.limits import check_total
 
     cmd = args.forecast_command
     if cmd is None:
         raise CadenceError("forecast needs an action: fit, predict, rank or optimize")
     if cmd == "fit":
-        from cadence._atomic import refuse_existing
-
-        refuse_existing(args.out, args.overwrite)
+        _writable(args.out, args.overwrite, "--out")
         curves = [read_run(r, schedule=args.schedule, total=args.total, loss=args.loss) for r in args.runs]
         law = fit(curves, law=args.law, warmup="count" if args.count_warmup else "skip")
         law.save(args.out)
         print(f"{args.law} law fitted to {len(curves)} run(s): " + ", ".join(f"{k}={v:.4g}" for k, v in law.params.items()))
         for name, s in law.report["curves"].items():
-            print(f"  {name}: R2 {s['r2']:.4f}  PredE {100 * s['pred_e']:.3f}%  WorstE {100 * s['worst_e']:.3f}%")
-        print(f"wrote {args.out}")
+            r2 = "n/a" if s["r2"] is None else f"{s['r2']:.4f}"
+            used, measured = law.report["points"][name]
+            thinned = f"  (fitted on {used:,} of {measured:,} points)" if used < measured else ""
+            print(f"  {_shown(name)}: R2 {r2}  PredE {100 * s['pred_e']:.3f}%  WorstE {100 * s['worst_e']:.3f}%{thinned}")
+        print(f"wrote {_shown(args.out)}")
         return
+    total = check_total(args.total)
+    if cmd == "optimize":
+        from cadence.forecast.limits import MAX_OPTIMIZE_STEPS
+
+        total = check_total(args.total, limit=MAX_OPTIMIZE_STEPS, what="forecast optimize")
+    if getattr(args, "plot", None):
+        _writable(args.plot, args.overwrite, "--plot")
+    if getattr(args, "csv", None) and cmd == "optimize":
+        _writable(args.csv, args.overwrite, "--csv")
     law = load(args.law)
     if cmd == "predict":
-        lrs = parse(args.schedule).values(args.total)
-        losses = law.predict(lrs, np.arange(args.total))
+        schedule = parse(args.schedule)
+        lrs = schedule.values(total)
+        first = _first_step(lrs)
+        final = float(law.predict(lrs, [total - 1])[0])  # a one-line error if nothing can be predicted
         if args.csv:
-            sys.stdout.write("step,lr,loss\n")
-            sys.stdout.writelines(f"{i},{lr!r},{l!r}\n" for i, (lr, l) in enumerate(zip(lrs.tolist(), losses.tolist())))
+            _write_rows(lrs, law.predict(lrs, np.arange(first, total)), first)
         else:
-            print(f"{parse(args.schedule).spec()}: predicted final loss {losses[-1]:.4f} at step {args.total - 1} "
-                  f"({law.law} law)")
+            print(f"{schedule.spec()}: predicted final loss {final:.4f} at step {total - 1} ({law.law} law)")
         if args.plot:
-            _plot({"prediction": (lrs, losses)}, args.plot, args.overwrite, f"{law.law} law prediction")
+            _plot({"prediction": _sampled(law, lrs, first)}, args.plot, args.overwrite, f"{law.law} law prediction")
     elif cmd == "rank":
         named = common.parse_named(args.schedule, "--schedule", "NAME=SPEC")
-        results = {}
+        finals, curves = {}, {}
         for name, spec in named.items():
-            lrs = parse(spec).values(args.total)
-            results[name] = (lrs, law.predict(lrs, np.arange(args.total)))
-        order = sorted(results, key=lambda n: results[n][1][-1])
-        best = results[order[0]][1][-1]
-        print(f"| rank | plan | predicted final loss | vs best | spec |\n|---|---|---|---|---|")
+            lrs = parse(spec).values(total)
+            try:
+                finals[name] = float(law.predict(lrs, [total - 1])[0])
+            except CadenceError as e:
+                raise CadenceError(f"--schedule {name}: {e}") from None
+            if args.plot:
+                curves[name] = _sampled(law, lrs, _first_step(lrs))
+        order = sorted(finals, key=finals.get)
+        best = finals[order[0]]
+        print("| rank | plan | predicted final loss | vs best | spec |\n|---|---|---|---|---|")
         for i, name in enumerate(order, 1):
-            final = results[name][1][-1]
-            print(f"| {i} | {name} | {final:.4f} | +{final - best:.4f} | `{named[name]}` |")
+            print(f"| {i} | {name} | {finals[name]:.4f} | +{finals[name] - best:.4f} | `{named[name]}` |")
         if args.plot:
-            _plot({n: results[n] for n in order}, args.plot, args.overwrite, f"ranked by the {law.law} law")
+            _plot({n: curves[n] for n in order}, args.plot, args.overwrite, f"ranked by the {law.law} law")
     elif cmd == "optimize":
-        from cadence.forecast.optimize import as_spec, nearest_specs, optimize_schedule
+        from cadence.forecast.optimize import as_spec, check_request, nearest_specs, optimize_schedule
 
-        if not 0 <= args.warmup < args.total:
-            raise CadenceError(f"--warmup must be between 0 and --total - 1; got {args.warmup}")
-        lrs, final = optimize_schedule(law, args.total, args.peak, args.warmup)
+        total, peak, warmup = check_request(law, total, args.peak, args.warmup)
+        lrs, final = optimize_schedule(law, total, peak, warmup)
         print(f"optimised non-increasing schedule: predicted final loss {final:.4f}")
-        idx = np.linspace(0, args.total - 1, 11).round().astype(int)
+        idx = np.unique(np.linspace(0, total - 1, 11).round().astype(int))
         print("  LR at " + ", ".join(f"{i}: {lrs[i]:.3g}" for i in idx))
-        spec = as_spec(lrs, args.total, args.warmup)
-        spec_loss = float(law.predict(parse(spec).values(args.total), [args.total - 1])[0])
+        spec = as_spec(lrs, total, warmup)
+        spec_loss = float(law.predict(parse(spec).values(total), [total - 1])[0])
         print(f"as a spec (predicted {spec_loss:.4f}): {spec}")
         print("nearest ordinary schedules:")
-        for spec, dist, loss in nearest_specs(law, lrs, args.total, args.peak, args.warmup):
-            print(f"  {loss:.4f} (+{loss - final:.4f})  {spec}   [RMS LR distance {dist:.3g}]")
+        for spec, dist, loss in nearest_specs(law, lrs, total, peak, warmup):
+            print(f"  {loss:.4f} ({loss - final:+.4f})  {spec}   [RMS LR distance {dist:.3g}]")
         if args.csv:
             from pathlib import Path
 
-            from cadence._atomic import atomic_write, refuse_existing
+            from cadence._atomic import atomic_write
 
-            refuse_existing(args.csv, args.overwrite)
             rows = "step,lr\n" + "".join(f"{i},{v!r}\n" for i, v in enumerate(lrs.tolist()))
-            atomic_write(args.csv, lambda tmp: Path(tmp).write_text(rows))
-            print(f"wrote {args.csv}")
+            try:
+                atomic_write(args.csv, lambda tmp: Path(tmp).write_text(rows))
+            except OSError as e:
+                raise CadenceError(f"--csv: cannot write {_shown(args.csv)}: {e.strerror or e}") from None
+            print(f"wrote {_shown(args.csv)}")
+
+
+def _write_rows(lrs: np.ndarray, losses: np.ndarray, first: int, chunk: int = 1 << 16) -> None:
+    """step,lr,loss for every step, written a chunk at a time; the loss cell is empty before
+    ``first``, the first step with LR area (the laws predict nothing there)."""
+    out = sys.stdout
+    out.write("step,lr,loss\n")
+    for a in range(0, len(lrs), chunk):
+        b = min(a + chunk, len(lrs))
+        cells = [""] * max(0, min(first, b) - a) + [repr(x) for x in losses[max(a, first) - first: b - first].tolist()]
+        out.write("".join(f"{i},{lr!r},{cell}\n" for i, lr, cell in zip(range(a, b), lrs[a:b].tolist(), cells)))
