@@ -20,17 +20,18 @@ import pytest
 from cadence.bench.runner import TEMP_FILES, RunConfig, train
 
 CTX = multiprocessing.get_context("forkserver")
+# torch._dynamo: the optimizers import it on first use, 3 s a child if the forkserver has not
 CTX.set_forkserver_preload(["cadence.bench.runner", "cadence.bench.compare", "cadence.bench.report", "cadence.cli",
-                            "sklearn.datasets"])
+                            "sklearn.datasets", "torch._dynamo"])
 SETTINGS = dict(workload="digits", plan={"lr": "cosine(peak=3e-3, warmup=5)"}, steps=40, eval_every=10,
                 checkpoint_every=10)
 SIGKILLED = -signal.SIGKILL
 
 
-def _victim(out: str, kill_at: str, resume: bool) -> None:
+def _victim(out: str, kill_at: str, resume: bool, settings: dict | None = None) -> None:
     """Runs in a forked child: train until the kill point fires (exit 0 means it never did)."""
     os.environ["CADENCE_KILL_AT"] = kill_at
-    train(RunConfig(**SETTINGS), out, resume=resume, threads=1)
+    train(RunConfig(**(settings or SETTINGS)), out, resume=resume, threads=1)
     os._exit(0)
 
 
@@ -143,6 +144,26 @@ def test_sigterm_and_sigint_leave_an_interrupted_resumable_run(sig, reference, t
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["status"] == "interrupted" and manifest["step"] == 20
     assert _finish(out) == reference
+
+
+def test_tiny_lm_killed_from_outside_resumes_to_the_same_bytes(tmp_path):
+    """The transformer workload, killed by another process once its 30th row is on disk."""
+    settings = dict(workload="tiny-lm", size="xs", plan={"lr": "cosine(peak=2e-3, warmup=10)"}, steps=45, eval_every=15,
+                    checkpoint_every=7)
+    victim = tmp_path / "victim"
+    proc = CTX.Process(target=_victim, args=(str(victim), "none:0", False, settings))
+    proc.start()
+    deadline = time.time() + 300
+    while not ((victim / "metrics.csv").exists() and (victim / "metrics.csv").read_bytes().count(b"\n") > 30):
+        assert proc.is_alive() and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(30)
+    assert proc.exitcode == SIGKILLED and json.loads((victim / "run.json").read_text())["status"] == "running"
+    train(RunConfig(**settings), victim, resume=True, threads=1)
+    train(RunConfig(**settings), tmp_path / "clean", threads=1)
+    assert (victim / "metrics.csv").read_bytes() == (tmp_path / "clean" / "metrics.csv").read_bytes()
+    assert not [n for n in TEMP_FILES if os.path.lexists(victim / n)]
 
 
 def _children(pid: int) -> set[int]:

@@ -249,6 +249,8 @@ def folder_lock(folder: Path):
         except BlockingIOError:
             raise RunError(f"{folder} is in use by another cadence process; wait for it to end or stop it",
                            field="out") from None
+        except OSError:
+            pass  # a file system without locks (some network ones): the guard is lost, not the run
         yield
     finally:
         os.close(fd)
@@ -435,6 +437,9 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         mine, theirs = asdict(asked), asdict(cfg)
         diff = ", ".join(f"{k}: {theirs[k]!r} in the run, {mine[k]!r} asked" for k in mine if mine[k] != theirs[k])
         raise RunError(f"cannot resume {out} with other settings ({diff})")
+
+    if previous is not None and previous["status"] == "complete" and not os.path.lexists(out / "checkpoint.pt"):
+        return previous  # finished, and its checkpoint removed since: nothing to resume, nothing to redo
 
     recorded = previous.get("threads") if previous is not None else None
     if threads is None and recorded is not None:
