@@ -188,6 +188,20 @@ def test_a_long_curve_is_fitted_on_evenly_spaced_points_and_scored_on_all(tmp_pa
     assert law.score(curve)["worst_e"] < 1e-3  # scored on every measured point
 
 
+def test_an_annealing_fit_over_too_many_steps_is_refused_before_it_starts(monkeypatch):
+    """Defect 1: the annealing law filters every step at each of its thousands of evaluations; a
+    fit over a 200 MB curve would have run for about half an hour."""
+    from cadence.forecast import Curve
+    from cadence.forecast.laws import Annealing
+
+    monkeypatch.setattr(Annealing, "fit_steps", 500)
+    lrs = np.full(600, 3e-4)
+    curve = Curve(steps=np.arange(1, 600), losses=np.linspace(3, 2, 599), lrs=lrs)
+    with pytest.raises(LimitError, match="a fit of the annealing law is limited to 500 steps of LR .* these have 600: "
+                                         "fit the multipower law"):
+        fit(curve, law="annealing")
+
+
 # -- law files --------------------------------------------------------------------------------------
 
 def law_doc(**changes):

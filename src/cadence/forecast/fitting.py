@@ -254,6 +254,11 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
             i += len(curves)
         unique.add(name)
         names.append(name)
+    steps_in_lrs = sum(len(c.lrs) for c in curves)
+    if model.fit_steps is not None and steps_in_lrs > model.fit_steps:
+        raise LimitError(f"a fit of the {law} law is limited to {model.fit_steps:,} steps of LR over all its curves "
+                         f"(each of its thousands of evaluations passes over every step); these have {steps_in_lrs:,}: "
+                         "fit the multipower law, whose cost does not grow with the run's length")
     lr_scale = max(float(c.lrs.max()) for c in curves)
     if lr_scale <= 0:
         raise ForecastError("every LR is 0: nothing to fit")

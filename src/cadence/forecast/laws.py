@@ -17,7 +17,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from cadence.forecast.curve import ForecastError
-from cadence.forecast.limits import number, shorten
+from cadence.forecast.limits import MAX_ANNEALING_FIT_STEPS, number, shorten
 
 __all__ = ["Law", "MultiPower", "Annealing", "LAWS", "WARMUP", "check_warmup", "register_law"]
 
@@ -66,6 +66,8 @@ class Law(abc.ABC):
     params: ClassVar[tuple[str, ...]] = ()
     log_params: ClassVar[tuple[str, ...]] = ()
     domain: ClassVar[dict[str, str]] = {}  # parameter -> a key of _DOMAINS ("finite" when absent)
+    fit_steps: ClassVar[int | None] = None  # a limit on the LR steps of a fit's curves, for a law whose every
+    # evaluation passes over every step (None: evaluations cost O(measured points))
 
     def __init__(self, warmup: str = "skip") -> None:
         self.warmup = check_warmup(warmup)
@@ -149,15 +151,16 @@ class Annealing(Law):
     params = ("L0", "A", "alpha", "C", "lam")
     log_params = ("A", "C")
     domain = {"A": ">=0", "alpha": ">=0", "C": ">=0", "lam": "[0,1)"}
+    fit_steps = MAX_ANNEALING_FIT_STEPS  # S2 is a filter over every step: a fit's thousands of evaluations each pass over them
 
     def bounds(self, max_loss):
         return {"L0": (0.0, max_loss), "A": (1e-4, 1e3), "alpha": (0.01, 3.0), "C": (1e-6, 1e3), "lam": (0.9, 0.99999)}
 
     def prepare(self, lrs):
-        return _area(lrs), self.decrements(lrs)
+        return _area(lrs), self.decrements(lrs), {}  # {}: D = cumsum(d), computed once when a fit needs it
 
     def evaluate(self, p, prepared, steps, jac=False):
-        area, d = prepared
+        area, d, cache = prepared
         lam = p["lam"]
         m = lfilter([1.0], [1.0, -lam], d)  # m_i = lam*m_(i-1) + d_i, one O(T) pass
         if not jac:
@@ -166,16 +169,20 @@ class Annealing(Law):
             pred = _power_law(p, area, steps)
             pred -= s2
             return pred
-        s2 = np.cumsum(m)[steps]
+        # A fit evaluates the law thousands of times on the same LRs, each pass over every step:
+        # S2(t) = sum_(k<=t) d_k (1 - lam^(t-k+1)) / (1 - lam) = (D(t) - lam*m_t) / (1 - lam) with
+        # D = cumsum(d) needs m only at the measured steps, and its derivative in lam needs
+        # dm_t = d m_t / d lam only there too: two filter passes per evaluation, no sums.
+        if "D" not in cache:
+            cache["D"] = np.cumsum(d)
+        dm = lfilter([0.0, 1.0], [1.0, -lam], m)[steps]  # dm_i = m_(i-1) + lam * dm_(i-1)
+        m = m[steps]
+        s2 = (cache["D"][steps] - lam * m) / (1.0 - lam)
         s1 = area[steps]
         power = s1 ** (-p["alpha"])
         pred = p["L0"] + p["A"] * power - p["C"] * s2
-        if not jac:
-            return pred
-        shifted = np.concatenate([[0.0], m[:-1]])
-        dm = lfilter([1.0], [1.0, -lam], shifted)  # d m_i / d lam = m_(i-1) + lam * d m_(i-1) / d lam
-        J = np.column_stack([np.ones_like(pred), power, -p["A"] * power * np.log(s1), -s2,
-                             -p["C"] * np.cumsum(dm)[steps]])
+        d_s2 = (s2 - m - lam * dm) / (1.0 - lam)
+        J = np.column_stack([np.ones_like(pred), power, -p["A"] * power * np.log(s1), -s2, -p["C"] * d_s2])
         return pred, J
 
 

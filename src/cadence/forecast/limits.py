@@ -17,7 +17,7 @@ from pathlib import Path
 from cadence.errors import ForecastError, LimitError
 
 __all__ = ["MAX_STEPS", "MAX_OPTIMIZE_STEPS", "MAX_CSV_BYTES", "MAX_HEADER_BYTES", "MAX_LAW_BYTES", "MAX_FIT_POINTS",
-           "MAX_COUNT", "PLOT_POINTS", "check_total", "number", "regular_file", "shorten"]
+           "MAX_ANNEALING_FIT_STEPS", "MAX_COUNT", "PLOT_POINTS", "check_total", "number", "regular_file", "shorten"]
 
 MAX_STEPS = 10_000_000         # steps of a curve or a forecast: the laws hold the whole LR sequence in memory
 MAX_OPTIMIZE_STEPS = 100_000   # forecast optimize evaluates the law tens of thousands of times, each O(total)
@@ -25,6 +25,7 @@ MAX_CSV_BYTES = 1 << 30        # a curve file (a 10,000,000-row step,lr,loss CSV
 MAX_HEADER_BYTES = 1 << 16     # the header line of a curve file
 MAX_LAW_BYTES = 1 << 24        # a law file (a fitted law is about 1 KB plus 200 bytes per fitted curve)
 MAX_FIT_POINTS = 1000          # measurements per curve that a fit uses; a longer curve is thinned evenly in steps
+MAX_ANNEALING_FIT_STEPS = 250_000  # LR steps of all curves an annealing fit filters at each of its evaluations
 MAX_COUNT = 1e18               # recommend: parameters, tokens, batch, sequence length
 PLOT_POINTS = 4096             # a forecast plot shows a longer curve at this many evenly spaced steps
 
