@@ -92,3 +92,65 @@ def test_console_script_never_shows_a_traceback():
     assert proc.returncode == 2
     assert proc.stderr.startswith("cadence: error:") and "Traceback" not in proc.stderr
     assert "hi" not in proc.stdout
+
+
+# -- hardening (issue 9) ---------------------------------------------------------------------------
+def test_huge_totals_are_refused_before_anything_is_printed(capsys):
+    code, out, err = run(capsys, "schedule", "cosine(peak=1.0)", "--total", str(2**63), "--csv")
+    assert code == 2 and out == "" and err.startswith("cadence: error: --total:") and "2**53" in err  # was: header, exit 0
+    from cadence.schedules.limits import MAX_VALUES
+    code, out, err = run(capsys, "schedule", "cosine(peak=1.0)", "--total", str(MAX_VALUES + 1), "--csv")
+    assert code == 2 and out == "" and f"at most {MAX_VALUES} rows" in err
+
+
+def test_the_summary_of_a_huge_run_is_sampled_and_says_so(capsys):
+    code, out, err = run(capsys, "schedule", "cosine(peak=1.0, warmup=10)", "--total", str(10**12))  # was 7.28 TiB
+    assert code == 0 and err == ""
+    assert "steps: 1000000000000   first: 0" in out and "evenly spaced steps" in out
+
+
+def test_csv_is_streamed_in_chunks_with_the_same_numbers(capsys):
+    from cadence.schedules.limits import CHUNK
+
+    total = CHUNK + 17
+    spec = "sgdr(peak=1.0, period=1000, mult=1.5)"
+    code, out, _ = run(capsys, "schedule", spec, "--total", str(total), "--csv")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == total + 1 and lines[CHUNK + 1].startswith(f"{CHUNK},")
+    assert np.array_equal(np.array([line.split(",")[1] for line in lines[1:]], dtype=float), S.parse(spec).values(total))
+
+
+def test_plot_of_a_huge_run_is_drawn_from_a_sample(tmp_path, capsys):
+    path = tmp_path / "long.png"
+    code, out, _ = run(capsys, "schedule", "wsd(peak=1.0, warmup='1%')", "--total", str(10**13), "--plot", str(path))
+    assert code == 0 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["schedule", "cosine(peak=" + "9" * 400 + ")", "--total", "10"], "must be finite"),  # was OverflowError
+        (["schedule", "cosine(warmup=" + "9" * 400 + ")", "--total", "10"], "2**53"),
+        (["schedule", "cosine(peak='\udc80')", "--total", "10"], "lone surrogate"),  # was UnicodeEncodeError
+        (["schedule", "exponential(factor=8)", "--total", "1000", "--csv"], "gives inf at step 342"),
+        (["schedule", "cosine(peak=1.7976931348623157e308)", "--total", "10"], "must be finite"),
+        (["schedule", "clip(constant(), ceiling=-1)", "--total", "10"], "ceiling must be >= 0"),
+        (["schedule", "cyclic(up='1tok')", "--total", "10", "--samples-per-step", "1e-200", "--tokens-per-sample", "1e-200"],
+         "tokens per step"),  # was ZeroDivisionError
+        (["schedule", "sgdr(period=1, mult=1.0000001)", "--total", "10000000"], "restarts"),  # was 4.35 GB
+        (["schedule", "warmup(" * 40 + "constant()" + ")" * 40, "--total", "10"], "at most 32 levels"),
+        (["schedule", "cosine(peak=1)", "--total", "10", "--plot", "dir.png"], "is a folder"),
+        (["schedule", "cosine(peak=1)", "--total", "10", "--plot", "file.txt/x.png"], "does not exist"),
+        (["schedule", "cosine(peak=1)", "--total", "10", "--plot", "a\0.png"], "NUL"),
+        (["gallery", "--total", str(2**60)], "2**53"),
+        (["gallery", "--total", "3"], "at least 1 step"),
+    ],
+)
+def test_inputs_that_used_to_escape_are_one_line_errors(argv, fragment, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dir.png").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("cadence: error: ") and err.count("\n") == 1 and fragment in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.png", "file.txt"]  # nothing written

@@ -1,6 +1,7 @@
+import numpy as np
 import pytest
 
-from cadence.errors import DurationError
+from cadence.errors import DurationError, LimitError
 from cadence.time import Context, Duration, Rates, Unit, parse_duration
 
 
@@ -108,3 +109,46 @@ def test_context_span_keeps_rates():
     ctx = Context(100, Rates(samples_per_step=2))
     assert ctx.span(40).total == 40 and ctx.span(40).rates == ctx.rates
     assert ctx.steps(Duration(0.5, Unit.FRACTION)) == 50
+
+
+# -- hardening (issue 9) ---------------------------------------------------------------------------
+@pytest.mark.parametrize("value, error, fragment", [
+    (10**400, LimitError, "2\\*\\*53"),  # was OverflowError
+    (-(10**5000), DurationError, "int of 16610 bits"),  # too long to print as decimal text
+    (2**53 + 1, LimitError, "2\\*\\*53"),
+    ("1e400", DurationError, "not finite"),
+    ("1e20st", LimitError, "2\\*\\*53"),
+    ("1" + " " * 20_000 + "Kx", DurationError, "unknown unit"),  # was cubic backtracking: minutes
+    (" " * 20_000 + "1.5.5", DurationError, "cannot read"),
+    ("5.", DurationError, "cannot read"),
+], ids=["huge-int", "huge-negative-int", "past-2**53", "1e400", "1e20st", "long-spaces", "long-leading", "5."])
+def test_parse_refuses_huge_and_long_input_quickly(value, error, fragment):
+    with pytest.raises(error, match=fragment):
+        parse_duration(value)
+
+
+def test_numpy_ints_are_steps_and_the_limit_itself_is_allowed():
+    assert parse_duration(np.int64(7)) == Duration(7.0, Unit.STEP)
+    assert parse_duration(2**53).value == 2.0**53
+
+
+@pytest.mark.parametrize("value, unit", [(float("nan"), Unit.STEP), (-1.0, Unit.STEP), (1.5, Unit.FRACTION),
+                                         (2.0**60, Unit.STEP), ("3", Unit.STEP), (1.0, "st")])
+def test_a_duration_built_directly_is_validated(value, unit):
+    with pytest.raises((DurationError, LimitError)):
+        Duration(value, unit)
+
+
+def test_conversions_that_overflow_are_refused():
+    rates = Rates(samples_per_step=1e-300, tokens_per_sample=1e-5)
+    with pytest.raises(DurationError, match="too many steps"):
+        parse_duration("1e300tok").to_steps(rates=rates)
+
+
+def test_parse_count_shares_the_linear_grammar():
+    from cadence.time import parse_count
+
+    assert parse_count(" 350M ") == 350e6 and parse_count(10**3) == 1000.0
+    for bad in ("1" + " " * 20_000 + "x", 10**400, "inf", "-1"):
+        with pytest.raises(DurationError, match="positive number"):
+            parse_count(bad)

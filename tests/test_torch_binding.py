@@ -225,3 +225,122 @@ class TestChangingTheTotal:
             sched.step(80)
             sched.set_total(200, mode="stretch")
         assert sched.total_steps == 70
+
+
+# -- hardening (issue 9) ---------------------------------------------------------------------------
+class Dips(S.Schedule):
+    """A user-defined schedule that goes negative from step ``at`` on."""
+
+    name = "dips"
+    needs_total = False
+
+    def __init__(self, at=5):
+        super().__init__(at=at)
+        self.at_step = at
+
+    def _evaluate(self, t, ctx):
+        return np.where(t < self.at_step, 0.1, -0.1)
+
+
+def lrs(opt):
+    return [g["lr"] for g in opt.param_groups]
+
+
+def test_a_negative_learning_rate_is_refused_when_bound_naming_the_step():
+    opt = make_optimizer(make_model())
+    before = lrs(opt)
+    with pytest.raises(CadenceError, match=r"gives -0.1 at step 5; a schedule's values must be >= 0"):
+        Scheduler(opt, Dips(at=5), total_steps=10)
+    with pytest.raises(CadenceError, match=">= 0"):  # far into a long run: found by bind's probes
+        Scheduler(opt, Dips(at=5000), total_steps=10_000)
+    with pytest.raises(CadenceError, match="ceiling must be >= 0"):
+        Scheduler(opt, "clip(constant(value=1.0), ceiling=-1)", total_steps=10)
+    assert lrs(opt) == before
+
+
+def test_a_value_that_turns_bad_mid_run_refuses_the_step_and_changes_nothing():
+    opt = make_optimizer(make_model())
+    sched = Scheduler(opt, Dips(at=5000))  # open-ended: nothing to probe
+    sched.step(4999)
+    before, last = lrs(opt), sched.get_last_lr()
+    with pytest.raises(CadenceError, match="lr: .*at step 5000"):
+        sched.step()
+    assert lrs(opt) == before and sched.get_last_lr() == last and sched.last_epoch == 4999
+
+
+def test_values_past_the_end_never_refuse_a_step_inside_the_run():
+    # 1.5**u overflows past step ~1750; the run ends at 1000, so every step of it works.
+    opt = make_optimizer(make_model())
+    sched = Scheduler(opt, "exponential(peak=1e-3, factor=1.5)", total_steps=1000)
+    sched.step(999)
+    assert sched.get_last_lr()[0] == S.exponential(peak=1e-3, factor=1.5).value_at(999, 1000)
+    with pytest.raises(CadenceError, match="finite"):
+        sched.step(3000)
+    assert sched.last_epoch == 999
+    with pytest.raises(CadenceError, match="finite"):
+        Scheduler(make_optimizer(make_model()), "exponential(factor=8)", total_steps=1000)
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda s: s.step(-1), "step must be an int"),
+    (lambda s: s.step(True), "step must be an int"),
+    (lambda s: s.step(2.0), "step must be an int"),
+    (lambda s: s.step(2**70), "2\\*\\*53"),
+    (lambda s: setattr(s, "last_epoch", "x"), "step must be an int"),
+    (lambda s: s.set_total(100, mode="bend"), "mode must be one of"),
+    (lambda s: s.set_total(2**60), "2\\*\\*53"),
+    (lambda s: s.set_total(1.5), "must be an int"),
+    (lambda s: s.value("momentum", 3), "no schedule drives"),
+])
+def test_bad_calls_raise_cadence_errors_and_change_nothing(call, fragment):
+    opt = make_optimizer(make_model())
+    sched = Scheduler(opt, "cosine(peak=1e-2)", total_steps=50)
+    sched.step(7)
+    state, before = sched.state_dict(), lrs(opt)
+    with pytest.raises(CadenceError, match=fragment):
+        call(sched)
+    assert sched.state_dict() == state and lrs(opt) == before
+
+
+@pytest.mark.parametrize("edit", [
+    lambda st: st.pop("step"),
+    lambda st: st.update(step=-3),
+    lambda st: st.update(step=2**70),
+    lambda st: st.update(step="7"),
+    lambda st: st.update(totals="x"),
+    lambda st: st.update(totals=[[0, 50]]),
+    lambda st: st.update(totals=[[0, 10**400, "replan"]]),
+    lambda st: st.update(totals=[[0, 50, "replan"], [20, 10, "replan"]]),
+    lambda st: st.update(totals=[[0, 50, "replan"]] * (10_001)),
+    lambda st: st.update(ratios=[1.0, 1.0]),
+    lambda st: st.update(ratios={"lr": [1.0]}),
+    lambda st: st.update(ratios={"lr": [float("nan"), 1.0]}),
+    lambda st: st.update(ratios={"momentum": [1.0, 1.0]}),
+    lambda st: st.update(schedules="cosine(peak=1e-2)"),
+    lambda st: st.update(format=None),
+])
+def test_a_malformed_state_is_refused_and_changes_nothing(edit):
+    opt = make_optimizer(make_model())
+    sched = Scheduler(opt, "cosine(peak=1e-2)", total_steps=50)
+    sched.step(7)
+    state, before = sched.state_dict(), lrs(opt)
+    bad = sched.state_dict()
+    edit(bad)
+    with pytest.raises(CadenceError):
+        sched.load_state_dict(bad)
+    assert sched.state_dict() == state and lrs(opt) == before
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"schedule": {"params": "constant()"}}, "other than 'params'"),
+    ({"schedule": {3: "constant()"}}, "field to drive"),
+    ({"schedule": "constant()", "rates": {"samples_per_step": 4}}, "rates must be"),
+    ({"schedule": "constant()", "ratios": [1.0, 0.5]}, "ratios must be a mapping"),
+    ({"schedule": "constant()", "total_steps": 10.0}, "total_steps must be a positive int"),
+    ({"schedule": "constant()", "total_steps": 2**60}, "2\\*\\*53"),
+    ({"schedule": "cosine(peak=" + "9" * 400 + ")"}, "must be finite"),
+])
+def test_bad_construction_arguments_raise_cadence_errors(kwargs, fragment):
+    kwargs.setdefault("total_steps", 10)
+    with pytest.raises(CadenceError, match=fragment):
+        Scheduler(make_optimizer(make_model()), **kwargs)

@@ -27,6 +27,8 @@ from cadence.time import Context, Duration, Rates, parse_duration
 
 __all__ = ["Schedule", "SHAPES", "WARMUP_SHAPES", "interpolate", "with_warmup", "evaluate_with"]
 
+_FIRST_BAD_SCAN = 2**20  # bind() looks for the first bad step among this many when a probe fails
+
 # Decay shapes go from a (p=0) to b (p=1).
 SHAPES = ("linear", "cosine", "1-sqrt", "exp", "rex")
 WARMUP_SHAPES = ("linear", "cosine", "exp")
@@ -102,8 +104,8 @@ def _format(value: Any) -> str:
         return repr(str(value))
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_format(v) for v in value) + "]"
-    if isinstance(value, float):
-        return repr(value)
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return repr(value.item())  # 3, not np.int64(3): the spec must parse back
     return repr(value)
 
 
@@ -158,6 +160,17 @@ class Schedule(abc.ABC):
     def _check(self, ctx: Context) -> None:
         """Raise ScheduleError if the schedule does not fit the run in ``ctx``."""
 
+    def _validate(self, ctx: Context) -> None:
+        """``_check``, once per context: a schedule is immutable, so a context it fitted once it
+        always fits. Combinators check children through this; without it a child checked
+        against two plans (``replanned``) would be checked 2**depth times when nested."""
+        checked = self.__dict__.setdefault("_checked", set())
+        if ctx in checked:
+            return
+        self._check(ctx)
+        if len(checked) < 64:
+            checked.add(ctx)
+
     def bind(self, total_steps: int | None = None, rates: Rates | None = None) -> Context:
         """Validate against a run and return its context.
 
@@ -178,9 +191,18 @@ class Schedule(abc.ABC):
         if rates is not None and not isinstance(rates, Rates):
             raise ScheduleError(f"rates must be a cadence.time.Rates; got {type(rates).__name__}")
         ctx = Context(total_steps, rates or Rates())
-        self._check(ctx)
+        self._validate(ctx)
         if total_steps is not None:
-            self.evaluate(np.unique(np.round(np.linspace(0, total_steps - 1, 9))), ctx)
+            probes = np.unique(np.round(np.linspace(0, total_steps - 1, 9)))
+            try:
+                self.evaluate(probes, ctx)
+            except ScheduleError:
+                # Name the first bad step, not the probe that found it, when that is cheap to find.
+                for lo, hi in zip(probes, probes[1:]):
+                    if hi > _FIRST_BAD_SCAN:
+                        break
+                    self.evaluate(np.arange(lo, hi + 1), ctx)
+                raise
         return ctx
 
     def evaluate(self, steps, ctx: Context) -> np.ndarray:
@@ -299,15 +321,15 @@ class Schedule(abc.ABC):
                 i = int(np.argmax(v))
                 if v[i] > best:
                     best, best_at = float(v[i]), lo + i
-                acc += float(np.sum(v))
+                acc += float(np.sum(v / total))  # each term <= max / total: the sum cannot overflow
             ends = self.evaluate(np.array([0.0, total - 1.0]), ctx)
             return {"first": float(ends[0]), "last": float(ends[1]), "max": best, "argmax": best_at,
-                    "mean": acc / total, "sampled": None}
+                    "mean": acc, "sampled": None}
         steps = np.unique(np.round(np.linspace(0, total - 1, SUMMARY_POINTS)))
         v = self.evaluate(steps, ctx)
         i = int(np.argmax(v))
         return {"first": float(v[0]), "last": float(v[-1]), "max": float(v[i]), "argmax": int(steps[i]),
-                "mean": float(np.mean(v)), "sampled": int(steps.size)}
+                "mean": float(np.sum(v / v.size)), "sampled": int(steps.size)}
 
     # -- description --------------------------------------------------------------------
     def spec(self) -> str:

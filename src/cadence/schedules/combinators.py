@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cadence.errors import ScheduleError
+from cadence.errors import LimitError, ScheduleError
 from cadence.schedules.base import (
     SHAPES, WARMUP_SHAPES, Schedule, _short_value, evaluate_with, groups, interpolate, with_warmup,
 )
@@ -58,7 +58,7 @@ class Warmup(Schedule):
             raise ScheduleError(f"warmup: duration={w:g} steps is not shorter than the run ({ctx.total:g} steps)")
         if inner.total is None and self.schedule.needs_total:
             raise ScheduleError(f"warmup: the inner {self.schedule.name}() needs the run's total_steps")
-        self.schedule._check(inner)
+        self.schedule._validate(inner)
 
     def _evaluate(self, t, ctx):
         w, inner = self._inner(ctx)
@@ -103,7 +103,7 @@ class Join(Schedule):
         for s, (_, inner) in zip(self.schedules, self._pieces(ctx)):
             if inner.total is None and s.needs_total and s is self.schedules[-1]:
                 raise ScheduleError(f"join: the last piece {s.name}() needs the run's total_steps")
-            s._check(inner)
+            s._validate(inner)
 
     def _evaluate(self, t, ctx):
         # Piece k owns [start_k, start_k+1); the first also owns anything before 0.
@@ -129,9 +129,9 @@ class Scale(Schedule):
         self.needs_total = schedule.needs_total or (isinstance(by, Schedule) and by.needs_total)
 
     def _check(self, ctx):
-        self.schedule._check(ctx)
+        self.schedule._validate(ctx)
         if isinstance(self.by, Schedule):
-            self.by._check(ctx)
+            self.by._validate(ctx)
 
     def _evaluate(self, t, ctx):
         factor = self.by._evaluate(t, ctx) if isinstance(self.by, Schedule) else self.by
@@ -157,7 +157,7 @@ class Clip(Schedule):
         self.needs_total = schedule.needs_total
 
     def _check(self, ctx):
-        self.schedule._check(ctx)
+        self.schedule._validate(ctx)
 
     def _evaluate(self, t, ctx):
         return np.clip(self.schedule._evaluate(t, ctx), self.floor, self.ceiling)
@@ -183,7 +183,7 @@ class DecayFrom(Schedule):
         return at, d
 
     def _check(self, ctx):
-        self.schedule._check(ctx)
+        self.schedule._validate(ctx)
         at, d = self._span(ctx)
         if ctx.total is not None and at >= ctx.total:
             raise ScheduleError(f"decay_from: at={at:g} is not inside the run ({ctx.total:g} steps)")
@@ -227,8 +227,8 @@ class Rewarm(Schedule):
             raise ScheduleError("rewarm: at must be after step 0")
         if ctx.total is not None and at + w >= ctx.total:
             raise ScheduleError(f"rewarm: at={at:g} + warmup={w:g} steps leaves nothing of a run of {ctx.total:g} steps")
-        self.before._check(ctx)
-        self.after._check(after_ctx)
+        self.before._validate(ctx)
+        self.after._validate(after_ctx)
 
     def _evaluate(self, t, ctx):
         at, w, rest, after_ctx = self._parts(ctx)
@@ -287,7 +287,9 @@ class Replanned(Schedule):
         self._maps = self._plan_maps(records)
 
     def _whole(self, what: str, value, low: int) -> int:
-        number = self._number(what, value, low=low, high=MAX_TOTAL_STEPS)
+        number = self._number(what, value, low=low)
+        if number > MAX_TOTAL_STEPS:
+            raise LimitError(f"replanned: {what} is {number:g}; at most {MAX_TOTAL_STEPS} (2**53) steps are counted exactly")
         if not number.is_integer():
             raise ScheduleError(f"replanned: {what} must be a whole number of steps; got {number!r}")
         return int(number)
@@ -316,7 +318,7 @@ class Replanned(Schedule):
 
     def _check(self, ctx):
         for total in sorted({total for _, total, _ in self.records}):
-            self.schedule._check(ctx.span(total))
+            self.schedule._validate(ctx.span(total))
 
     def _evaluate(self, t, ctx):
         out = np.empty_like(t)

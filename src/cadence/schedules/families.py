@@ -213,8 +213,8 @@ class SGDR(Schedule):
 
     def _check(self, ctx):
         period = self._steps(ctx, "period", self.period)
-        if period <= 0:
-            raise ScheduleError("sgdr: period must be > 0 steps")
+        if not period >= 1:  # as torch's T_0; a shorter cycle cannot be followed step by step
+            raise ScheduleError(f"sgdr: period must be at least 1 step; period={self.period} is {period:g} steps")
         w = self._steps(ctx, "warmup", self.warmup)
         self._fits(ctx, warmup=w)
         if ctx.total is not None:
@@ -366,6 +366,8 @@ class Cyclic(Schedule):
         up, down = self._lengths(ctx)
         if up <= 0 or down < 0:
             raise ScheduleError("cyclic: up must be > 0 steps and down >= 0 steps")
+        if not up + down >= 1:  # a shorter cycle cannot be followed step by step (and divides by ~0)
+            raise ScheduleError(f"cyclic: a cycle (up + down) must last at least 1 step; got {up + down:g} steps")
 
     def _evaluate(self, t, ctx):
         up, down = self._lengths(ctx)

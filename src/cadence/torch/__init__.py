@@ -240,10 +240,16 @@ class Scheduler(LRScheduler):
             total = self.total_steps
             if total is not None:
                 lo, hi = (lo, min(hi, total)) if step < total else (max(lo, total), hi)
+            schedule, ctx = self._effective[field], self._contexts[field]
             try:
-                values = self._effective[field].evaluate(np.arange(lo, hi, dtype=np.float64), self._contexts[field])
-            except CadenceError as e:
-                raise type(e)(f"Scheduler: {field}: {e}", field=e.field) from None
+                values = schedule.evaluate(np.arange(lo, hi, dtype=np.float64), ctx)
+            except CadenceError:
+                # A bad value ahead in the block must not refuse this step: compute it alone.
+                lo, hi = step, step + 1
+                try:
+                    values = schedule.evaluate(np.array([float(step)]), ctx)
+                except CadenceError as e:
+                    raise type(e)(f"Scheduler: {field}: {e}", field=e.field) from None
             cached = (lo, hi, values)
             self._cache[field] = cached
         return float(cached[2][step - cached[0]])
