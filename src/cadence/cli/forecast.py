@@ -175,10 +175,11 @@ def run(args) -> None:
         law.save(args.out)
         print(f"{args.law} law fitted to {len(curves)} run(s): " + ", ".join(f"{k}={v:.4g}" for k, v in law.params.items()))
         for name, s in law.report["curves"].items():
-            r2 = "n/a" if s["r2"] is None else f"{s['r2']:.4f}"
+            r2, pred_e, worst_e = ("n/a" if s[k] is None else f"{s[k] * (100 if k != 'r2' else 1):.{3 + (k == 'r2')}f}"
+                                   for k in ("r2", "pred_e", "worst_e"))
             used, measured = law.report["points"][name]
             thinned = f"  (fitted on {used:,} of {measured:,} points)" if used < measured else ""
-            print(f"  {_shown(name)}: R2 {r2}  PredE {100 * s['pred_e']:.3f}%  WorstE {100 * s['worst_e']:.3f}%{thinned}")
+            print(f"  {_shown(name)}: R2 {r2}  PredE {pred_e}%  WorstE {worst_e}%{thinned}")
         print(f"wrote {_shown(args.out)}")
         return
     total = check_total(args.total)

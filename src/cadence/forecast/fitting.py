@@ -31,11 +31,18 @@ _FORMAT = "cadence.forecast.law/1"
 
 
 def scores(pred: np.ndarray, losses: np.ndarray) -> dict[str, float]:
-    """R², PredE (mean |pred-loss|/loss) and WorstE (max of the same)."""
-    rel = np.abs(pred - losses) / losses
-    ss_tot = float(np.sum((losses - losses.mean()) ** 2))
-    r2 = 1.0 - float(np.sum((pred - losses) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
-    return {"r2": r2, "pred_e": float(rel.mean()), "worst_e": float(rel.max())}
+    """R², PredE (mean |pred-loss|/loss) and WorstE (max of the same).
+
+    Computed on losses divided by the largest one (R² does not change), so that losses near
+    the float range do not overflow; a prediction off by more than that range scores inf
+    (R² -inf), and R² is nan when every loss is equal."""
+    scale = float(np.max(np.abs(losses))) or 1.0
+    with np.errstate(all="ignore"):  # a prediction beyond the float range scores inf, as it should
+        p, l = pred / scale, losses / scale
+        rel = np.abs(p - l) / l
+        ss_tot = float(np.sum((l - l.mean()) ** 2))
+        r2 = 1.0 - float(np.sum((p - l) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+        return {"r2": r2, "pred_e": float(rel.mean()), "worst_e": float(rel.max())}
 
 
 @dataclass
@@ -284,7 +291,8 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
     index = [model.params.index(n) for n in free]
 
     def decode(theta):
-        values = np.where(is_log, np.exp(theta), theta)
+        values = np.array(theta, dtype=np.float64)
+        values[is_log] = np.exp(values[is_log])  # only these: L0 may be searched up to a loss of 1e308
         p = dict(fixed)
         p.update(zip(free, values.tolist()))
         return p, values

@@ -172,6 +172,8 @@ def _read(csv_path: Path, width: int, index: list[int], names: list[str]) -> dic
         return {name: np.empty(0) for name in names}
     except UnicodeDecodeError:
         raise ForecastError(f"{csv_path} is not a text CSV file (not UTF-8)") from None
+    except OSError as e:
+        raise ForecastError(f"cannot read {csv_path}: {e.strerror or e}") from None
     except (ValueError, OverflowError, pd.errors.ParserError) as e:
         detail = " ".join(str(e).split())
         if "out-of-bounds" in detail:  # no row reaches a column the header names
