@@ -12,6 +12,7 @@ import numbers
 
 import numpy as np
 from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
 
 from cadence.errors import CadenceError
 from cadence.forecast.curve import ForecastError
@@ -96,10 +97,11 @@ def optimize_schedule(law: FittedLaw, total: int, peak: float, warmup: int = 0, 
     for cool in (0.1, 0.2, 0.3, 0.5):
         shapes.append(np.where(x < 1 - cool, 1.0, np.maximum(1 - (x - (1 - cool)) / cool, floor)))
     best = None
-    for f in shapes:
-        res = minimize(loss, _z_of(f), method="L-BFGS-B", bounds=[(-12.0, 3.0)] * knots, options={"maxiter": 300})
-        if best is None or res.fun < best.fun:
-            best = res
+    with threadpool_limits(limits=1, user_api="blas"):  # small vectors: BLAS threads only spin (see fitting.fit)
+        for f in shapes:
+            res = minimize(loss, _z_of(f), method="L-BFGS-B", bounds=[(-12.0, 3.0)] * knots, options={"maxiter": 300})
+            if best is None or res.fun < best.fun:
+                best = res
     lrs = _schedule(best.x, total, warmup, peak)
     return lrs, float(law.predict(lrs, last)[0])
 
