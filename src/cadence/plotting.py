@@ -144,7 +144,7 @@ def gallery(path: "str | Path", total: int = 1000, overwrite: bool = False) -> P
     cols = 4
     rows = -(-len(GALLERY) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.7 * rows), sharex=True)
-    steps, _ = _steps(total)
+    steps, sampled = _steps(total)
     for ax, (title, spec) in zip(axes.flat, GALLERY):
         if spec is None:
             for shape, s in zip(WSD_SHAPES, _wsd_panel()):
@@ -159,7 +159,8 @@ def gallery(path: "str | Path", total: int = 1000, overwrite: bool = False) -> P
         ax.axis("off")
     for ax in axes[-1]:
         ax.set_xlabel("step")
-    fig.suptitle(f"cadence schedule families ({total}-step run)", fontsize=13)
+    note = f", drawn from {steps.size:,} evenly spaced steps" if sampled else ""
+    fig.suptitle(f"cadence schedule families ({total}-step run{note})", fontsize=13)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)

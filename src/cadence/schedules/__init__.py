@@ -1,8 +1,10 @@
 """Schedules: pure functions of training progress, and combinators to build them.
 
 Every factory returns a :class:`Schedule` ``s``; ``s.values(total_steps)`` gives one value
-per optimizer step, ``s.at(step, total_steps)`` one of them (bit-identical), and
-``s.spec()`` the string that :func:`parse` turns back into the same schedule.
+per optimizer step, ``s.value_at(step, total_steps)`` one of them (bit-identical),
+``s.chunks(total_steps)`` the same values piece by piece for runs of any length, and
+``s.spec()`` the string that :func:`parse` turns back into the same schedule. The limits
+every call respects are in :mod:`cadence.schedules.limits` (docs/schedules.md, "Limits").
 """
 
 from cadence.schedules.base import SHAPES, WARMUP_SHAPES, Schedule

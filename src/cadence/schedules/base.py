@@ -191,7 +191,12 @@ class Schedule(abc.ABC):
         if rates is not None and not isinstance(rates, Rates):
             raise ScheduleError(f"rates must be a cadence.time.Rates; got {type(rates).__name__}")
         ctx = Context(total_steps, rates or Rates())
-        self._validate(ctx)
+        try:
+            self._validate(ctx)
+        except (ArithmeticError, TypeError, ValueError) as e:  # a registered subclass's own check
+            if isinstance(e, CadenceError):
+                raise
+            raise ScheduleError(f"{short(self.spec())} cannot be checked: {type(e).__name__}: {e}") from None
         if total_steps is not None:
             probes = np.unique(np.round(np.linspace(0, total_steps - 1, 9)))
             try:
@@ -313,6 +318,8 @@ class Schedule(abc.ABC):
         Exact for runs of at most ``MAX_VALUES`` steps (streamed in chunks); a longer run is
         summarised from ``SUMMARY_POINTS`` evenly spaced steps, and ``sampled`` says how many.
         """
+        if total_steps is None:
+            raise ScheduleError("summary() needs the run's total_steps", field="total_steps")
         ctx = self.bind(total_steps, rates)
         total = ctx.total
         if total <= MAX_VALUES:

@@ -229,6 +229,8 @@ class Rewarm(Schedule):
             raise ScheduleError(f"rewarm: at={at:g} + warmup={w:g} steps leaves nothing of a run of {ctx.total:g} steps")
         self.before._validate(ctx)
         self.after._validate(after_ctx)
+        if self.shape == "exp" and w > 0 and not (_value_at(self.before, at, ctx) > 0 and _value_at(self.after, 0.0, after_ctx) > 0):
+            raise ScheduleError("rewarm: shape='exp' needs before's value at `at` and after's first value to be > 0")
 
     def _evaluate(self, t, ctx):
         at, w, rest, after_ctx = self._parts(ctx)

@@ -105,6 +105,8 @@ class Scheduler(LRScheduler):
                 raise CadenceError("Scheduler: the schedule mapping is empty; give at least one {field: schedule}")
             pairs = dict(schedule)
         else:
+            if not isinstance(field, str):
+                raise CadenceError(f"Scheduler: field must be the name of a param-group key; got {_short_value(field)}")
             pairs = {field: schedule}
         for name in pairs:
             if not isinstance(name, str) or not name or name == "params":
@@ -188,7 +190,7 @@ class Scheduler(LRScheduler):
         """
         if not _is_int(total_steps):
             raise CadenceError(f"set_total: total_steps must be an int; got {_short_value(total_steps)}")
-        if mode not in _MODES:
+        if not isinstance(mode, str) or mode not in _MODES:
             raise CadenceError(f"set_total: mode must be one of {', '.join(map(repr, _MODES))}; got {_short_value(mode)}")
         if total_steps <= self._step:
             raise CadenceError(f"set_total: the new total ({total_steps}) must be larger than the current step ({self._step})")
@@ -316,21 +318,22 @@ class Scheduler(LRScheduler):
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Resume from :meth:`state_dict`. A state that is not one, or is for other schedules,
         raises CadenceError and leaves this scheduler unchanged."""
-        if not isinstance(state_dict, Mapping) or state_dict.get("format") != _FORMAT:
-            found = state_dict.get("format") if isinstance(state_dict, Mapping) else type(state_dict).__name__
+        found = state_dict.get("format") if isinstance(state_dict, Mapping) else type(state_dict).__name__
+        if not (isinstance(found, str) and found == _FORMAT):
             raise CadenceError(f"Scheduler.load_state_dict: expected a {_FORMAT} state; got {_short_value(found)}")
         missing = [k for k in ("step", "totals", "schedules", "ratios") if k not in state_dict]
         if missing:
             raise CadenceError(f"Scheduler.load_state_dict: the state has no {', '.join(missing)}")
         mine = {name: s.spec() for name, s in self.schedules.items()}
-        if state_dict["schedules"] != mine:
+        theirs = state_dict["schedules"]
+        if not (isinstance(theirs, Mapping) and all(isinstance(v, str) for v in theirs.values()) and dict(theirs) == mine):
             raise CadenceError(f"Scheduler.load_state_dict: the checkpoint drives {_short_value(state_dict['schedules'], 300)}, "
                                f"this scheduler drives {_short_value(mine, 300)}")
         step = self._valid_step(state_dict["step"], "load_state_dict")
         totals = state_dict["totals"]
         if not isinstance(totals, (list, tuple)) or len(totals) > MAX_ITEMS or not all(
-                isinstance(r, (list, tuple)) and len(r) == 3 and _is_int(r[0]) and _is_int(r[1]) and r[2] in _MODES
-                for r in totals):
+                isinstance(r, (list, tuple)) and len(r) == 3 and _is_int(r[0]) and _is_int(r[1])
+                and isinstance(r[2], str) and r[2] in _MODES for r in totals):
             raise CadenceError("Scheduler.load_state_dict: totals must be a list of at most "
                                f"{MAX_ITEMS} [step, total, mode] records; got {_short_value(totals)}")
         ratios = state_dict["ratios"]
