@@ -56,7 +56,7 @@ def _victim(settings: dict, out: str, kill_at: str, resume: bool) -> None:
 def _cli(argv: list[str]) -> None:
     from cadence.cli import main
 
-    sys.stderr = open(os.devnull, "w")
+    sys.stdout = sys.stderr = open(os.devnull, "w")
     sys.exit(main(argv))
 
 

@@ -40,7 +40,7 @@ def _cli(argv: list[str], env: dict[str, str]) -> None:
     from cadence.cli import main
 
     os.environ.update(env)
-    sys.stderr = open(os.devnull, "w")
+    sys.stdout = sys.stderr = open(os.devnull, "w")
     sys.exit(main(argv))
 
 

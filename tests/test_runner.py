@@ -78,6 +78,9 @@ def test_divergence_stops_and_keeps_the_last_checkpoint(tmp_path, capsys):
     (["run", "--resume", "--steps", "5", "--out", "x"], "a resumed run keeps its own settings: drop --steps"),
     (["run", "digits", "--resume", "--overwrite", "--out", "x"], "contradict"),
     (["run", "digits", "--out", "a\x00b"], "NUL"),
+    (["run", "digits", "--out", ""], "--out is empty"),
+    (["run", "digits", "--steps", "5", "--out", "/proc/version/x"], "/proc/version/x: Not a directory"),
+    (["report", " "], "FOLDER is empty"),
     (["bench", "digits", "--plan", "a=cosine(peak=1)", "--seeds", "5000", "--out", "b"], "--seeds: seeds is 5000; at most 1000"),
     (["bench", "digits", "--plan", "a=cosine(peak=1)", "--jobs", "500", "--out", "b"], "--jobs: jobs is 500; at most 64"),
     (["bench", "digits", "--plan", "a=cosine(peak=1)", "--target", "nan", "--out", "b"], "--target: target must be a finite"),
@@ -270,3 +273,18 @@ def test_resuming_a_finished_run_without_its_checkpoint_redoes_nothing(tmp_path)
     before = (out / "metrics.csv").stat().st_mtime_ns
     manifest = train(digits_config(steps=8), out, resume=True)
     assert manifest["status"] == "complete" and (out / "metrics.csv").stat().st_mtime_ns == before
+
+
+def test_folder_checks_close_what_they_open(tmp_path):
+    import gc
+    import warnings
+
+    from cadence.bench.runner import has_user_files
+
+    for name in ("a", "b", "c"):
+        (tmp_path / name).write_text(name)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert has_user_files(tmp_path)  # stops at the first entry: the directory listing must still be closed
+        gc.collect()
+    assert not [w for w in seen if issubclass(w.category, ResourceWarning)]

@@ -56,7 +56,7 @@ from cadence.schedules import parse
 from cadence.torch import Scheduler
 
 __all__ = ["RunConfig", "train", "TrainingDiverged", "read_manifest", "RUN_FILES", "TEMP_FILES", "STATUSES",
-           "MAX_STEPS", "MAX_SEED", "MAX_THREADS", "folder_lock", "has_user_files", "RunWarning"]
+           "MAX_STEPS", "MAX_SEED", "MAX_THREADS", "folder_lock", "has_user_files"]
 
 RUN_FILES = ("run.json", "metrics.csv", "timing.csv", "checkpoint.pt")
 TEMP_FILES = tuple(stable_temp(name).name for name in ("run.json", "checkpoint.pt"))
@@ -69,10 +69,6 @@ MAX_STEPS = 10**9  # steps, eval_every, checkpoint_every
 MAX_SEED = 2**32 - 1  # the per-step torch seed is seed * 1_000_003 + step: must fit 64 bits
 MAX_THREADS = 256  # torch.set_num_threads with absurd counts crashes the interpreter
 MAX_MANIFEST_BYTES = 1 << 20
-
-
-class RunWarning(UserWarning):
-    """Something the user should know about a run that does not stop it (e.g. resume not bit-exact)."""
 
 
 @dataclass
@@ -258,7 +254,8 @@ def folder_lock(folder: Path):
 
 def has_user_files(folder: Path, ours: tuple[str, ...] = TEMP_FILES) -> bool:
     """Whether ``folder`` holds anything besides the given names cadence writes."""
-    return any(entry.name not in ours for entry in os.scandir(folder))
+    with os.scandir(folder) as entries:
+        return any(entry.name not in ours for entry in entries)
 
 
 def _remove_partial_writes(out: Path) -> None:
@@ -388,7 +385,7 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
 
 
 def _warn(message: str) -> None:
-    warnings.warn(message, RunWarning, stacklevel=3)
+    warnings.warn(message, UserWarning, stacklevel=3)
 
 
 # -- training -------------------------------------------------------------------------------
@@ -400,7 +397,7 @@ def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwri
 
     ``threads``: torch threads; on resume, None keeps the run's own count (bit-exact), another
     count is used with a warning and recorded. ``stop_after`` ends it early (tests).
-    ``warn`` receives one-line warnings (default: ``warnings.warn`` with RunWarning).
+    ``warn`` receives one-line warnings (default: ``warnings.warn``).
     Raises TrainingDiverged (the run folder stays resumable), RunError, and on SIGINT
     KeyboardInterrupt after marking the run ``interrupted``.
     """

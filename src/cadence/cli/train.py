@@ -89,10 +89,15 @@ def _guarded(handler):
     def run(args):
         for name in ("out", "folder"):
             value = getattr(args, name, None)
+            flag = "--out" if name == "out" else "FOLDER"
             if isinstance(value, str) and "\x00" in value:
-                raise CadenceError(f"{'--out' if name == 'out' else 'FOLDER'} contains a NUL character")
+                raise CadenceError(f"{flag} contains a NUL character")
+            if isinstance(value, str) and not value.strip():
+                raise CadenceError(f"{flag} is empty; name a folder")
         try:
             return handler(args)
+        except BrokenPipeError:
+            raise  # `cadence report x | head`: main() ends it quietly
         except OSError as e:
             where = f"{_show(e.filename)}: " if e.filename else ""
             raise RunError(f"{where}{e.strerror or type(e).__name__}") from None
