@@ -172,7 +172,10 @@ class Scheduler(LRScheduler):
 
     def step(self, step: int | None = None) -> None:  # noqa: D401 - torch's name
         """Advance the clock by one step, or set it to ``step``, and update the optimizer."""
-        new = self._valid_step(self._step + 1 if step is None else step, "step")
+        if step is None and self._step < MAX_TOTAL_STEPS:
+            new = self._step + 1  # the hot path: no validation needed
+        else:
+            new = self._valid_step(self._step + 1 if step is None else step, "step")
         old, self._step = self._step, new
         try:
             self._apply()
@@ -235,31 +238,34 @@ class Scheduler(LRScheduler):
         if field not in self._effective:
             raise CadenceError(f"Scheduler.value: no schedule drives {_short_value(field)}; "
                                f"driven: {', '.join(self._effective)}")
-        step = self._valid_step(step, "value")
+        return self._value(field, self._valid_step(step, "value"))
+
+    def _value(self, field: str, step: int) -> float:
         cached = self._cache.get(field)
-        if cached is None or not cached[0] <= step < cached[1]:
-            lo, hi = step - step % _BLOCK, step - step % _BLOCK + _BLOCK
-            total = self.total_steps
-            if total is not None:
-                lo, hi = (lo, min(hi, total)) if step < total else (max(lo, total), hi)
-            schedule, ctx = self._effective[field], self._contexts[field]
+        if cached is not None and cached[0] <= step < cached[1]:
+            return float(cached[2][step - cached[0]])
+        lo, hi = step - step % _BLOCK, step - step % _BLOCK + _BLOCK
+        total = self.total_steps
+        if total is not None:
+            lo, hi = (lo, min(hi, total)) if step < total else (max(lo, total), hi)
+        schedule, ctx = self._effective[field], self._contexts[field]
+        try:
+            values = schedule.evaluate(np.arange(lo, hi, dtype=np.float64), ctx)
+        except CadenceError:
+            # A bad value ahead in the block must not refuse this step: compute it alone.
+            lo, hi = step, step + 1
             try:
-                values = schedule.evaluate(np.arange(lo, hi, dtype=np.float64), ctx)
-            except CadenceError:
-                # A bad value ahead in the block must not refuse this step: compute it alone.
-                lo, hi = step, step + 1
-                try:
-                    values = schedule.evaluate(np.array([float(step)]), ctx)
-                except CadenceError as e:
-                    raise type(e)(f"Scheduler: {field}: {e}", field=e.field) from None
-            cached = (lo, hi, values)
-            self._cache[field] = cached
+                values = schedule.evaluate(np.array([float(step)]), ctx)
+            except CadenceError as e:
+                raise type(e)(f"Scheduler: {field}: {e}", field=e.field) from None
+        cached = (lo, hi, values)
+        self._cache[field] = cached
         return float(cached[2][step - cached[0]])
 
     def _values_now(self) -> dict[str, list[float]]:
         out = {}
         for name in self.schedules:
-            v = self.value(name, self._step)
+            v = self._value(name, self._step)
             out[name] = [v if r == 1.0 else v * r for r in self.ratios[name]]
         return out
 
