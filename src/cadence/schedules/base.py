@@ -196,7 +196,8 @@ class Schedule(abc.ABC):
         except (ArithmeticError, TypeError, ValueError) as e:  # a registered subclass's own check
             if isinstance(e, CadenceError):
                 raise
-            raise ScheduleError(f"{short(self.spec())} cannot be checked: {type(e).__name__}: {e}") from None
+            raise ScheduleError(f"{short(self.spec())} cannot be checked: "
+                                f"{type(e).__name__}: {short(str(e), 200)}") from None
         if total_steps is not None:
             probes = np.unique(np.round(np.linspace(0, total_steps - 1, 9)))
             try:
@@ -240,7 +241,8 @@ class Schedule(abc.ABC):
             except (ArithmeticError, ValueError, TypeError) as e:
                 if isinstance(e, CadenceError):
                     raise
-                raise ScheduleError(f"{short(self.spec())} cannot be evaluated: {type(e).__name__}: {e}") from None
+                raise ScheduleError(f"{short(self.spec())} cannot be evaluated: "
+                                    f"{type(e).__name__}: {short(str(e), 200)}") from None
         bad = ~((out >= 0) & (out < np.inf))  # NaN fails both
         if bad.any():
             i = int(np.argmax(bad))
