@@ -58,7 +58,9 @@ def refuse_existing(path: "str | Path", overwrite: bool) -> Path:
     from cadence.errors import ExistsError
 
     path = Path(path)
-    if path.exists() and not overwrite:
+    # lexists: a dangling link is a user's file too; a name the OS cannot stat (too long) is
+    # not there, and writing it fails later with the OSError its caller reports
+    if os.path.lexists(path) and not overwrite:
         raise ExistsError(path)
     return path
 
