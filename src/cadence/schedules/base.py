@@ -264,7 +264,11 @@ class Schedule(abc.ABC):
             field = "total_steps" if (start, stop) == (0, ctx.total) else "stop"
             raise LimitError(f"{stop - start} values asked for; at most {MAX_VALUES} (2**26) are made in one call "
                              "(stream longer runs with chunks())", field=field)
-        return self.evaluate(np.arange(start, stop, dtype=np.float64), ctx)
+        out = np.empty(stop - start)  # filled piece by piece: no second full-size array of step indices
+        for lo in range(start, stop, CHUNK):
+            hi = min(lo + CHUNK, stop)
+            out[lo - start:hi - start] = self._evaluate_checked(np.arange(lo, hi, dtype=np.float64), ctx)
+        return out
 
     def chunks(self, total_steps: int, rates: Rates | None = None, *, start: int = 0, stop: int | None = None,
                size: int = CHUNK):
