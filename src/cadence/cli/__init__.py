@@ -24,7 +24,7 @@ FLAGS = {
     "seed": "--seed", "batch_size": "--batch-size", "eval_every": "--eval-every", "checkpoint_every": "--checkpoint-every",
     "weight_decay": "--weight-decay", "optimizer": "--optimizer", "device": "--device", "size": "--size",
     "warmup": "--warmup", "peak": "--peak", "params": "--params", "tokens": "--tokens", "seq_len": "--seq-len",
-    "batch": "--batch", "schedule": "--schedule", "law": "--law",
+    "batch": "--batch", "schedule": "--schedule", "law": "--law", "plans": "--plan", "lr": "--lr", "channels": "--set",
 }
 
 
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            parser.print_help()
-            return EXIT_BAD_INPUT
+            raise CadenceError("name a command: schedule, list, gallery, workloads, run, bench, report, forecast or "
+                               "recommend (see 'cadence --help')")
         result = args.handler(args)
         return EXIT_OK if result is None else int(result)
     except CadenceError as e:
