@@ -142,6 +142,8 @@ def test_plot_of_a_huge_run_is_drawn_from_a_sample(tmp_path, capsys):
         (["schedule", "cosine(peak=1)", "--total", "10", "--plot", "dir.png"], "is a folder"),
         (["schedule", "cosine(peak=1)", "--total", "10", "--plot", "file.txt/x.png"], "does not exist"),
         (["schedule", "cosine(peak=1)", "--total", "10", "--plot", "a\0.png"], "NUL"),
+        (["schedule", "cosine(peak=1)", "--total", "10", "--plot", "x" * 300 + ".png"], "File name too long"),
+        (["gallery", "--out", "x" * 300 + ".png"], "File name too long"),  # was OSError from stat()
         (["gallery", "--total", str(2**60)], "2**53"),
         (["gallery", "--total", "3"], "at least 1 step"),
     ],

@@ -57,13 +57,17 @@ def _ready(path: "str | Path", overwrite: bool) -> Path:
     if "\0" in os.fspath(path):
         raise CadenceError(f"cannot write a figure to {_short_value(os.fspath(path))}: the name holds a NUL character")
     path = Path(path)
+    shown = short(str(path), 120)
     if path.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise CadenceError(f"cannot write a figure to {path}: use a .png, .pdf or .svg file name")
-    if path.is_dir():
-        raise CadenceError(f"cannot write a figure to {path}: it is a folder")
-    path = refuse_existing(path, overwrite)
-    if not path.parent.is_dir():
-        raise CadenceError(f"cannot write {path}: folder {path.parent} does not exist")
+        raise CadenceError(f"cannot write a figure to {shown}: use a .png, .pdf or .svg file name")
+    try:  # stat() raises for a name too long, a folder we may not read, ...
+        if path.is_dir():
+            raise CadenceError(f"cannot write a figure to {shown}: it is a folder")
+        path = refuse_existing(path, overwrite)
+        if not path.parent.is_dir():
+            raise CadenceError(f"cannot write {shown}: folder {short(str(path.parent), 120)} does not exist")
+    except OSError as e:
+        raise CadenceError(f"cannot write a figure to {shown}: {e.strerror or e}") from None
     return path
 
 
@@ -74,7 +78,7 @@ def _save(fig, path: Path, tight: bool = True) -> None:
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight" if tight else None, format=fmt))
     except OSError as e:
-        raise CadenceError(f"cannot write {path}: {e.strerror or e}") from None
+        raise CadenceError(f"cannot write {short(str(path), 120)}: {e.strerror or e}") from None
 
 
 def _total(total) -> int:
