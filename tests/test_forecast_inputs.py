@@ -377,6 +377,12 @@ def test_outputs_are_checked_before_the_work(tmp_path, capsys):
     assert "--out: cannot write" in err and "does not exist" in err
     err = one_error_line(capsys, ["forecast", "fit", str(curve), "-o", str(tmp_path), "--overwrite"])
     assert "is a folder" in err
+    err = one_error_line(capsys, ["forecast", "fit", str(curve), "-o", "x" * 300 + ".json"])  # was OSError
+    assert "--out: cannot write xxx" in err and "File name too long" in err
+    err = one_error_line(capsys, ["forecast", "fit", str(curve), "-o", "a\x00b.json"])  # was ValueError after the fit
+    assert "--out: a file name cannot contain a NUL byte" in err
+    with pytest.raises(ForecastError, match="cannot write 'a.x00b': embedded null byte"):
+        FittedLaw("annealing", ANNEAL, 1.0).save("a\x00b")
 
 
 # -- optimize ---------------------------------------------------------------------------------------

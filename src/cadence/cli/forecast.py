@@ -73,11 +73,20 @@ def _writable(path: str, overwrite: bool, flag: str) -> None:
     """Refuse an output path before the work that precedes writing it, not after."""
     from cadence._atomic import refuse_existing
 
-    target = refuse_existing(path, overwrite)
-    if target.is_dir():
-        raise CadenceError(f"{flag}: {_shown(target)} is a folder; give a file name")
-    if not target.parent.is_dir():
-        raise CadenceError(f"{flag}: cannot write {_shown(target)}: folder {_shown(target.parent)} does not exist")
+    if "\x00" in str(path):
+        raise CadenceError(f"{flag}: a file name cannot contain a NUL byte")
+    try:
+        target = refuse_existing(path, overwrite)
+        if target.is_dir():
+            raise CadenceError(f"{flag}: {_shown(target)} is a folder; give a file name")
+        if not target.parent.is_dir():
+            raise CadenceError(f"{flag}: cannot write {_shown(target)}: folder {_shown(target.parent)} does not exist")
+    except OSError as e:  # a name too long, a folder that cannot be searched
+        raise CadenceError(f"{flag}: cannot write {_shown(path)[:200]}: {e.strerror or e}") from None
+    except ValueError as e:
+        if isinstance(e, CadenceError):
+            raise
+        raise CadenceError(f"{flag}: cannot write {_shown(path)[:200]!r}: {e}") from None
 
 
 def _sampled(law, lrs: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -130,6 +130,8 @@ class FittedLaw:
             return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
         except OSError as e:
             raise ForecastError(f"cannot write {path}: {e.strerror or e}", field="out") from None
+        except ValueError as e:  # a NUL byte in the name
+            raise ForecastError(f"cannot write {shorten(str(path))}: {e}", field="out") from None
 
 
 def _steps(steps) -> np.ndarray:
