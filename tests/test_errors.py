@@ -91,3 +91,26 @@ def test_an_existing_file_is_reported_with_the_flag_that_replaces_it():
 
 def test_a_message_is_one_line_even_if_a_library_error_spans_lines():
     assert describe(errors.CadenceError("first\nsecond  third")) == "first second third"
+
+
+def test_a_command_that_calls_a_parameter_otherwise_gets_its_own_flag():
+    error = errors.ScheduleError("must be at most 2**53", field="total_steps")
+    assert describe(error, "schedule") == "--total: must be at most 2**53"
+    assert describe(error, "run") == "--steps: must be at most 2**53"
+
+
+def test_no_command_is_one_line_on_stderr(capsys):
+    assert main([]) == errors.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("cadence: error: name a command") and err.count("\n") == 1
+
+
+def test_an_unanticipated_file_system_error_is_one_line(monkeypatch, capsys):
+    from cadence.cli import schedule
+
+    def denied():
+        raise PermissionError(13, "Permission denied", "/root/x")
+
+    monkeypatch.setattr(schedule, "_cmd_list", denied)
+    assert main(["list"]) == errors.EXIT_BAD_INPUT
+    assert capsys.readouterr().err == "cadence: error: Permission denied: '/root/x'\n"

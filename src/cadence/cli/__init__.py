@@ -25,7 +25,11 @@ FLAGS = {
     "weight_decay": "--weight-decay", "optimizer": "--optimizer", "device": "--device", "size": "--size",
     "warmup": "--warmup", "peak": "--peak", "params": "--params", "tokens": "--tokens", "seq_len": "--seq-len",
     "batch": "--batch", "schedule": "--schedule", "law": "--law", "plans": "--plan", "lr": "--lr", "channels": "--set",
+    "total_steps": "--total", "samples_per_step": "--samples-per-step", "tokens_per_sample": "--tokens-per-sample",
+    "steps_per_epoch": "--steps-per-epoch",
 }
+# Where a command calls the same parameter by another flag.
+COMMAND_FLAGS = {"run": {"total_steps": "--steps"}, "bench": {"total_steps": "--steps"}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,12 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def describe(error: CadenceError) -> str:
+def describe(error: CadenceError, command: str | None = None) -> str:
     """The one line the CLI prints for a library error, with the flag that sets the faulty parameter."""
     if isinstance(error, ExistsError):
         return f"{error.path} already exists; pass --overwrite to replace it"
     message = " ".join(str(error).split()) or type(error).__name__
-    flag = FLAGS.get(error.field or "")
+    field = error.field or ""
+    flag = COMMAND_FLAGS.get(command or "", {}).get(field) or FLAGS.get(field)
     if flag and not message.startswith(flag):
         return f"{flag}: {message}"
     return message
@@ -56,6 +61,7 @@ def _interrupt(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    args = None
     previous = signal.getsignal(signal.SIGTERM)
     try:
         signal.signal(signal.SIGTERM, _interrupt)
@@ -69,11 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         result = args.handler(args)
         return EXIT_OK if result is None else int(result)
     except CadenceError as e:
-        print(f"cadence: error: {describe(e)}", file=sys.stderr)
+        print(f"cadence: error: {describe(e, getattr(args, 'command', None))}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:  # `cadence schedule ... --csv | head`
         sys.stderr.close()
         return EXIT_OK
+    except OSError as e:  # a file-system failure no command anticipated: still one line, never a traceback
+        where = f": {e.filename!r}" if getattr(e, "filename", None) else ""
+        print(f"cadence: error: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("cadence: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
