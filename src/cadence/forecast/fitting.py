@@ -273,7 +273,7 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
     if lr_scale <= 0:
         raise ForecastError("every LR is 0: nothing to fit")
     for c in curves:
-        if c.lrs[: c.steps[0] + 1].sum() <= 0:
+        if not np.any(c.lrs[: c.steps[0] + 1] > 0):  # (a sum of LRs near 1e308 would overflow)
             raise ForecastError(f"curve {c.name!r}: the first measured step has no LR area before it (all LRs 0)")
     kept = [_thin(c.steps, max_points) for c in curves]
     n_total = sum(len(k) for k in kept)
@@ -336,7 +336,7 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
     params, _ = decode(best.x)
     fitted = FittedLaw(law, {k: float(params[k]) for k in model.params}, lr_scale, warmup=warmup)
     per_curve = {name: fitted.score(c) for name, c in zip(names, curves)}
-    mean_e = float(np.mean([s["pred_e"] for s in per_curve.values()]))
+    mean_e = sum(s["pred_e"] for s in per_curve.values()) / len(per_curve)  # Python floats: inf, not a warning
     worst = max(per_curve.items(), key=lambda kv: kv[1]["worst_e"])
     for s in per_curve.values():  # R² is undefined (nan) for a curve whose losses are all equal
         s.update({k: (v if math.isfinite(v) else None) for k, v in s.items()})
