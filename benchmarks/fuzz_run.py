@@ -42,12 +42,16 @@ HARD_HANG_S = 120.0  # a case still running after this is killed with its proces
 # -- child ---------------------------------------------------------------------------------------
 
 
-def _signature(kind: str, detail: str) -> str:
-    if kind in ("escaped", "memory"):
-        return detail.split(":", 1)[0]
+def _key(kind: str, where: str, detail: str) -> str:
+    """The defect a failure belongs to: limits by kind alone (where a timer fires is chance),
+    escaped exceptions by type and place, other violations by their message without values."""
+    if kind in ("time", "memory", "hang", "crash"):
+        return kind
+    if kind in ("escaped", "harness"):
+        return f"{kind} | {where} | {detail.split(':', 1)[0]}"
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "…", detail)
     text = re.sub(r"[-+]?\d+(\.\d+)?(e[-+]?\d+)?|nan|inf", "N", text)
-    return text[:90]
+    return f"{kind} | {where} | {text[:90]}"
 
 
 def _child(args) -> int:
@@ -80,8 +84,10 @@ def _child(args) -> int:
         "torch": (S.torch_case(), lambda c, d: harness.guard(harness.check_torch, c)),
         "curves": (S.curve_case(), lambda c, d: harness.guard(harness.check_curve, c, d)),
         "laws": (S.law_case(), lambda c, d: harness.guard(harness.check_law, c, d)),
-        "run_json": (S.run_json_case(), lambda c, d: harness.guard(harness.check_run_json, c, d, corpus)),
-        "cli": (S.cli_argv(), lambda c, d: harness.guard(harness.check_cli, c, d, corpus)),
+        "run_json": (S.run_json_case(), lambda c, d: harness.guard(harness.check_run_json, c, d, corpus,
+                                                                   cpu_s=harness.TRAINING_CPU_LIMIT_S)),
+        "cli": (S.cli_argv(), lambda c, d: harness.guard(harness.check_cli, c, d, corpus,
+                                                         cpu_s=harness.cli_cpu_limit(c))),
     }
     strategy, check = entry[args.child]
     result = {"entry": args.child, "cadence": str(Path(cadence.__file__).parent), "count": 0, "cpu_s": 0.0,
@@ -95,7 +101,9 @@ def _child(args) -> int:
         os.replace(tmp, result_path)
 
     def record(kind, detail, where, case):
-        key = f"{kind} | {where} | {_signature(kind, detail)}"
+        key = _key(kind, where, detail)
+        if kind in ("time", "memory") and args.child == "cli":  # one per command: each has its own cause
+            key += " | " + " ".join(str(a) for a in case[:2] if isinstance(a, str) and not a.startswith("-"))
         f = result["failures"].setdefault(key, {"kind": kind, "where": where, "detail": detail, "count": 0,
                                                 "examples": []})
         f["count"] += 1

@@ -39,6 +39,9 @@ from pathlib import Path
 import numpy as np
 
 CPU_LIMIT_S = 2.0
+# `run` and `bench` train for as many steps as they are asked to: a successful one is work done,
+# not a hang. They get this much CPU (the fuzz grammar asks for at most a few logreg/digits steps).
+TRAINING_CPU_LIMIT_S = 15.0
 WALL_LIMIT_S = 30.0  # only for cases that block instead of computing
 MEMORY_LIMIT = 1 << 30
 EXIT_CODES = {0, 1, 2, 3}
@@ -137,7 +140,7 @@ def limits(stats: Stats | None = None, cpu_s: float = CPU_LIMIT_S, memory: int =
 _QUIET_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ResourceWarning)
 
 
-def guard(check, *args, **kwargs) -> Stats:
+def guard(check, *args, cpu_s: float = CPU_LIMIT_S, **kwargs) -> Stats:
     """Run ``check(*args)`` under the limits; raise Violation for every broken property."""
     CadenceError = _cadence_error()
     stats = Stats()
@@ -145,12 +148,12 @@ def guard(check, *args, **kwargs) -> Stats:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with limits(stats):
+            with limits(stats, cpu_s=cpu_s):
                 check(*args, **kwargs)
         except Violation:
             raise
         except CaseTimeout:
-            raise Violation("time", f"more than {CPU_LIMIT_S:g} s of CPU", where(sys.exc_info()[2])) from None
+            raise Violation("time", f"more than {cpu_s:g} s of CPU", where(sys.exc_info()[2])) from None
         except CaseHang:
             raise Violation("hang", f"more than {WALL_LIMIT_S:g} s of wall-clock time") from None
         except MemoryError as e:
@@ -159,13 +162,16 @@ def guard(check, *args, **kwargs) -> Stats:
         except CadenceError:
             pass  # an error the user can read: the case passes
         except Exception as e:  # noqa: BLE001 - the property under test
-            raise Violation("escaped", f"{type(e).__name__}: {_line(e)}", where(e.__traceback__)) from None
+            frames = traceback.extract_tb(e.__traceback__)
+            kind = "harness" if frames and frames[-1].filename.endswith(("fuzz/harness.py", "fuzz/strategies.py")) \
+                else "escaped"
+            raise Violation(kind, f"{type(e).__name__}: {_line(e)}", where(e.__traceback__)) from None
         finally:
             os.chdir(cwd)
     # A timer's exception can be swallowed (raised inside a gc callback or a bare except):
     # the flags and the measured CPU time still tell.
-    if _EXPIRED["cpu"] or stats.cpu_s > CPU_LIMIT_S + 0.05:
-        raise Violation("time", f"more than {CPU_LIMIT_S:g} s of CPU ({stats.cpu_s:.2f} s)")
+    if _EXPIRED["cpu"] or stats.cpu_s > cpu_s + 0.05:
+        raise Violation("time", f"more than {cpu_s:g} s of CPU ({stats.cpu_s:.2f} s)")
     if _EXPIRED["wall"]:
         raise Violation("hang", f"more than {WALL_LIMIT_S:g} s of wall-clock time")
     for w in caught:
@@ -214,6 +220,9 @@ def value_at(schedule, step, total, rates):
 
     if hasattr(Schedule, "value_at"):
         return schedule.value_at(step, total, rates)
+    if not callable(schedule.at):  # join, decay_from and rewarm store their parameter `at` over the method
+        raise Violation("escaped", f"TypeError: {type(schedule.at).__name__} object is not callable: "
+                        f"{schedule.name}().at(step) is the parameter at, not the method", "schedules/base.py at")
     return schedule.at(step, total, rates)
 
 
@@ -353,8 +362,8 @@ def check_torch(case: dict) -> None:
                 if _group_values(opt) != before:
                     raise Violation("wrong", "a refused step() changed the optimizer", "Scheduler.step")
             else:
-                k = op[1]
-                agrees(f"step({op[1]})")
+                k = k + 1 if op[1] is None else op[1]
+                agrees(f"step({op[1]!r})")
         elif name == "set_total":
             before = _group_values(opt)
             r = attempt(sched.set_total, op[1]) if op[2] is None else attempt(sched.set_total, op[1], op[2])
@@ -740,6 +749,12 @@ def _materialise(argv, workdir: Path, corpus: Corpus) -> list[str]:
     return out
 
 
+def cli_cpu_limit(argv) -> float:
+    """The CPU limit of one command line: TRAINING_CPU_LIMIT_S for `run` and `bench`, else CPU_LIMIT_S."""
+    named = [a for a in argv if isinstance(a, str)]
+    return TRAINING_CPU_LIMIT_S if {"run", "bench"} & set(named[:2]) else CPU_LIMIT_S
+
+
 def check_cli(argv, workdir: Path, corpus: Corpus) -> None:
     """One command line, run in ``workdir``: the exit status/stderr contract and, on success, the result."""
     import torch
@@ -756,6 +771,8 @@ def check_cli(argv, workdir: Path, corpus: Corpus) -> None:
         torch.set_num_threads(threads)
         _close_figures()
     for path, data in existed.items():
+        if "--overwrite" in argv:
+            break  # replacing was asked for
         if not path.exists() or path.read_bytes() != data:
             raise Violation("lost-file", f"the user's {path.name} was replaced or removed", argv[0] if argv else "")
 
@@ -774,7 +791,7 @@ def check_run_json(case: dict, workdir: Path, corpus: Corpus) -> None:
     shutil.copytree(source, run)
     manifest = json.loads((run / "run.json").read_text())
     for kind, key, value in case["edits"]:
-        if kind == "config" and isinstance(manifest.get("config"), dict):
+        if kind == "config" and isinstance(manifest, dict) and isinstance(manifest.get("config"), dict):
             manifest["config"][key] = value
         elif kind == "top" and isinstance(manifest, dict):
             manifest[key] = value

@@ -11,7 +11,10 @@ from pathlib import Path
 from hypothesis import given
 
 from fuzz import strategies as S
-from fuzz.harness import check_cli, check_curve, check_law, check_run_json, check_schedule, check_torch, guard
+from fuzz.harness import (
+    TRAINING_CPU_LIMIT_S, check_cli, check_curve, check_law, check_run_json, check_schedule, check_torch, cli_cpu_limit,
+    guard,
+)
 from fuzz.settings import fuzz_settings
 
 
@@ -49,11 +52,11 @@ def test_law_json(case, scratch):
 @given(case=S.run_json_case())
 def test_run_json_resume(case, scratch, corpus):
     with _workdir(scratch) as d:
-        guard(check_run_json, case, Path(d), corpus)
+        guard(check_run_json, case, Path(d), corpus, cpu_s=TRAINING_CPU_LIMIT_S)
 
 
 @fuzz_settings(120)
 @given(argv=S.cli_argv())
 def test_cli_arguments(argv, scratch, corpus):
     with _workdir(scratch) as d:
-        guard(check_cli, argv, Path(d), corpus)
+        guard(check_cli, argv, Path(d), corpus, cpu_s=cli_cpu_limit(argv))
