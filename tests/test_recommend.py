@@ -33,7 +33,7 @@ def test_step_law_flags_inputs_outside_its_documented_range(n, d, expected):
 def test_power_scheduler_matches_the_power_schedule_it_prints():
     a = power_scheduler("1B", "100B", batch_sequences=270, seq_len=4096)
     steps = math.ceil(1e11 / (270 * 4096))
-    end = S.parse(a.spec).at(steps, steps + 1, rates=Rates(samples_per_step=270, tokens_per_sample=4096))
+    end = S.parse(a.spec).value_at(steps, steps + 1, rates=Rates(samples_per_step=270, tokens_per_sample=4096))
     assert end == pytest.approx(min(0.02, 270 * 4.6 * (steps * 270 * 4096) ** -0.51), rel=1e-9)
     assert a.values["lr_at_end"] == pytest.approx(min(0.02, 270 * 4.6 * 1e11 ** -0.51), rel=1e-12)
     # Exactly at cap_until_tokens the power law meets the 0.02 cap.
