@@ -287,3 +287,12 @@ def test_bad_arguments_raise_cadence_errors(call):
 def test_numpy_scalars_are_numbers_and_round_trip():
     s = S.cosine(peak=np.float64(1.0), warmup=np.int64(3))
     assert S.parse(s.spec()) == s and s.values(10)[3] == 1.0
+
+
+def test_a_malformed_literal_is_one_error_and_no_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(SpecError, match="invalid decimal literal"):
+            S.parse("cosine(peak=0.ine(peak=0.1)")

@@ -12,6 +12,7 @@ nesting, so its depth is counted first, in one pass over the text.
 from __future__ import annotations
 
 import ast
+import warnings
 import difflib
 import inspect
 from typing import Any
@@ -48,9 +49,14 @@ def parse(spec: "str | Schedule") -> Schedule:
                         "which is not a Unicode character (a lone surrogate)") from None
     _check_nesting(spec)
     try:
-        tree = ast.parse(spec.strip(), mode="eval")
-    except SyntaxError as e:
-        raise SpecError(f"cannot parse schedule spec {_short_value(spec)}: {e.msg} at column {e.offset}") from None
+        with warnings.catch_warnings():
+            # Python warns about some malformed literals ("0.ine") before it fails on them; a spec
+            # gets one error line, not a warning as well
+            warnings.simplefilter("error", SyntaxWarning)
+            tree = ast.parse(spec.strip(), mode="eval")
+    except (SyntaxError, SyntaxWarning) as e:  # the tokenizer turns the warning into a SyntaxError
+        raise SpecError(f"cannot parse schedule spec {_short_value(spec)}: {getattr(e, 'msg', e)} at column "
+                        f"{getattr(e, 'offset', '?')}") from None
     except (ValueError, MemoryError, RecursionError) as e:  # NUL bytes; the parser's own stack limit
         raise SpecError(f"cannot parse schedule spec {_short_value(spec)}: {e or type(e).__name__}") from None
     node = tree.body
