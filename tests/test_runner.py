@@ -243,9 +243,9 @@ TAMPERED = [  # (what is done to run.json, a fragment of the one-line error)
     (lambda m: [m], "expected a JSON object, found list"),
     (lambda m: "[" * 100_000 + "]" * 100_000, "nested too deeply"),
     (lambda m: b"\xff\xfe garbage \x00", "not UTF-8"),
-    (lambda m: "{'config': }", "invalid JSON"),
-    (lambda m: "{}" + " " * (1 << 20), "at most 1048576 bytes"),
-    (lambda m: '{"format": "cadence.run/1", "config": {"steps": 1' + "0" * 5000 + "}}", "invalid JSON"),
+    (lambda m: "{'config': }", "is not JSON"),
+    (lambda m: "{}" + " " * (1 << 20), "limited to 1,048,576"),
+    (lambda m: '{"format": "cadence.run/1", "config": {"steps": 1' + "0" * 5000 + "}}", "is not JSON"),
     (_config_edit(steps=41), "does not match the checkpoint it was written with (steps: 40 in the checkpoint, 41"),
 ]
 

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from cadence import __version__
+from cadence._files import read_json
 from cadence._atomic import atomic_write, kill_point, stable_temp
 from cadence.bench.workloads import WORKLOADS, get_workload, parameter_count
 from cadence.errors import CadenceError, LimitError, RunError, TrainingDiverged
@@ -148,23 +149,8 @@ _FIELD_TYPES = {  # what run.json may hold for each RunConfig field (before vali
 
 
 def _read_json(path: Path, what: str) -> object:
-    """The JSON in ``path``, or one RunError line saying why it cannot be read (size, encoding, syntax, depth)."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_MANIFEST_BYTES:
-            raise RunError(f"{path} is {size} bytes; a {what} is at most {MAX_MANIFEST_BYTES} bytes")
-        text = path.read_bytes().decode("utf-8")
-        return json.loads(text)
-    except RunError:
-        raise
-    except UnicodeDecodeError:
-        raise RunError(f"{path} is not a {what}: it is not UTF-8 text") from None
-    except RecursionError:
-        raise RunError(f"{path} is not a {what}: its JSON is nested too deeply") from None
-    except ValueError as e:
-        raise RunError(f"{path} is not a {what}: invalid JSON ({' '.join(str(e).split())[:120]})") from None
-    except OSError as e:
-        raise RunError(f"cannot read {path}: {e.strerror}") from None
+    """The JSON in ``path``, or one line saying why it cannot be read (size, encoding, syntax, depth)."""
+    return read_json(path, MAX_MANIFEST_BYTES, what, RunError)
 
 
 def _check_manifest(data: object, path: Path) -> dict:

@@ -24,6 +24,7 @@ from cadence._atomic import atomic_write
 from cadence.errors import LimitError
 from cadence.forecast.curve import Curve, ForecastError, as_vector
 from cadence.forecast.laws import LAWS, Law, check_warmup
+from cadence._files import read_json
 from cadence.forecast.limits import MAX_FIT_POINTS, MAX_LAW_BYTES, MAX_STEPS, number, regular_file, shorten
 
 __all__ = ["fit", "FittedLaw", "load", "scores"]
@@ -158,21 +159,7 @@ def load(path: "str | Path") -> FittedLaw:
     """
     path, _ = regular_file(path, MAX_LAW_BYTES, "law file")
     where = f"{path}: "
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_LAW_BYTES + 1)
-    except OSError as e:
-        raise ForecastError(f"cannot read {path}: {e.strerror or e}") from None
-    if len(raw) > MAX_LAW_BYTES:  # grew since stat
-        raise LimitError(f"{where}a law file is limited to {MAX_LAW_BYTES:,} bytes")
-    try:
-        data = json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise ForecastError(f"{path} is not JSON (not UTF-8 text)") from None
-    except RecursionError:
-        raise ForecastError(f"{path} is not a law file (JSON nested too deeply)") from None
-    except ValueError as e:
-        raise ForecastError(f"{path} is not JSON ({' '.join(str(e).split())[:120]})") from None
+    data = read_json(path, MAX_LAW_BYTES, "law file", ForecastError)
     if not isinstance(data, dict) or data.get("format") != _FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ForecastError(f"{path} is not a {_FORMAT} law file (format: {shorten(found)}); refit it with this version")
