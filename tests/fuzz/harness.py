@@ -151,6 +151,8 @@ def guard(check, *args, cpu_s: float = CPU_LIMIT_S, **kwargs) -> Stats:
             with limits(stats, cpu_s=cpu_s):
                 check(*args, **kwargs)
         except Violation:
+            if _EXPIRED["cpu"]:  # the timer's exception was swallowed and printed somewhere: a time violation
+                raise Violation("time", f"more than {cpu_s:g} s of CPU ({stats.cpu_s:.2f} s)") from None
             raise
         except CaseTimeout:
             raise Violation("time", f"more than {cpu_s:g} s of CPU", where(sys.exc_info()[2])) from None
