@@ -1,6 +1,6 @@
 """The large fuzz run (`make fuzz`): many generated inputs for every entry point, every failure counted.
 
-    .venv/bin/python benchmarks/fuzz_run.py                      # 100,000 inputs, about 40 min on 2 cores
+    .venv/bin/python benchmarks/fuzz_run.py                      # 100,000 inputs, about 25 min on 2 cores
     .venv/bin/python benchmarks/fuzz_run.py --total 5000 --entries specs,cli
     .venv/bin/python benchmarks/fuzz_run.py --src /path/to/other/checkout/src   # fuzz another tree
 
@@ -103,7 +103,8 @@ def _child(args) -> int:
     def record(kind, detail, where, case):
         key = _key(kind, where, detail)
         if kind in ("time", "memory") and args.child == "cli":  # one per command: each has its own cause
-            key += " | " + " ".join(str(a) for a in case[:2] if isinstance(a, str) and not a.startswith("-"))
+            words = [a for a in case[:2] if isinstance(a, str)]
+            key += " | " + " ".join(words[:2] if words[:1] == ["forecast"] else words[:1])
         f = result["failures"].setdefault(key, {"kind": kind, "where": where, "detail": detail, "count": 0,
                                                 "examples": []})
         f["count"] += 1
