@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 tests
 
 # The large fuzz run (issue 9): FUZZ_INPUTS generated inputs across every entry point, each
-# failure counted and kept with its shortest input in out/fuzz/fuzz.md (about 25 minutes on 2 cores).
+# failure counted and kept with its shortest input in out/fuzz/fuzz.md (45-65 minutes on 2 cores, see docs/reliability.md).
 # `make test` runs the same properties on a small fixed sample (tests/fuzz).
 FUZZ_INPUTS ?= 100000
 fuzz: $(STAMP)

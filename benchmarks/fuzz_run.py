@@ -1,6 +1,6 @@
 """The large fuzz run (`make fuzz`): many generated inputs for every entry point, every failure counted.
 
-    .venv/bin/python benchmarks/fuzz_run.py                      # 100,000 inputs, about 25 min on 2 cores
+    .venv/bin/python benchmarks/fuzz_run.py                      # 100,000 inputs, 45-65 min on 2 cores
     .venv/bin/python benchmarks/fuzz_run.py --total 5000 --entries specs,cli
     .venv/bin/python benchmarks/fuzz_run.py --src /path/to/other/checkout/src   # fuzz another tree
 
