@@ -16,6 +16,7 @@ repetition, so reading a string takes time linear in its length.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import re
@@ -25,7 +26,7 @@ import numpy as np
 
 from cadence.errors import DurationError, LimitError
 
-__all__ = ["Unit", "Duration", "Rates", "Context", "parse_duration", "parse_count", "MAX_TOTAL_STEPS"]
+__all__ = ["Unit", "Duration", "Rates", "Context", "Clock", "PRIMARY_UNITS", "parse_duration", "parse_count", "MAX_TOTAL_STEPS"]
 
 MAX_TOTAL_STEPS = 2**53  # the largest step count float64 holds exactly, with every whole number below it
 
@@ -235,14 +236,105 @@ class Rates:
 
 @dataclass(frozen=True)
 class Context:
-    """What a schedule needs to know about the run it is evaluated in."""
+    """What a schedule needs to know about the run it is evaluated in.
+
+    A schedule's clock counts ``unit``: optimizer steps by default, or samples or tokens
+    on a plan whose primary unit is one of those. ``total`` is the horizon in that unit and
+    ``rates`` say what one unit is worth (on a token clock ``rates.per_step(Unit.TOKEN)``
+    is 1). ``step_length`` is how many units one optimizer step is, when that is fixed
+    (a constant batch); when the batch changes it is None and a duration in optimizer
+    steps cannot be placed on the clock.
+    """
 
     total: float | None = None
     rates: Rates = Rates()
+    unit: Unit = Unit.STEP
+    step_length: float | None = None
 
     def steps(self, duration: Duration, what: str = "duration") -> float:
-        return duration.to_steps(self.total, self.rates, what)
+        """``duration`` in this context's unit (optimizer steps unless the clock counts otherwise)."""
+        if self.unit is Unit.STEP or duration.unit is not Unit.STEP:
+            return duration.to_steps(self.total, self.rates, what)
+        if self.step_length is None:
+            name = "tokens" if self.unit is Unit.TOKEN else "samples"
+            raise DurationError(
+                f"{what}={duration} is in optimizer steps, but this plan's clock counts {name} and its batch size "
+                f"changes, so a step has no fixed length in {name}; give it in {name} ('2Mtok', '64Ksa') or as a "
+                "fraction of the run ('10%')")
+        return float(duration.value) * self.step_length
 
     def span(self, total: float | None) -> "Context":
-        """The same run seen by a piece that lasts ``total`` steps."""
-        return Context(total, self.rates)
+        """The same run seen by a piece that lasts ``total`` units."""
+        return Context(total, self.rates, self.unit, self.step_length)
+
+
+PRIMARY_UNITS = (Unit.STEP, Unit.SAMPLE, Unit.TOKEN)
+_COUNTERS = ("step", "samples", "tokens", "skipped")
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Where a run is: cumulative optimizer steps, samples and tokens, and skipped steps.
+
+    ``unit`` is the plan's primary unit and ``position`` the clock read in it; ``horizon``
+    is the run's length in that unit (None: open-ended). ``rates`` are the run's rates per
+    *unit* (see :class:`Context`); ``samples_per_epoch`` turns samples into ``epoch``
+    when the data says how large an epoch is.
+
+    A clock never changes: :meth:`advanced` returns the clock after one more optimizer
+    step, with the samples and tokens that step really used. A skipped step (a guard
+    refused it) is :meth:`skipped_one`: it counts in ``skipped`` and moves nothing else,
+    so every value stays where it was.
+    """
+
+    unit: Unit = Unit.STEP
+    horizon: float | None = None
+    rates: Rates = Rates()
+    step_length: float | None = None
+    samples_per_epoch: float | None = None
+    step: int = 0
+    samples: int = 0
+    tokens: int = 0
+    skipped: int = 0
+
+    def __post_init__(self) -> None:
+        if self.unit not in PRIMARY_UNITS:
+            raise DurationError(f"a clock counts steps, samples or tokens; got {_short(self.unit)}", field="unit")
+        for name in _COUNTERS:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise DurationError(f"the clock's {name} must be a whole number >= 0; got {_short(v)}", field=name)
+        object.__setattr__(self, "context", Context(self.horizon, self.rates, self.unit, self.step_length))
+
+    @property
+    def position(self) -> int:
+        """The clock read in its unit: the number of units before the step about to run."""
+        return self.step if self.unit is Unit.STEP else (self.samples if self.unit is Unit.SAMPLE else self.tokens)
+
+    @property
+    def epoch(self) -> float | None:
+        return None if not self.samples_per_epoch else self.samples / self.samples_per_epoch
+
+    @property
+    def done(self) -> bool:
+        """The clock has reached the horizon (never, when the run is open-ended)."""
+        return self.horizon is not None and self.position >= self.horizon
+
+    def advanced(self, samples: int = 0, tokens: int = 0) -> "Clock":
+        """The clock after one optimizer step that used ``samples`` and ``tokens``."""
+        return dataclasses.replace(self, step=self.step + 1, samples=self.samples + samples, tokens=self.tokens + tokens)
+
+    def skipped_one(self) -> "Clock":
+        """The clock after a skipped step: ``skipped`` + 1, every other counter as it was."""
+        return dataclasses.replace(self, skipped=self.skipped + 1)
+
+    def counters(self) -> dict:
+        """The counters as plain data (what a checkpoint keeps)."""
+        return {name: int(getattr(self, name)) for name in _COUNTERS}
+
+    def with_counters(self, counters) -> "Clock":
+        """This clock's frame with counters from :meth:`counters` (validated)."""
+        if not isinstance(counters, dict) or set(counters) != set(_COUNTERS):
+            raise DurationError(f"clock counters must be an object with exactly {', '.join(_COUNTERS)}; "
+                                f"got {_short(counters)}", field="clock")
+        return dataclasses.replace(self, **counters)

@@ -13,13 +13,16 @@ from cadence.schedules.families import (
     SGDR, WSD, Constant, Cosine, Cyclic, Exponential, Infinite, InverseSqrt, Linear, MultiStep, OneCycle,
     Piecewise, Polynomial, Power, Rex, Step,
 )
-from cadence.schedules.spec import REGISTRY, parse, register
+from cadence.schedules.registry import REGISTRY, entries, register
+from cadence.schedules.spec import parse
 
 FAMILIES = (Constant, Linear, Cosine, SGDR, Step, MultiStep, Exponential, Polynomial, InverseSqrt, OneCycle, Cyclic,
             WSD, Rex, Power, Infinite, Piecewise)
 COMBINATORS = (Warmup, Join, Scale, Clip, DecayFrom, Rewarm, Replanned)
-for _cls in FAMILIES + COMBINATORS:
-    register(_cls)
+for _cls in FAMILIES:
+    register(_cls, kind="family")
+for _cls in COMBINATORS:
+    register(_cls, kind="combinator")
 
 # The public factories: cadence.schedules.<family>(**params).
 constant, linear, cosine, sgdr, step, multistep = Constant, Linear, Cosine, SGDR, Step, MultiStep
@@ -29,7 +32,7 @@ warmup, join, scale, clip, decay_from, rewarm, replanned = Warmup, Join, Scale, 
 cosine_restarts = SGDR  # the name torch users look for
 
 __all__ = [
-    "Schedule", "parse", "REGISTRY", "FAMILIES", "COMBINATORS", "SHAPES", "WARMUP_SHAPES",
+    "Schedule", "parse", "REGISTRY", "register", "entries", "FAMILIES", "COMBINATORS", "SHAPES", "WARMUP_SHAPES",
     "constant", "linear", "cosine", "sgdr", "cosine_restarts", "step", "multistep", "exponential", "polynomial",
     "inverse_sqrt", "onecycle", "cyclic", "wsd", "rex", "power", "infinite", "piecewise",
     "warmup", "join", "scale", "clip", "decay_from", "rewarm", "replanned",

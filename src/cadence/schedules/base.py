@@ -22,11 +22,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cadence.errors import CadenceError, DurationError, LimitError, ScheduleError
+from cadence.schedules import registry
 from cadence.schedules.limits import CHUNK, MAX_DEPTH, MAX_ITEMS, MAX_TOTAL_STEPS, MAX_VALUES, SUMMARY_POINTS
-from cadence.time import Context, Duration, Rates, parse_duration
+from cadence.time import Context, Duration, Rates, Unit, parse_duration
 
 __all__ = ["Schedule", "SHAPES", "WARMUP_SHAPES", "interpolate", "with_warmup", "evaluate_with"]
 
+_BLOCK = 4096  # steps evaluated at once by value(): one numpy call per block keeps a step cheap
 _FIRST_BAD_SCAN = 2**20  # bind() looks for the first bad step among this many when a probe fails
 
 # Decay shapes go from a (p=0) to b (p=1).
@@ -137,6 +139,9 @@ class Schedule(abc.ABC):
     formula: ClassVar[str] = ""
     source: ClassVar[str] = ""
     needs_total: ClassVar[bool] = True  # False for open-ended families (step, SGDR, ...)
+    stateful: ClassVar[bool] = False  # True for controllers: their value depends on what they observed
+    monitors: tuple[str, ...] = ()  # signals update() reads (a controller sets its own)
+    inputs: tuple[str, ...] = ()  # other channels whose values value() reads
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -190,7 +195,13 @@ class Schedule(abc.ABC):
             raise ScheduleError(f"{self.name}() needs the run's total_steps", field="total_steps")
         if rates is not None and not isinstance(rates, Rates):
             raise ScheduleError(f"rates must be a cadence.time.Rates; got {type(rates).__name__}")
-        ctx = Context(total_steps, rates or Rates())
+        return self.check(Context(total_steps, rates or Rates()))
+
+    def check(self, ctx: Context) -> Context:
+        """Validate against a run described by ``ctx`` (any clock unit) and return it; see :meth:`bind`."""
+        if ctx.total is None and self.needs_total:
+            raise ScheduleError(f"{self.name}() needs the run's length (a horizon)", field="horizon")
+        total_steps = None if ctx.total is None else int(math.ceil(ctx.total))
         try:
             self._validate(ctx)
         except (ArithmeticError, TypeError, ValueError) as e:  # a registered subclass's own check
@@ -344,6 +355,50 @@ class Schedule(abc.ABC):
         return {"first": float(v[0]), "last": float(v[-1]), "max": float(v[i]), "argmax": int(steps[i]),
                 "mean": float(np.sum(v / v.size)), "sampled": int(steps.size)}
 
+    # -- the controller protocol (docs/plans.md) --------------------------------------------
+    # A schedule is a controller without state: init() is None, update() changes nothing, and
+    # value() is the schedule at the clock's position. Controllers (cadence.controllers)
+    # override all three; their state is plain data.
+    def init(self) -> Any:
+        """The state before any observation: plain, JSON-safe data (None for a schedule)."""
+        return None
+
+    def update(self, state: Any, clock, signals: dict) -> Any:
+        """The state after observing ``signals`` at ``clock`` (the clock before the step they
+        came from). A schedule has nothing to update."""
+        return state
+
+    def value(self, state: Any, clock, inputs: "dict[str, float] | None" = None) -> float:
+        """The value for the step about to run at ``clock`` (a :class:`cadence.time.Clock`)."""
+        return self._value_on(clock.context, clock.position)
+
+    def _value_on(self, ctx: Context, position: float) -> float:
+        """The value at ``position`` of a clock in ``ctx``, bit-identical to :meth:`evaluate`.
+
+        On a step clock the values of the next ``_BLOCK`` steps are computed in one call and
+        kept (a memo of a pure function), never across the horizon: a value past its end is
+        never computed for a step of the run.
+        """
+        memo = self.__dict__.get("_memo")
+        if memo is not None and memo[0] == ctx and memo[1] <= position < memo[2]:
+            return float(memo[3][int(position - memo[1])])
+        if ctx.unit is not Unit.STEP or position != int(position):
+            return float(self.evaluate(np.array([float(position)]), ctx)[0])
+        lo = int(position) - int(position) % _BLOCK
+        hi = lo + _BLOCK
+        if ctx.total is not None:
+            total = int(math.ceil(ctx.total))
+            lo, hi = (lo, min(hi, total)) if position < total else (max(lo, total), hi)
+        hi = min(hi, MAX_TOTAL_STEPS + 1)
+        try:
+            values = self.evaluate(np.arange(lo, hi, dtype=np.float64), ctx)
+        except CadenceError:
+            # a bad value ahead in the block must not refuse this step: compute it alone
+            lo, hi = int(position), int(position) + 1
+            values = self.evaluate(np.array([float(position)]), ctx)
+        self.__dict__["_memo"] = (ctx, lo, hi, values)
+        return float(values[int(position) - lo])
+
     # -- description --------------------------------------------------------------------
     def spec(self) -> str:
         """The spec string that rebuilds this schedule with ``cadence.schedules.parse``."""
@@ -361,9 +416,8 @@ class Schedule(abc.ABC):
 
     # -- arithmetic sugar (the combinators live in combinators.py) -----------------------
     def __mul__(self, other):
-        from cadence.schedules.combinators import Scale
-
-        return Scale(self, other)
+        scale = registry.lookup("scale")  # combinators.Scale, found by name: base never imports combinators
+        return scale(self, other)
 
     __rmul__ = __mul__
 
@@ -401,6 +455,9 @@ class Schedule(abc.ABC):
     def _schedule(self, what: str, value: Any) -> "Schedule":
         if not isinstance(value, Schedule):
             raise ScheduleError(f"{self.name}: {what} must be a schedule; got {_short_value(value)}")
+        if value.stateful and not self.stateful:
+            raise ScheduleError(f"{self.name}: {what} is {value.name}(), a controller: it keeps state, so it can only "
+                                f"be wrapped by another controller; put it outside, as in {value.name}({self.name}(...))")
         return value
 
     def _steps(self, ctx: Context, what: str, duration: Duration) -> float:

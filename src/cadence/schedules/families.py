@@ -63,7 +63,7 @@ class Constant(Schedule):
 
     def __init__(self, value: float = 1.0, warmup=0) -> None:
         super().__init__(value=value, warmup=warmup)
-        self.value = self._number("value", value, low=0)
+        self.level = self._number("value", value, low=0)
         self.warmup = self._duration("warmup", warmup)
 
     def _check(self, ctx):
@@ -71,7 +71,7 @@ class Constant(Schedule):
 
     def _evaluate(self, t, ctx):
         w = self._steps(ctx, "warmup", self.warmup)
-        return with_warmup(t, w, np.full_like(t, self.value), self.value)
+        return with_warmup(t, w, np.full_like(t, self.level), self.level)
 
 
 class Linear(_Decay):

@@ -20,17 +20,9 @@ from typing import Any
 from cadence.errors import CadenceError, LimitError, SpecError
 from cadence.schedules.base import Schedule, _short_value, short
 from cadence.schedules.limits import MAX_DEPTH, MAX_SPEC_CHARS
+from cadence.schedules.registry import REGISTRY, register
 
 __all__ = ["parse", "REGISTRY", "register"]
-
-REGISTRY: dict[str, type[Schedule]] = {}
-
-
-def register(cls: type[Schedule]) -> type[Schedule]:
-    if not (isinstance(cls, type) and issubclass(cls, Schedule) and isinstance(cls.name, str) and cls.name.isidentifier()):
-        raise SpecError(f"register: expected a Schedule subclass whose name is an identifier; got {_short_value(cls)}")
-    REGISTRY[cls.name] = cls
-    return cls
 
 
 def parse(spec: "str | Schedule") -> Schedule:
