@@ -23,7 +23,7 @@ EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
-__all__ = ["CadenceError", "DurationError", "ScheduleError", "SpecError", "LimitError", "ForecastError",
+__all__ = ["CadenceError", "DurationError", "ScheduleError", "SpecError", "PlanError", "LimitError", "ForecastError",
            "RunError", "ExistsError", "TrainingDiverged", "CheckFailed",
            "EXIT_OK", "EXIT_CHECK_FAILED", "EXIT_BAD_INPUT", "EXIT_DIVERGED", "EXIT_INTERRUPTED"]
 
@@ -48,6 +48,10 @@ class ScheduleError(CadenceError):
 
 class SpecError(CadenceError):
     """A schedule spec string cannot be parsed."""
+
+
+class PlanError(CadenceError):
+    """A plan's channels, horizon, unit, signals or saved state do not fit together."""
 
 
 class LimitError(CadenceError):

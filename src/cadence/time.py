@@ -253,7 +253,7 @@ class Context:
 
     def steps(self, duration: Duration, what: str = "duration") -> float:
         """``duration`` in this context's unit (optimizer steps unless the clock counts otherwise)."""
-        if self.unit is Unit.STEP or duration.unit is not Unit.STEP:
+        if self.unit is Unit.STEP or duration.unit is not Unit.STEP or duration.value == 0:
             return duration.to_steps(self.total, self.rates, what)
         if self.step_length is None:
             name = "tokens" if self.unit is Unit.TOKEN else "samples"

@@ -1,12 +1,30 @@
-"""Controllers: values that observe the run (issue 10, the closed loop; in progress).
+"""Controllers: values with explicit state that observe the run (docs/plans.md).
 
 A controller is ``init() -> state``, ``update(state, clock, signals) -> state`` and
-``value(state, clock)``, with state as plain data. This package holds the building blocks
-that are done and tested: the reduce-on-plateau rule (``plateau_rule``) and the gradient
-noise-scale estimators (``noise``). The Plan that binds them to channels comes next.
+``value(state, clock)``; state is plain, JSON-safe data; randomness, if any, would come
+from (seed, clock). A plain schedule is a controller without state. Controllers are
+written in the same spec language as schedules and may wrap them:
+``plateau(warmup(cosine(peak=1e-3), 200), patience=5)`` is one expression.
+
+* ``plateau``: torch's reduce-on-plateau rule over any schedule.
+* ``noise_batch``: the batch size grown towards the measured gradient noise scale.
+* ``scale_with``: a schedule scaled by another channel (the square-root LR rule).
+
+Building blocks: :class:`PlateauRule` and :func:`noise_scale` / :class:`NoiseScale`.
 """
 
+from cadence.controllers.base import Controller
+from cadence.controllers.batch import NOISE_SIGNALS, NoiseBatch, ScaleWith
 from cadence.controllers.noise import NoiseScale, noise_scale
+from cadence.controllers.plateau import Plateau
 from cadence.controllers.plateau_rule import PlateauRule
+from cadence.schedules.registry import register
 
-__all__ = ["NoiseScale", "noise_scale", "PlateauRule"]
+CONTROLLERS = (Plateau, NoiseBatch, ScaleWith)
+for _cls in CONTROLLERS:
+    register(_cls, kind="controller")
+
+plateau, noise_batch, scale_with = Plateau, NoiseBatch, ScaleWith
+
+__all__ = ["Controller", "Plateau", "NoiseBatch", "ScaleWith", "CONTROLLERS", "NOISE_SIGNALS", "NoiseScale",
+           "noise_scale", "PlateauRule", "plateau", "noise_batch", "scale_with"]

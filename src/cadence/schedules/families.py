@@ -23,7 +23,7 @@ from cadence.time import Context, Unit
 
 __all__ = [
     "Constant", "Linear", "Cosine", "Rex", "Polynomial", "Exponential", "Step", "MultiStep",
-    "SGDR", "InverseSqrt", "OneCycle", "Cyclic", "WSD", "Power", "Infinite", "Piecewise",
+    "SGDR", "InverseSqrt", "OneCycle", "Cyclic", "WSD", "Power", "Infinite", "Piecewise", "Ramp",
 ]
 
 
@@ -522,3 +522,41 @@ class Piecewise(Schedule):
 
     def _evaluate(self, t, ctx):
         return np.interp(t, self._where(ctx), self.values_)
+
+
+RAMP_SHAPES = ("linear", "cosine", "exp", "doubling")
+
+
+class Ramp(Schedule):
+    name = "ramp"
+    formula = ("start -> end over `duration` (linear, cosine, exp, or doubling: start * 2**floor(p * log2(end/start))), "
+               "then end; for batch-size warmup")
+    source = "Merrill et al. 2025, Critical Batch Size Revisited (batch-size warmup); McCandlish et al. 2018"
+    needs_total = False
+
+    def __init__(self, start: float, end: float, duration, shape: str = "linear") -> None:
+        super().__init__(start=start, end=end, duration=duration, shape=shape)
+        self.start = self._number("start", start, low=0)
+        self.end = self._number("end", end, low=0)
+        self.duration = self._duration("duration", duration)
+        self.shape = self._choice("shape", shape, RAMP_SHAPES)
+        self.needs_total = self.duration.unit is Unit.FRACTION
+        if shape in ("exp", "doubling") and not 0 < self.start <= self.end:
+            raise ScheduleError(f"ramp: shape={shape!r} needs 0 < start <= end; got start={self.start:g}, end={self.end:g}")
+        if shape == "doubling" and not float(np.log2(self.end / self.start)).is_integer():
+            raise ScheduleError(f"ramp: shape='doubling' needs end to be start times a power of 2; got "
+                                f"start={self.start:g}, end={self.end:g}")
+
+    def _check(self, ctx):
+        if self._steps(ctx, "duration", self.duration) <= 0:
+            raise ScheduleError("ramp: duration must be longer than 0")
+
+    def _evaluate(self, t, ctx):
+        d = self._steps(ctx, "duration", self.duration)
+        p = np.clip(t / d, 0.0, 1.0)
+        if self.shape == "doubling":
+            k = np.floor(p * np.log2(self.end / self.start))
+            return np.minimum(self.start * 2.0 ** k, self.end)
+        if self.shape == "exp":
+            return self.start * (self.end / self.start) ** p
+        return interpolate(self.shape, self.start, self.end, p)

@@ -1,0 +1,66 @@
+"""What every controller shares: a schedule that keeps state.
+
+A controller is a :class:`~cadence.schedules.Schedule` with ``stateful = True``. It may wrap
+a schedule or another controller (its ``schedule``), whose state it keeps under ``"inner"``
+in its own. Its state is plain data (numbers, strings, lists, dicts, None): what a
+checkpoint saves, and all a controller needs to give the same values after a resume.
+
+Outside a plan (``cadence schedule``, ``values()``) a controller shows how it starts:
+its value before any observation, so a preview of ``plateau(cosine(...))`` is the cosine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cadence.schedules.base import Schedule
+
+__all__ = ["Controller"]
+
+
+class Controller(Schedule):
+    stateful = True
+    needs_total = False
+
+    def __init__(self, schedule: Schedule | None = None, **params: Any) -> None:
+        super().__init__(**({"schedule": schedule} if schedule is not None else {}), **params)
+        self.schedule = None if schedule is None else self._schedule("schedule", schedule)
+        if self.schedule is not None:
+            self.needs_total = self.schedule.needs_total
+            self.monitors = tuple(self.schedule.monitors)
+            self.inputs = tuple(self.schedule.inputs)
+
+    def _watch(self, monitor: str | None = None, channel: str | None = None) -> None:
+        """Add this controller's own signal and channel to those of what it wraps."""
+        if monitor is not None and monitor not in self.monitors:
+            self.monitors = (*self.monitors, monitor)
+        if channel is not None and channel not in self.inputs:
+            self.inputs = (*self.inputs, channel)
+
+    # -- the wrapped schedule ---------------------------------------------------------------
+    def _check(self, ctx) -> None:
+        if self.schedule is not None:
+            self.schedule._validate(ctx)
+
+    def _evaluate(self, t, ctx):
+        """The preview: the value before any observation."""
+        return self.schedule._evaluate(t, ctx)
+
+    def inner_init(self) -> Any:
+        return None if self.schedule is None else self.schedule.init()
+
+    def inner_update(self, state: dict, clock, signals: dict) -> Any:
+        return None if self.schedule is None else self.schedule.update(state["inner"], clock, signals)
+
+    def inner_value(self, state: dict, clock, inputs) -> float:
+        return self.schedule.value(state["inner"], clock, inputs)
+
+
+def finite(value: Any) -> float | None:
+    """A signal's value as a float, or None when it is missing or not a finite number."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None

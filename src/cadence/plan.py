@@ -1,0 +1,458 @@
+"""The Plan: every channel of a run bound to one clock, one horizon and recorded state.
+
+``Plan(channels, horizon, unit='step', rates=None)`` binds named channels (``lr``, any
+optimizer field, ``batch``, loss coefficients such as ``loss.z``) to a :class:`Clock`
+counted in the plan's primary unit (optimizer steps, samples or tokens). Each channel is
+a schedule or a controller, written as a spec string, an object, or a plain number. The
+loop that drives it does, per optimizer step (docs/plans.md)::
+
+    values = plan.values()        # the values for the step about to run
+    ...                           # apply them, run the micro-batches, reduce signals, guards
+    plan.observe(signals)         # controllers see what the step measured
+    plan.advance(samples=..., tokens=...)   # the clock moves; a skipped step calls skip()
+
+The value used at a step is a function of the clock before it and of the controllers'
+recorded state only: never of how often anything was called. ``state_dict()`` is plain
+JSON-safe data tagged ``cadence.plan/1``; ``load_state_dict()`` refuses a state of other
+channels, another unit or another horizon, and leaves the plan unchanged when it refuses.
+
+Rules a plan enforces when it is built (each a one-line :class:`PlanError`, or the
+schedule's own error):
+
+* the horizon is a whole, positive number of units (a duration string is converted);
+* a duration in another unit is converted with the run's rates, and refused when it
+  cannot be (optimizer steps on a sample or token clock whose batch changes);
+* the ``batch`` channel starts at a whole number of micro-batches (``micro_batch``); its
+  later values are rounded down to one, and never below one micro-batch;
+* a channel that reads another (``scale_with``) names one that exists, without a cycle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from cadence.errors import CadenceError, DurationError, LimitError, PlanError
+from cadence.schedules import Replanned, Schedule, parse
+from cadence.schedules.base import _short_value
+from cadence.schedules.families import Constant
+from cadence.schedules.limits import MAX_ITEMS, MAX_TOTAL_STEPS
+from cadence.time import Clock, Duration, Rates, Unit, parse_duration
+
+__all__ = ["Plan", "FORMAT", "BATCH", "UNITS", "MAX_CHANNELS"]
+
+FORMAT = "cadence.plan/1"
+BATCH = "batch"
+MAX_CHANNELS = 64
+UNITS = {"step": Unit.STEP, "st": Unit.STEP, "steps": Unit.STEP, "sample": Unit.SAMPLE, "sa": Unit.SAMPLE,
+         "samples": Unit.SAMPLE, "token": Unit.TOKEN, "tok": Unit.TOKEN, "tokens": Unit.TOKEN}
+_UNIT_NAME = {Unit.STEP: "step", Unit.SAMPLE: "sample", Unit.TOKEN: "token"}
+_CHANNEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?$")
+_MODES = ("replan", "stretch")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def unit_of(unit: "str | Unit") -> Unit:
+    """The plan unit a name (``step``, ``sample``, ``token`` or st/sa/tok) stands for."""
+    if isinstance(unit, Unit) and unit in _UNIT_NAME:
+        return unit
+    if isinstance(unit, str) and unit in UNITS:
+        return UNITS[unit]
+    raise PlanError(f"a plan's unit must be 'step', 'sample' or 'token'; got {_short_value(unit)}", field="unit")
+
+
+def _schedule(name: str, value) -> Schedule:
+    if _is_number(value):
+        value = Constant(float(value))
+    try:
+        return parse(value)
+    except CadenceError as e:
+        raise type(e)(f"channel {name!r}: {e}", field=e.field) from None
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is plain JSON data (what a controller's state must be)."""
+    if depth > 16:
+        return False
+    if value is None or isinstance(value, (bool, str)):
+        return True
+    if isinstance(value, (int, float)):
+        return not isinstance(value, float) or math.isfinite(value)
+    if isinstance(value, list):
+        return len(value) <= 1_000_000 and all(_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _same_shape(model: Any, value: Any) -> bool:
+    """A loaded state has the keys of a fresh one, recursively (leaf values may differ)."""
+    if isinstance(model, dict):
+        return isinstance(value, dict) and set(model) == set(value) and all(
+            _same_shape(model[k], value[k]) for k in model)
+    if model is None or _is_number(model):
+        return value is None or _is_number(value)
+    if isinstance(model, list):
+        return isinstance(value, list)
+    return type(value) is type(model)
+
+
+class Plan:
+    """Channels on one clock. See the module docstring and docs/plans.md.
+
+    Args:
+        channels: ``{name: spec string | Schedule | controller | number}``.
+        horizon: the run's length in ``unit`` (an int), or a duration string in any unit
+            the rates convert (``'2Mtok'``, ``'3ep'``); None for an open-ended plan whose
+            channels do not need a length.
+        unit: the primary unit, ``'step'``, ``'sample'`` or ``'token'``.
+        rates: the run's :class:`Rates` at its starting batch (samples per step, tokens per
+            sample, steps per epoch).
+        micro_batch: samples per micro-batch, when a ``batch`` channel is realised by
+            gradient accumulation: batch values are whole multiples of it.
+    """
+
+    def __init__(self, channels: Mapping[str, Any], horizon: "int | str | None" = None, unit: "str | Unit" = "step",
+                 rates: Rates | None = None, *, micro_batch: int | None = None) -> None:
+        if not isinstance(channels, Mapping) or not channels:
+            raise PlanError("a plan needs at least one channel, as in {'lr': 'cosine(peak=3e-4)'}", field="channels")
+        if len(channels) > MAX_CHANNELS:
+            raise LimitError(f"a plan has at most {MAX_CHANNELS} channels; got {len(channels)}", field="channels")
+        for name in channels:
+            if not isinstance(name, str) or not _CHANNEL.match(name):
+                raise PlanError(f"a channel name is an optimizer field or a dotted name such as 'lr', 'batch' or "
+                                f"'loss.z'; got {_short_value(name)}", field="channels")
+        if rates is not None and not isinstance(rates, Rates):
+            raise PlanError(f"rates must be a cadence.Rates; got {type(rates).__name__}", field="rates")
+        if micro_batch is not None and (not _is_int(micro_batch) or micro_batch < 1):
+            raise PlanError(f"micro_batch must be a whole number of samples >= 1; got {_short_value(micro_batch)}",
+                            field="micro_batch")
+        self.unit = unit_of(unit)
+        self.rates = rates or Rates()
+        self.micro_batch = None if micro_batch is None else int(micro_batch)
+        self.schedules: dict[str, Schedule] = {name: _schedule(name, s) for name, s in channels.items()}
+        self._order = self._dependency_order()
+        self.monitors: dict[str, list[str]] = {}
+        for name in self._order:
+            for signal in self.schedules[name].monitors:
+                self.monitors.setdefault(signal, []).append(name)
+        self._frame = self._make_frame()
+        self.horizon = self._horizon(horizon)
+        self._records: list[list] = [[0, self.horizon, "replan"]] if self.horizon is not None else []
+        self._bind()
+        self.clock = dataclasses.replace(self._frame, horizon=self.horizon)
+        self.states = {name: self.schedules[name].init() for name in self._order}
+        self._cache: tuple[Clock, dict] | None = None
+        self._check_first_batch()
+
+    # -- building -------------------------------------------------------------------------
+    def _dependency_order(self) -> list[str]:
+        order, state = [], {}
+
+        def visit(name, path):
+            if state.get(name) == "done":
+                return
+            if state.get(name) == "open":
+                raise PlanError(f"channels read each other in a cycle: {' -> '.join([*path, name])}", field="channels")
+            state[name] = "open"
+            for other in self.schedules[name].inputs:
+                if other not in self.schedules:
+                    raise PlanError(f"channel {name!r} reads channel {other!r}, which this plan does not have "
+                                    f"(channels: {', '.join(self.schedules)})", field="channels")
+                visit(other, [*path, name])
+            state[name] = "done"
+            order.append(name)
+
+        for name in self.schedules:
+            visit(name, [])
+        return order
+
+    def _batch_is_constant(self) -> bool:
+        s = self.schedules.get(BATCH)
+        return s is None or (type(s) is Constant and s.warmup.value == 0)
+
+    def _make_frame(self) -> Clock:
+        """The clock's frame: rates per unit, and the length of one optimizer step in units."""
+        r = self.rates
+        per_step = r.samples_per_step
+        if BATCH in self.schedules:
+            per_step = self.schedules[BATCH].level if self._batch_is_constant() else None
+        tps = r.tokens_per_sample
+        samples_per_epoch = None
+        if r.steps_per_epoch is not None and r.samples_per_step is not None:
+            samples_per_epoch = float(r.steps_per_epoch) * float(r.samples_per_step)
+        if self.unit is Unit.STEP:
+            rates = Rates(samples_per_step=per_step, tokens_per_sample=tps,
+                          steps_per_epoch=None if per_step is None or samples_per_epoch is None
+                          else samples_per_epoch / per_step)
+            length = 1.0
+        elif self.unit is Unit.SAMPLE:
+            rates = Rates(samples_per_step=1.0, tokens_per_sample=tps, steps_per_epoch=samples_per_epoch)
+            length = per_step
+        else:
+            if tps is None:
+                raise PlanError("a plan on a token clock needs the run's tokens per sample (rates)", field="rates")
+            rates = Rates(samples_per_step=1.0 / tps, tokens_per_sample=tps,
+                          steps_per_epoch=None if samples_per_epoch is None else samples_per_epoch * tps)
+            length = None if per_step is None else per_step * tps
+        return Clock(unit=self.unit, rates=rates, step_length=length, samples_per_epoch=samples_per_epoch)
+
+    def _horizon(self, horizon) -> int | None:
+        if horizon is None:
+            needy = [n for n, s in self.schedules.items() if s.needs_total]
+            if needy:
+                raise PlanError(f"channel {needy[0]!r} needs the run's length: give the plan a horizon", field="horizon")
+            return None
+        if _is_int(horizon) or (isinstance(horizon, float) and horizon.is_integer()):
+            units = float(horizon)
+        else:
+            try:
+                duration = parse_duration(horizon, what="horizon")
+            except CadenceError as e:
+                raise PlanError(str(e), field="horizon") from None
+            if duration.unit is Unit.FRACTION:
+                raise PlanError(f"the horizon is the whole run: give it in {_UNIT_NAME[self.unit]}s or another unit, "
+                                f"not as a fraction ({horizon!r})", field="horizon")
+            try:
+                units = self._frame.context.steps(duration, what="horizon")
+            except DurationError as e:
+                raise PlanError(str(e), field="horizon") from None
+        if not math.isfinite(units) or units < 1:
+            raise PlanError(f"the horizon must be at least one {_UNIT_NAME[self.unit]}; got {_short_value(horizon)}",
+                            field="horizon")
+        if units > MAX_TOTAL_STEPS:
+            raise LimitError(f"the horizon is {units:.6g} {_UNIT_NAME[self.unit]}s; at most {MAX_TOTAL_STEPS} (2**53) "
+                             "are counted exactly", field="horizon")
+        return int(math.ceil(units))
+
+    def _bind(self) -> None:
+        """Build what is evaluated for the horizon records and check every channel against it."""
+        effective = {}
+        ctx = dataclasses.replace(self._frame, horizon=self.horizon).context
+        for name in self._order:
+            s = self.schedules[name]
+            if len(self._records) > 1:
+                s = Replanned(s, self._records)
+            try:
+                s.check(ctx)
+            except CadenceError as e:
+                raise type(e)(f"channel {name!r}: {e}", field=e.field) from None
+            effective[name] = s
+        self._effective = effective
+
+    def _check_first_batch(self) -> None:
+        if BATCH not in self.schedules:
+            return
+        first = self.values()[BATCH]
+        if self.micro_batch is not None and (first < self.micro_batch or first % self.micro_batch):
+            raise PlanError(f"channel 'batch' starts at {first:g} samples, which is not a whole number of "
+                            f"micro-batches of {self.micro_batch}", field="batch")
+
+    # -- the loop ---------------------------------------------------------------------------
+    def values(self) -> dict[str, float]:
+        """The value of every channel for the step about to run (the clock as it is now)."""
+        cached = self._cache
+        if cached is not None and cached[0] is self.clock:
+            return dict(cached[1])
+        out: dict[str, float] = {}
+        clock, states, effective = self.clock, self.states, self._effective
+        for name in self._order:
+            v = effective[name].value(states[name], clock, out)
+            if name == BATCH:
+                v = self._whole_batch(v)
+            out[name] = v
+        self._cache = (clock, out)
+        return dict(out)
+
+    def _whole_batch(self, v: float) -> int:
+        if not math.isfinite(v) or v < 1:
+            raise PlanError(f"channel 'batch' gives {v!r} samples at {self._where()}; a batch is at least 1 sample",
+                            field="batch")
+        m = self.micro_batch or 1
+        return max(m, int(v // m) * m)
+
+    def _where(self) -> str:
+        return f"{_UNIT_NAME[self.unit]} {self.clock.position}"
+
+    def observe(self, signals: Mapping[str, Any]) -> None:
+        """Let every controller see the signals of the step that just ran (before :meth:`advance`).
+
+        ``signals`` maps names to numbers (None or a missing name: not measured this step).
+        Controllers also see the values that step used, under their channel names.
+        """
+        if not isinstance(signals, Mapping):
+            raise PlanError(f"signals must be a mapping of names to numbers; got {type(signals).__name__}",
+                            field="signals")
+        for key, value in signals.items():
+            if not isinstance(key, str) or not (value is None or _is_number(value)):
+                raise PlanError(f"signal {_short_value(key)} must be a number or None; got {_short_value(value)}",
+                                field="signals")
+        seen = {**self.values(), **signals}
+        states = dict(self.states)
+        for name in self._order:
+            s = self._effective[name]
+            if s.stateful:
+                states[name] = s.update(states[name], self.clock, seen)
+        self.states = states
+        self._cache = None
+
+    def advance(self, samples: int | None = None, tokens: int | None = None) -> Clock:
+        """Count one optimizer step that used ``samples`` and ``tokens``; returns the new clock.
+
+        By default ``samples`` is the step's batch (the ``batch`` channel, else the rates'
+        samples per step) and ``tokens`` is samples times tokens per sample, when known.
+        """
+        if samples is None:
+            samples = self.values()[BATCH] if BATCH in self.schedules else self.rates.samples_per_step
+            if samples is None:
+                if self.unit is not Unit.STEP:
+                    raise PlanError(f"advance: this plan counts {_UNIT_NAME[self.unit]}s; say how many samples the "
+                                    "step used", field="samples")
+                samples = 0
+        if tokens is None:
+            tps = self.rates.tokens_per_sample
+            tokens = 0 if tps is None else samples * tps
+            if tps is None and self.unit is Unit.TOKEN:
+                raise PlanError("advance: this plan counts tokens; say how many the step used", field="tokens")
+        counts = {}
+        for name, value in (("samples", samples), ("tokens", tokens)):
+            if _is_number(value) and float(value).is_integer() and 0 <= value <= MAX_TOTAL_STEPS:
+                counts[name] = int(value)
+            else:
+                raise PlanError(f"advance: {name} must be a whole number >= 0; got {_short_value(value)}", field=name)
+        self.clock = self.clock.advanced(counts["samples"], counts["tokens"])
+        self._cache = None
+        return self.clock
+
+    def skip(self) -> Clock:
+        """Count a step that a guard skipped: no value, state or counter moves but ``skipped``."""
+        self.clock = self.clock.skipped_one()
+        return self.clock
+
+    @property
+    def done(self) -> bool:
+        """The clock has reached the horizon."""
+        return self.clock.done
+
+    @property
+    def channels(self) -> dict[str, str]:
+        """Each channel's spec string."""
+        return {name: s.spec() for name, s in self.schedules.items()}
+
+    # -- changing the horizon ---------------------------------------------------------------
+    def set_horizon(self, horizon: int, mode: str = "replan") -> None:
+        """Change the run's length from the clock's position on; values already used never change.
+
+        ``mode='replan'``: from now on every channel is the one planned for ``horizon``.
+        ``mode='stretch'``: what remained of the current plan is stretched onto the new
+        remaining units (continuous). Controllers keep their state.
+        """
+        if not _is_int(horizon):
+            raise PlanError(f"set_horizon: the horizon must be a whole number of {_UNIT_NAME[self.unit]}s; "
+                            f"got {_short_value(horizon)}", field="horizon")
+        if not isinstance(mode, str) or mode not in _MODES:
+            raise PlanError(f"set_horizon: mode must be one of {', '.join(map(repr, _MODES))}; got {_short_value(mode)}",
+                            field="mode")
+        at = self.clock.position
+        if horizon <= at:
+            raise PlanError(f"set_horizon: the new horizon ({horizon}) must be past the clock ({at})", field="horizon")
+        if any(s.stateful for s in self.schedules.values()) and self._records:
+            raise PlanError("set_horizon: a plan with controllers cannot change its horizon yet; start a new plan",
+                            field="horizon")
+        record = [at, int(horizon), mode] if self._records else [0, int(horizon), "replan"]
+        old = [list(r) for r in self._records], self.horizon
+        if self._records and self._records[-1][0] == at:
+            if len(self._records) == 1:
+                record[2] = "replan"
+            self._records[-1] = record
+        else:
+            self._records.append(record)
+        self.horizon = int(horizon)
+        try:
+            self._bind()
+        except CadenceError:
+            self._records, self.horizon = old
+            self._bind()
+            raise
+        self.clock = dataclasses.replace(self.clock, horizon=self.horizon)
+        self._cache = None
+
+    @property
+    def horizons(self) -> list[list]:
+        """The horizon records ``[position, horizon, mode]``, the first at 0."""
+        return [list(r) for r in self._records]
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe data: everything needed to resume exactly."""
+        return {
+            "format": FORMAT,
+            "unit": _UNIT_NAME[self.unit],
+            "horizon": self.horizon,
+            "horizons": self.horizons,
+            "channels": self.channels,
+            "clock": self.clock.counters(),
+            "states": json.loads(json.dumps(self.states)),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume from :meth:`state_dict`; refuses (one line, nothing changed) a state of another plan."""
+        found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
+        if not (isinstance(found, str) and found == FORMAT):
+            raise PlanError(f"expected a {FORMAT} state; got {_short_value(found)}", field="state")
+        missing = [k for k in ("unit", "horizon", "horizons", "channels", "clock", "states") if k not in state]
+        if missing:
+            raise PlanError(f"the plan state has no {', '.join(missing)}", field="state")
+        if state["channels"] != self.channels:
+            raise PlanError(f"the state belongs to a plan with channels {_short_value(state['channels'], 200)}; "
+                            f"this plan has {_short_value(self.channels, 200)}", field="state")
+        if state["unit"] != _UNIT_NAME[self.unit]:
+            raise PlanError(f"the state belongs to a plan on a {_short_value(state['unit'])} clock; this plan counts "
+                            f"{_UNIT_NAME[self.unit]}s", field="state")
+        records = state["horizons"]
+        if not (isinstance(records, list) and len(records) <= MAX_ITEMS and all(
+                isinstance(r, list) and len(r) == 3 and _is_int(r[0]) and _is_int(r[1]) and r[2] in _MODES
+                for r in records)):
+            raise PlanError("the plan state's horizons must be [position, horizon, mode] records", field="state")
+        first = records[0][1] if records else None
+        if first != (self._records[0][1] if self._records else None):
+            raise PlanError(f"the state belongs to a plan with horizon {_short_value(first)}; this plan's horizon "
+                            f"is {_short_value(self._records[0][1] if self._records else None)}", field="state")
+        states = state["states"]
+        if not (isinstance(states, dict) and set(states) == set(self.schedules) and _plain(states) and all(
+                _same_shape(self.schedules[n].init(), states[n]) for n in self.schedules)):
+            raise PlanError("the plan state's controller states do not fit this plan's controllers", field="state")
+        old = (self._records, self.horizon, self.clock, self.states, self._effective)
+        try:
+            self._records = [[int(a), int(b), str(m)] for a, b, m in records]
+            self.horizon = self._records[-1][1] if self._records else None
+            self._bind()
+            try:
+                clock = dataclasses.replace(self._frame, horizon=self.horizon).with_counters(state["clock"])
+            except (DurationError, TypeError) as e:
+                raise PlanError(f"the plan state's clock is not valid: {e}", field="state") from None
+            self.clock, self.states, self._cache = clock, json.loads(json.dumps(states)), None
+            self.values()
+        except (CadenceError, KeyError, TypeError, ValueError, ArithmeticError) as e:
+            self._records, self.horizon, self.clock, self.states, self._effective = old
+            self._cache = None
+            if isinstance(e, CadenceError):
+                raise
+            raise PlanError(f"the plan state does not fit this plan ({type(e).__name__}: {e})", field="state") from None
+
+    def __repr__(self) -> str:
+        driven = ", ".join(f"{n}={s.spec()}" for n, s in self.schedules.items())
+        return f"Plan({_UNIT_NAME[self.unit]} {self.clock.position} of {self.horizon}, {driven})"
