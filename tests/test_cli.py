@@ -75,6 +75,13 @@ def test_gallery(tmp_path, capsys):
         (["schedule", "cosine(peak=1)", "--total", "10", "--plot", "/no/such/dir/x.png"], "does not exist"),
         (["schedule", "cosine(peak=1)", "--total", "10", "--unit", "tok", "--plot", "y.png"], "tokens"),
         (["frobnicate"], "invalid choice"),
+        (["bench", "logreg", "--candidate", "a=cosine(peak=1)", "--candidate", "a=linear(peak=1)"],
+         "--candidate: name 'a' is given twice"),
+        (["bench", "logreg", "--out", "b"], "give at least one --candidate NAME=SPEC"),
+        (["bench", "tiny-lm", "--quick", "--candidate", "a=cosine(peak=1)"], "--quick brings its own candidates"),
+        (["bench", "logreg", "--plan", "a", "--out", "b"], "--candidate expects NAME=SPEC"),  # --plan: an alias
+        (["bench", "logreg", "--plan", "a=cosine(peak=1)", "--plan", "b=linear(peak=1)", "--baseline", "c", "--out", "b"],
+         "--baseline: 'c' is not one of the candidates (a, b)"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, fragment, capsys, tmp_path, monkeypatch):

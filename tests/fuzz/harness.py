@@ -678,7 +678,7 @@ class Corpus:
             if not (self.bench / "report.md").exists():
                 from cadence.cli import main
 
-                main(["bench", "logreg", "--plan", "a=cosine(peak=0.1)", "--plan", "b=linear(peak=0.1)", "--steps",
+                main(["bench", "logreg", "--candidate", "a=cosine(peak=0.1)", "--candidate", "b=linear(peak=0.1)", "--steps",
                       "3", "--seeds", "1", "--out", str(self.bench), "--no-progress"])
             self.curve = self.root / "curve.csv"
             steps = np.arange(40)

@@ -763,7 +763,9 @@ def cli_argv(draw):
             argv += _flag(d, "--out", out_path(), 9) + _switch(d, "--resume", 2) + _switch(d, "--overwrite", 1)
             argv += _flag(d, "--checkpoint-every", INT_ARGS, 2) + _flag(d, "--seed", INT_ARGS, 2)
         else:
-            argv += sum((["--plan", f"{d(st.sampled_from(['a', 'b', 'a', '', 'ü', 'x/y', '.']))}={d(simple_spec())}"]
+            # --plan: the deprecated alias of --candidate (same list, one warning line when the input is accepted)
+            argv += sum(([d(st.sampled_from(["--candidate"] * 4 + ["--plan"])),
+                          f"{d(st.sampled_from(['a', 'b', 'a', '', 'ü', 'x/y', '.']))}={d(simple_spec())}"]
                          for _ in range(d(st.integers(0, 2)))), [])
             argv += _flag(d, "--out", out_path(), 9) + _flag(d, "--seeds", mostly(["1", "2"], ["0", "x"]), 3)
             argv += _flag(d, "--baseline", mostly(["a", "b"], ["zz"]), 2)

@@ -1,7 +1,10 @@
-"""Run a matrix of plans x seeds on one workload and write a comparison report.
+"""Run a matrix of candidates x seeds on one workload and write a comparison report.
+
+A candidate is a named LR schedule spec (``NAME=SPEC``); every candidate runs over the same
+horizon (``steps``), seeds and settings.
 
 ``out/`` gets ``bench.json`` (the matrix, and the run folders cadence made for it),
-``runs/<plan>/seed-<s>/`` (one run each) and the report (``report.md``, ``summary.csv``,
+``runs/<candidate>/seed-<s>/`` (one run each) and the report (``report.md``, ``summary.csv``,
 figures). Running the same command again skips finished runs and resumes interrupted ones,
 so a killed comparison loses at most the steps since each run's last checkpoint.
 
@@ -43,23 +46,24 @@ from cadence.bench.runner import (MAX_THREADS, RUN_FILES, TEMP_FILES, RunConfig,
                                   has_user_files, read_manifest, train)
 from cadence.errors import EXIT_INTERRUPTED, CadenceError, LimitError, RunError, TrainingDiverged
 
-__all__ = ["BenchConfig", "run_bench", "QUICK", "REPORT_FILES", "MAX_SEEDS", "MAX_PLANS", "MAX_JOBS"]
+__all__ = ["BenchConfig", "run_bench", "QUICK", "REPORT_FILES", "MAX_SEEDS", "MAX_CANDIDATES", "MAX_JOBS"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 _RUN_DIR = re.compile(r"^runs/([A-Za-z0-9][A-Za-z0-9_.+-]{0,63})/seed-([0-9]{1,6})$")
-FORMAT = "cadence.bench/1"
+FORMAT = "cadence.bench/2"
+FORMAT_1 = "cadence.bench/1"  # config key "plans" for "candidates"; still read
 REPORT_FILES = ("report.md", "summary.csv", "loss.png", "val_loss.png")
 BENCH_TEMP = stable_temp("bench.json").name
 
 # Documented limits (docs/runner.md).
 MAX_SEEDS = 1000
-MAX_PLANS = 100
+MAX_CANDIDATES = 100
 MAX_JOBS = 64
 
-# The main job: four decay shapes at equal budget, warmup and peak (cadence bench tiny-lm --quick).
+# The main job: four decay shapes at the same horizon, warmup and peak (cadence bench tiny-lm --quick).
 QUICK = {
     "workload": "tiny-lm",
-    "plans": {
+    "candidates": {
         "cosine": "cosine(peak=2e-3, final=0.0, warmup='5%')",
         "linear": "linear(peak=2e-3, final=0.0, warmup='5%')",
         "wsd-1sqrt": "wsd(peak=2e-3, warmup='5%', decay='20%', final=0.0, shape='1-sqrt')",
@@ -76,8 +80,8 @@ QUICK = {
 @dataclass
 class BenchConfig:
     workload: str
-    plans: dict[str, str]  # plan name -> LR schedule spec
-    steps: int
+    candidates: dict[str, str]  # candidate name -> LR schedule spec
+    steps: int  # the horizon: optimizer steps in every run
     seeds: int = 3
     size: str | None = None
     batch_size: int | None = None
@@ -86,29 +90,30 @@ class BenchConfig:
     eval_every: int | None = None
     checkpoint_every: int = 100
     device: str = "cpu"
-    channels: dict[str, str] = field(default_factory=dict)  # other fields, the same for every plan
+    channels: dict[str, str] = field(default_factory=dict)  # other fields, the same for every candidate
     baseline: str | None = None
     target: float | None = None
 
     def check(self) -> "BenchConfig":
         """Validate what the matrix itself needs (names, counts); the runs validate the rest."""
-        if not isinstance(self.plans, dict) or not self.plans:
-            raise CadenceError("give at least one plan NAME=SPEC", field="plans")
-        if len(self.plans) > MAX_PLANS:
-            raise LimitError(f"{len(self.plans)} plans; at most {MAX_PLANS} are supported", field="plans")
-        for name, spec in self.plans.items():
+        if not isinstance(self.candidates, dict) or not self.candidates:
+            raise CadenceError("give at least one candidate NAME=SPEC", field="candidates")
+        if len(self.candidates) > MAX_CANDIDATES:
+            raise LimitError(f"{len(self.candidates)} candidates; at most {MAX_CANDIDATES} are supported",
+                             field="candidates")
+        for name, spec in self.candidates.items():
             if not isinstance(name, str) or not _NAME.match(name):
-                raise CadenceError(f"plan name {str(name)[:80]!r} must be 1-64 letters, digits, '_', '.', '+' or '-', "
-                                   "starting with a letter or digit (it names a folder)", field="plans")
+                raise CadenceError(f"candidate name {str(name)[:80]!r} must be 1-64 letters, digits, '_', '.', '+' or "
+                                   "'-', starting with a letter or digit (it names a folder)", field="candidates")
             if not isinstance(spec, str):
-                raise CadenceError(f"plan {name!r}: the spec must be a string; got {spec!r}", field="plans")
+                raise CadenceError(f"candidate {name!r}: the spec must be a string; got {spec!r}", field="candidates")
         if not isinstance(self.channels, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                           for k, v in self.channels.items()):
             raise CadenceError(f"channels must map optimizer fields to specs; got {self.channels!r}", field="channels")
         if "lr" in self.channels:
-            raise CadenceError("the learning rate is each plan's own; channels cannot drive 'lr'", field="channels")
-        if self.baseline is not None and self.baseline not in self.plans:
-            raise CadenceError(f"{str(self.baseline)[:80]!r} is not one of the plans ({', '.join(self.plans)})",
+            raise CadenceError("the learning rate is each candidate's own; channels cannot drive 'lr'", field="channels")
+        if self.baseline is not None and self.baseline not in self.candidates:
+            raise CadenceError(f"{str(self.baseline)[:80]!r} is not one of the candidates ({', '.join(self.candidates)})",
                                field="baseline")
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise CadenceError(f"seeds must be a positive whole number; got {self.seeds!r}", field="seeds")
@@ -122,7 +127,7 @@ class BenchConfig:
     def runs(self) -> list[tuple[str, int, RunConfig]]:
         self.check()
         out = []
-        for name, spec in self.plans.items():
+        for name, spec in self.candidates.items():
             for seed in range(self.seeds):
                 cfg = RunConfig(workload=self.workload, plan={"lr": spec, **self.channels}, steps=self.steps, seed=seed,
                                 size=self.size, batch_size=self.batch_size, optimizer=self.optimizer,
@@ -132,16 +137,17 @@ class BenchConfig:
         return out
 
     def run_dirs(self) -> list[str]:
-        return [f"runs/{name}/seed-{seed}" for name in self.plans for seed in range(self.seeds)]
+        return [f"runs/{name}/seed-{seed}" for name in self.candidates for seed in range(self.seeds)]
 
     @classmethod
     def from_record(cls, data: object, path: "str | Path") -> "BenchConfig":
-        """The config of a bench.json, checked (keys, types, names, counts), or one RunError line."""
+        """The config of a bench.json (this format or FORMAT_1), checked (keys, types, names, counts), or one
+        RunError line."""
         if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
             raise RunError(f"{path} is not a cadence comparison record (no 'config' object)")
-        config = data["config"]
+        config = _current(data)["config"]
         fields = [f.name for f in dataclasses.fields(cls)]
-        missing = [k for k in ("workload", "plans", "steps") if k not in config]
+        missing = [k for k in ("workload", "candidates", "steps") if k not in config]
         unknown = [str(k)[:40] for k in config if k not in fields]
         if missing or unknown:
             parts = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unknown {', '.join(unknown)}"] if unknown else [])
@@ -163,6 +169,16 @@ class BenchConfig:
         return bench
 
 
+def _current(record: object) -> object:
+    """A bench.json record in this release's format: a FORMAT_1 record's config key "plans" becomes "candidates"
+    (a copy; the same key order). Anything else is returned as it is."""
+    if not (isinstance(record, dict) and record.get("format") == FORMAT_1 and isinstance(record.get("config"), dict)
+            and "plans" in record["config"] and "candidates" not in record["config"]):
+        return record
+    config = {("candidates" if k == "plans" else k): v for k, v in record["config"].items()}
+    return {**record, "format": FORMAT, "config": config}
+
+
 # -- the comparison folder -------------------------------------------------------------------
 
 def _recorded_runs(old: object) -> list[str]:
@@ -180,16 +196,16 @@ def _recorded_runs(old: object) -> list[str]:
 
 def _remove_old(out: Path, old: object, log) -> None:
     """Remove what cadence wrote for the comparison being replaced, and nothing else."""
-    plans = set()
+    candidates = set()
     for rel in _recorded_runs(old):
-        plan_dir = out / "runs" / rel.split("/")[1]
+        candidate_dir = out / "runs" / rel.split("/")[1]
         run_dir = out / rel
-        if any(p.is_symlink() for p in (out / "runs", plan_dir, run_dir)):
+        if any(p.is_symlink() for p in (out / "runs", candidate_dir, run_dir)):
             log(f"kept {rel}: a symbolic link, not a folder cadence made")
             continue
         if not run_dir.is_dir():
             continue
-        plans.add(plan_dir)
+        candidates.add(candidate_dir)
         for name in RUN_FILES + TEMP_FILES:
             path = run_dir / name
             if os.path.lexists(path) and not path.is_dir():
@@ -199,7 +215,7 @@ def _remove_old(out: Path, old: object, log) -> None:
             log(f"removed {rel} (a run of the comparison being replaced)")
         except OSError:
             log(f"kept {rel}: removed its run files; it holds other files, which cadence did not write")
-    for folder in [*sorted(plans), out / "runs"]:
+    for folder in [*sorted(candidates), out / "runs"]:
         try:
             folder.rmdir()  # only when empty: a folder with anything of the user's stays
         except OSError:
@@ -221,6 +237,7 @@ def _prepare(out: Path, record: dict, overwrite: bool, log) -> None:
                 raise RunError(f"{' '.join(str(e).split())}; move it away or replace the comparison (overwrite)",
                                field="overwrite") from None
             old = None
+        old = _current(old)  # a comparison written by the previous release continues too
         if isinstance(old, dict) and old.get("config") == record["config"]:
             return  # the same comparison: continue it
         if not overwrite:
@@ -324,7 +341,7 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 
 def run_bench(config: BenchConfig, out: "str | Path", *, jobs: int = 1, overwrite: bool = False,
               progress: bool = True, log=print, threads: int | None = None, warn=None) -> dict:
-    """Run every (plan, seed) that is not finished yet, then write the report; returns its summary.
+    """Run every (candidate, seed) that is not finished yet, then write the report; returns its summary.
 
     ``log`` gets progress lines; ``warn`` (default: ``log``) one line per file removed when
     replacing, per diverged run and per resume that is not bit-exact. The result has the
@@ -357,7 +374,7 @@ def run_bench(config: BenchConfig, out: "str | Path", *, jobs: int = 1, overwrit
         warn(line)
     for name, seed in diverged:
         warn(_diverged_line(name, seed, out / "runs" / name / f"seed-{seed}"))
-    result["diverged"] = [{"plan": name, "seed": seed} for name, seed in diverged]
+    result["diverged"] = [{"candidate": name, "seed": seed} for name, seed in diverged]
     return result
 
 
@@ -376,7 +393,7 @@ def _run_matrix(config: BenchConfig, out: Path, matrix, jobs: int, overwrite: bo
         elif state != "complete":
             todo.append((name, seed, cfg, str(run_dir), state))
     done = len(matrix) - len(todo)
-    log(f"{config.workload}: {len(matrix)} runs ({len(config.plans)} plans x {config.seeds} seeds), "
+    log(f"{config.workload}: {len(matrix)} runs ({len(config.candidates)} candidates x {config.seeds} seeds), "
         f"{done} already finished, {len(todo)} to run")
     cores = os.cpu_count() or 1
     jobs = min(jobs, max(len(todo), 1))

@@ -4,8 +4,8 @@
   every run), mean ± standard deviation over seeds; also the training loss averaged over
   the last 5% of steps.
 * Steps to target: the first evaluation step at which a run's validation loss is at or
-  below the target (default: the baseline plan's mean final validation loss), averaged
-  over the seeds that reach it. Speed-up: the baseline's steps to target divided by the plan's.
+  below the target (default: the baseline candidate's mean final validation loss), averaged
+  over the seeds that reach it. Speed-up: the baseline's steps to target divided by the candidate's.
 """
 
 from __future__ import annotations
@@ -109,10 +109,10 @@ def summarise(folder: "str | Path") -> dict:
     if not bench_file.is_file():
         raise RunError(f"{folder} holds no cadence comparison (no bench.json)")
     bench = asdict(BenchConfig.from_record(_read_json(bench_file, "cadence comparison record"), bench_file))
-    plans = list(bench["plans"])
+    candidates = list(bench["candidates"])
     runs: dict[str, list[dict]] = {}
     diverged: dict[str, list[tuple[int, int]]] = {}
-    for name in plans:
+    for name in candidates:
         runs[name], diverged[name] = [], []
         for seed in range(bench["seeds"]):
             run_dir = folder / "runs" / name / f"seed-{seed}"
@@ -129,29 +129,29 @@ def summarise(folder: "str | Path") -> dict:
                 raise RunError(f"{path} has no {', '.join(lacking)} column(s)")
             if len(m["step"]) == bench["steps"]:
                 runs[name].append(m)
-    missing = [n for n in plans if not runs[n] and not diverged[n]]
+    missing = [n for n in candidates if not runs[n] and not diverged[n]]
     if missing:
-        raise RunError(f"no finished runs for plan(s) {', '.join(missing)} in {folder}; run the comparison first")
-    baseline = bench.get("baseline") or plans[0]
-    final = {n: [float(m["val_loss"][-1]) for m in runs[n]] for n in plans}
+        raise RunError(f"no finished runs for candidate(s) {', '.join(missing)} in {folder}; run the comparison first")
+    baseline = bench.get("baseline") or candidates[0]
+    final = {n: [float(m["val_loss"][-1]) for m in runs[n]] for n in candidates}
     target = bench.get("target")
     if target is None and final[baseline]:
         target = float(np.mean(final[baseline]))
     rows = []
-    for n in plans:
+    for n in candidates:
         tail = max(1, bench["steps"] // 20)
         hits = [_steps_to(m, target) for m in runs[n]] if target is not None else []
         reached = [h for h in hits if h is not None]
         tried = len(runs[n]) + len(diverged[n])
         rows.append({
-            "plan": n, "spec": bench["plans"][n], "seeds": len(runs[n]),
+            "candidate": n, "spec": bench["candidates"][n], "seeds": len(runs[n]),
             "final_val": _mean_std(final[n]) if runs[n] else None,
             "final_train": _mean_std([float(np.mean(m["train_loss"][-tail:])) for m in runs[n]]) if runs[n] else None,
             "steps_to_target": float(np.mean(reached)) if reached else None,
             "reached": f"{len(reached)}/{tried}" if target is not None else "-",
             "diverged": diverged[n],
         })
-    base = next(r for r in rows if r["plan"] == baseline)
+    base = next(r for r in rows if r["candidate"] == baseline)
     for r in rows:
         s, b = r["steps_to_target"], base["steps_to_target"]
         r["speedup"] = (b / s) if (s and b) else None
@@ -165,7 +165,7 @@ def _diverged_steps(r: dict) -> str:
 
 def _table(summary: dict) -> str:
     lines = [
-        "| plan | final val loss | final train loss | steps to target | reached | speed-up vs "
+        "| candidate | final val loss | final train loss | steps to target | reached | speed-up vs "
         f"{summary['baseline']} |",
         "|---|---|---|---|---|---|",
     ]
@@ -173,7 +173,7 @@ def _table(summary: dict) -> str:
     best = min(finished) if finished else None
     for r in summary["rows"]:
         if r["final_val"] is None:
-            lines.append(f"| {r['plan']} | diverged at step {_diverged_steps(r)} | - | - | {r['reached']} | - |")
+            lines.append(f"| {r['candidate']} | diverged at step {_diverged_steps(r)} | - | - | {r['reached']} | - |")
             continue
         v, s = r["final_val"]
         mark = " **best**" if v == best else ""
@@ -181,7 +181,7 @@ def _table(summary: dict) -> str:
             mark += f" ({len(r['diverged'])}/{len(r['diverged']) + r['seeds']} diverged at step {_diverged_steps(r)})"
         stt = "-" if r["steps_to_target"] is None else f"{r['steps_to_target']:.0f}"
         sp = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
-        lines.append(f"| {r['plan']}{mark} | {v:.4f} ± {s:.4f} | {r['final_train'][0]:.4f} ± {r['final_train'][1]:.4f} "
+        lines.append(f"| {r['candidate']}{mark} | {v:.4f} ± {s:.4f} | {r['final_train'][0]:.4f} ± {r['final_train'][1]:.4f} "
                      f"| {stt} | {r['reached']} | {sp} |")
     return "\n".join(lines)
 
@@ -201,7 +201,7 @@ def _figures(summary: dict, folder: Path) -> list[str]:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    rows = [r for r in summary["rows"] if summary["runs"][r["plan"]]]  # a plan whose every run diverged has no curve
+    rows = [r for r in summary["rows"] if summary["runs"][r["candidate"]]]  # a candidate whose every run diverged has no curve
     if not rows:
         return []
     steps = summary["steps"]
@@ -213,13 +213,13 @@ def _figures(summary: dict, folder: Path) -> list[str]:
     for ax, start in zip(axes, (0, int(steps * 0.5))):
         lr_ax = ax.twinx()
         for i, row in enumerate(rows):
-            runs = summary["runs"][row["plan"]]
+            runs = summary["runs"][row["candidate"]]
             curves = np.array([_ema(m["train_loss"], span) for m in runs])
             x = runs[0]["step"]
             mean, lo, hi = curves.mean(0), curves.min(0), curves.max(0)
             c = colors[i % len(colors)]
             sl = slice(start, None)
-            ax.plot(x[sl], mean[sl], color=c, lw=1.6, label=row["plan"])
+            ax.plot(x[sl], mean[sl], color=c, lw=1.6, label=row["candidate"])
             if len(runs) > 1:
                 ax.fill_between(x[sl], lo[sl], hi[sl], color=c, alpha=0.2, lw=0)
             lr_ax.plot(x[sl], runs[0]["lr"][sl], color=c, lw=0.9, ls="--", alpha=0.7)
@@ -229,7 +229,7 @@ def _figures(summary: dict, folder: Path) -> list[str]:
         ax.grid(alpha=0.3)
         ax.set_title("whole run" if start == 0 else "second half")
         if start:
-            tail = np.concatenate([np.array([_ema(m["train_loss"], span) for m in summary["runs"][r["plan"]]])[:, start:].ravel()
+            tail = np.concatenate([np.array([_ema(m["train_loss"], span) for m in summary["runs"][r["candidate"]]])[:, start:].ravel()
                                    for r in rows])
             ax.set_ylim(np.percentile(tail, 0.5) - 0.02, np.percentile(tail, 99.5) + 0.02)
     axes[0].legend(fontsize=8)
@@ -241,12 +241,12 @@ def _figures(summary: dict, folder: Path) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for i, row in enumerate(rows):
-        runs = summary["runs"][row["plan"]]
+        runs = summary["runs"][row["candidate"]]
         mask = ~np.isnan(runs[0]["val_loss"])
         x = runs[0]["step"][mask] + 1
         vals = np.array([m["val_loss"][mask] for m in runs])
         c = colors[i % len(colors)]
-        ax.plot(x, vals.mean(0), color=c, lw=1.6, marker=".", ms=3, label=row["plan"])
+        ax.plot(x, vals.mean(0), color=c, lw=1.6, marker=".", ms=3, label=row["candidate"])
         if len(runs) > 1:
             ax.fill_between(x, vals.min(0), vals.max(0), color=c, alpha=0.2, lw=0)
     if summary["target"] is not None:
@@ -272,19 +272,19 @@ def write_report(folder: "str | Path") -> dict:
     figures = _figures(summary, folder)
     bench = summary["bench"]
     table = _table(summary)
-    specs = "\n".join(f"- `{r['plan']}`: `{r['spec']}`" for r in summary["rows"])
+    specs = "\n".join(f"- `{r['candidate']}`: `{r['spec']}`" for r in summary["rows"])
     if summary["target"] is None:
         target = f"none (every run of the baseline `{summary['baseline']}` diverged)"
     else:
         target = f"{summary['target']:.4f} ({'given' if bench.get('target') is not None else 'mean final validation loss of the baseline `' + summary['baseline'] + '`'})"
-    lost = [f"`{r['plan']}` seed {seed} at step {at}" for r in summary["rows"] for seed, at in r["diverged"]]
+    lost = [f"`{r['candidate']}` seed {seed} at step {at}" for r in summary["rows"] for seed, at in r["diverged"]]
     diverged = (f"\nDiverged (the loss became NaN or infinite; not counted in the statistics): {', '.join(lost)}.\n"
                 if lost else "")
     alt = {"loss.png": "training loss", "val_loss.png": "validation loss"}
     pictures = "".join(f"\n![{alt[name]}]({name})\n" for name in figures)
     text = f"""# {summary['workload']}: schedule comparison
 
-{len(summary['rows'])} plans x {bench['seeds']} seed(s), {bench['steps']} steps each, size `{bench['size'] or 'default'}`,
+{len(summary['rows'])} candidates x {bench['seeds']} seed(s), horizon {bench['steps']} steps, size `{bench['size'] or 'default'}`,
 optimizer {bench['optimizer']}. Target validation loss: {target}.
 
 {table}
@@ -293,7 +293,7 @@ Final val loss: validation loss after the last step, mean ± std over seeds. Fin
 loss: mean over the last 5% of steps. Steps to target: first evaluation (every
 {bench['eval_every'] or 'default'} steps) at or below the target, mean over the seeds that reach it.
 
-Plans:
+Candidates:
 {specs}
 {pictures}"""
     atomic_write(folder / "report.md", lambda tmp: Path(tmp).write_text(text))
@@ -304,11 +304,11 @@ Plans:
 
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["plan", "seeds", "final_val_mean", "final_val_std", "final_train_mean", "final_train_std",
+            w.writerow(["candidate", "seeds", "final_val_mean", "final_val_std", "final_train_mean", "final_train_std",
                         "steps_to_target", "reached", "speedup", "diverged", "diverged_at"])
             for r in summary["rows"]:
                 fv, ft = r["final_val"] or (None, None), r["final_train"] or (None, None)
-                w.writerow([r["plan"], r["seeds"], num(fv[0]), num(fv[1]), num(ft[0]), num(ft[1]),
+                w.writerow([r["candidate"], r["seeds"], num(fv[0]), num(fv[1]), num(ft[0]), num(ft[1]),
                             "" if r["steps_to_target"] is None else r["steps_to_target"], r["reached"],
                             num(r["speedup"]), len(r["diverged"]), " ".join(str(at) for _, at in r["diverged"])])
     atomic_write(folder / "summary.csv", write_csv)

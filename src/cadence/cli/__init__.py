@@ -24,7 +24,7 @@ FLAGS = {
     "seed": "--seed", "batch_size": "--batch-size", "eval_every": "--eval-every", "checkpoint_every": "--checkpoint-every",
     "weight_decay": "--weight-decay", "optimizer": "--optimizer", "device": "--device", "size": "--size",
     "warmup": "--warmup", "peak": "--peak", "params": "--params", "tokens": "--tokens", "seq_len": "--seq-len",
-    "batch": "--batch", "schedule": "--schedule", "law": "--law", "plans": "--plan", "lr": "--lr", "channels": "--set",
+    "batch": "--batch", "schedule": "--schedule", "law": "--law", "candidates": "--candidate", "lr": "--lr", "channels": "--set",
     "total_steps": "--total", "samples_per_step": "--samples-per-step", "tokens_per_sample": "--tokens-per-sample",
     "steps_per_epoch": "--steps-per-epoch",
 }

@@ -31,19 +31,23 @@ def register(sub) -> None:
     r.add_argument("--checkpoint-every", type=common.positive_int, metavar="K", help="steps between checkpoints (100)")
     r.set_defaults(handler=_guarded(_cmd_run))
 
-    b = common.command(sub, "bench", "compare plans over seeds on one workload and write a report")
+    b = common.command(sub, "bench", "compare candidate schedules over seeds on one workload and write a report")
     b.add_argument("workload", help="tiny-lm, digits, digits-cnn or logreg")
-    b.add_argument("--plan", metavar="NAME=SPEC", action="append", default=[], help="a plan (LR schedule); repeat")
+    b.add_argument("--candidate", metavar="NAME=SPEC", action="append", default=[],
+                   help="a candidate (LR schedule) to compare; repeat")
+    b.add_argument("--plan", metavar="NAME=SPEC", dest="candidate", action=_DeprecatedAppend,
+                   help="deprecated alias of --candidate (will be removed)")
     b.add_argument("--quick", action="store_true",
-                   help="tiny-lm only: cosine, linear, WSD (1-sqrt, 20%%) and REX at equal budget, in minutes")
-    b.add_argument("--seeds", type=common.positive_int, help="seeds per plan (default 3; --quick: 1)")
-    b.add_argument("--steps", type=common.positive_int, help="steps per run (default: the workload's)")
+                   help="tiny-lm only: cosine, linear, WSD (1-sqrt, 20%%) and REX at the same horizon, in minutes")
+    b.add_argument("--seeds", type=common.positive_int, help="seeds per candidate (default 3; --quick: 1)")
+    b.add_argument("--steps", type=common.positive_int,
+                   help="the horizon, in optimizer steps, of every run (default: the workload's)")
     b.add_argument("--out", metavar="DIR", help="comparison folder (default: out/bench-WORKLOAD)")
     b.add_argument("--jobs", type=common.positive_int, default=1, help="runs in parallel processes")
-    b.add_argument("--baseline", metavar="NAME", help="plan to compare against (default: the first)")
+    b.add_argument("--baseline", metavar="NAME", help="candidate to compare against (default: the first)")
     b.add_argument("--target", type=float, help="target validation loss (default: the baseline's final loss)")
     b.add_argument("--set", metavar="FIELD=SPEC", action="append", default=[],
-                   help="drive another optimizer field the same way in every plan")
+                   help="drive another optimizer field the same way in every candidate")
     b.add_argument("--overwrite", action="store_true", help="replace a comparison with other settings in --out")
     _add_training(b)
     b.set_defaults(handler=_guarded(_cmd_bench))
@@ -51,6 +55,18 @@ def register(sub) -> None:
     rp = sub.add_parser("report", help="rewrite the report of a comparison folder")
     rp.add_argument("folder")
     rp.set_defaults(handler=_guarded(_cmd_report))
+
+
+class _DeprecatedAppend(argparse._AppendAction):
+    """An old flag that still works: appends to its new flag's list (in command-line order) and records that it
+    was used, so that the command can say so."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        super().__call__(parser, namespace, values, option_string)
+        setattr(namespace, "deprecated_flags", [*getattr(namespace, "deprecated_flags", []), option_string])
+
+
+_BENCH_PLAN = "bench --plan is now --candidate; --plan will be removed"
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
@@ -162,17 +178,17 @@ def _cmd_bench(args) -> None:
     if args.quick:
         if args.workload != QUICK["workload"]:
             raise CadenceError(f"--quick is defined for {QUICK['workload']} only")
-        if args.plan:
-            raise CadenceError("--quick brings its own plans; drop --plan or drop --quick")
-        plans = dict(QUICK["plans"])
+        if args.candidate:
+            raise CadenceError("--quick brings its own candidates; drop --candidate or drop --quick")
+        candidates = dict(QUICK["candidates"])
         defaults = QUICK
     else:
-        plans = common.parse_named(args.plan, "--plan", "NAME=SPEC, e.g. cos=\"cosine(peak=1e-3)\"")
-        if not plans:
-            raise CadenceError("give at least one --plan NAME=SPEC (or --quick for tiny-lm)")
+        candidates = common.parse_named(args.candidate, "--candidate", "NAME=SPEC, e.g. cos=\"cosine(peak=1e-3)\"")
+        if not candidates:
+            raise CadenceError("give at least one --candidate NAME=SPEC (or --quick for tiny-lm)")
         defaults = {}
     config = BenchConfig(
-        workload=args.workload, plans=plans,
+        workload=args.workload, candidates=candidates,
         steps=args.steps or defaults.get("steps") or w.default_steps,
         seeds=args.seeds or defaults.get("seeds") or 3,
         size=args.size or defaults.get("size"), batch_size=args.batch_size, optimizer=args.optimizer or "adamw",
@@ -181,9 +197,26 @@ def _cmd_bench(args) -> None:
         target=args.target,
     )
     out = args.out or f"out/bench-{args.workload}" + ("-quick" if args.quick else "")
-    log = (lambda msg: None) if args.no_progress else (lambda msg: print(_show(msg), file=sys.stderr))
+    # `--plan` says it is deprecated once the comparison has accepted its input (run_bench logs or warns before
+    # any run starts), so that input it refuses still ends in one line, the error.
+    notices = [_BENCH_PLAN] if getattr(args, "deprecated_flags", None) else []
+
+    def notice() -> None:
+        while notices:
+            _warn(notices.pop())
+
+    def log(msg: str) -> None:
+        notice()
+        if not args.no_progress:
+            print(_show(msg), file=sys.stderr)
+
+    def warn(msg: str) -> None:
+        notice()
+        _warn(msg)
+
     result = run_bench(config, out, jobs=args.jobs, overwrite=args.overwrite, progress=not args.no_progress, log=log,
-                       threads=args.threads, warn=_warn)
+                       threads=args.threads, warn=warn)
+    notice()
     print(result["table"])
     print(f"\nreport: {_show(result['report'])}")
 
