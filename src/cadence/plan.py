@@ -157,6 +157,7 @@ class Plan:
         self.states = {name: self.schedules[name].init() for name in self._order}
         self._cache: tuple[Clock, dict] | None = None
         self._check_first_batch()
+        self._fixed_counts = self._constant_counts()
 
     # -- building -------------------------------------------------------------------------
     def _dependency_order(self) -> list[str]:
@@ -217,7 +218,7 @@ class Plan:
                 raise PlanError(f"channel {needy[0]!r} needs the run's length: give the plan a horizon", field="horizon")
             return None
         if _is_int(horizon) or (isinstance(horizon, float) and horizon.is_integer()):
-            units = float(horizon)
+            units = float(horizon) if horizon <= MAX_TOTAL_STEPS else math.inf
         else:
             try:
                 duration = parse_duration(horizon, what="horizon")
@@ -230,6 +231,9 @@ class Plan:
                 units = self._frame.context.steps(duration, what="horizon")
             except DurationError as e:
                 raise PlanError(str(e), field="horizon") from None
+        if units == math.inf and _is_int(horizon):
+            raise LimitError(f"the horizon is {_short_value(horizon)} {_UNIT_NAME[self.unit]}s; at most {MAX_TOTAL_STEPS} "
+                             "(2**53) are counted exactly", field="horizon")
         if not math.isfinite(units) or units < 1:
             raise PlanError(f"the horizon must be at least one {_UNIT_NAME[self.unit]}; got {_short_value(horizon)}",
                             field="horizon")
@@ -253,6 +257,17 @@ class Plan:
             effective[name] = s
         self._effective = effective
 
+    def _constant_counts(self) -> tuple[int, int] | None:
+        """(samples, tokens) of every step when the batch cannot change and both are whole; else None."""
+        if BATCH in self.schedules or self.unit is not Unit.STEP:
+            return None
+        per, tps = self.rates.samples_per_step, self.rates.tokens_per_sample
+        samples = 0 if per is None else per
+        tokens = 0 if per is None or tps is None else per * tps
+        if not (float(samples).is_integer() and float(tokens).is_integer() and tokens <= MAX_TOTAL_STEPS):
+            return None
+        return int(samples), int(tokens)
+
     def _check_first_batch(self) -> None:
         if BATCH not in self.schedules:
             return
@@ -264,18 +279,27 @@ class Plan:
     # -- the loop ---------------------------------------------------------------------------
     def values(self) -> dict[str, float]:
         """The value of every channel for the step about to run (the clock as it is now)."""
+        return dict(self._values())
+
+    def _values(self) -> dict[str, float]:
+        """:meth:`values` without the copy (callers must not change it)."""
         cached = self._cache
         if cached is not None and cached[0] is self.clock:
-            return dict(cached[1])
+            return cached[1]
         out: dict[str, float] = {}
         clock, states, effective = self.clock, self.states, self._effective
         for name in self._order:
-            v = effective[name].value(states[name], clock, out)
+            s = effective[name]
+            try:
+                # a schedule's value is _value_on the clock; calling it directly saves a call per channel
+                v = s.value(states[name], clock, out) if s.stateful else s._value_on(clock.context, clock.position)
+            except CadenceError as e:
+                raise type(e)(f"{name}: {e}", field=e.field) from None
             if name == BATCH:
                 v = self._whole_batch(v)
             out[name] = v
         self._cache = (clock, out)
-        return dict(out)
+        return out
 
     def _whole_batch(self, v: float) -> int:
         if not math.isfinite(v) or v < 1:
@@ -300,7 +324,7 @@ class Plan:
             if not isinstance(key, str) or not (value is None or _is_number(value)):
                 raise PlanError(f"signal {_short_value(key)} must be a number or None; got {_short_value(value)}",
                                 field="signals")
-        seen = {**self.values(), **signals}
+        seen = {**self._values(), **signals}
         states = dict(self.states)
         for name in self._order:
             s = self._effective[name]
@@ -315,8 +339,12 @@ class Plan:
         By default ``samples`` is the step's batch (the ``batch`` channel, else the rates'
         samples per step) and ``tokens`` is samples times tokens per sample, when known.
         """
+        if samples is None and tokens is None and self._fixed_counts is not None:  # the hot path: a constant batch
+            self.clock = self.clock.advanced(*self._fixed_counts)
+            self._cache = None
+            return self.clock
         if samples is None:
-            samples = self.values()[BATCH] if BATCH in self.schedules else self.rates.samples_per_step
+            samples = self._values()[BATCH] if BATCH in self.schedules else self.rates.samples_per_step
             if samples is None:
                 if self.unit is not Unit.STEP:
                     raise PlanError(f"advance: this plan counts {_UNIT_NAME[self.unit]}s; say how many samples the "

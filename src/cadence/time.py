@@ -321,8 +321,18 @@ class Clock:
         return self.horizon is not None and self.position >= self.horizon
 
     def advanced(self, samples: int = 0, tokens: int = 0) -> "Clock":
-        """The clock after one optimizer step that used ``samples`` and ``tokens``."""
-        return dataclasses.replace(self, step=self.step + 1, samples=self.samples + samples, tokens=self.tokens + tokens)
+        """The clock after one optimizer step that used ``samples`` and ``tokens`` (whole numbers >= 0).
+
+        The hot path of every training step: the new clock shares this one's frame (and its
+        ``context`` object) and is not validated again.
+        """
+        new = object.__new__(Clock)
+        fields = new.__dict__
+        fields.update(self.__dict__)
+        fields["step"] = self.step + 1
+        fields["samples"] = self.samples + samples
+        fields["tokens"] = self.tokens + tokens
+        return new
 
     def skipped_one(self) -> "Clock":
         """The clock after a skipped step: ``skipped`` + 1, every other counter as it was."""

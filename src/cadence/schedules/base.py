@@ -380,7 +380,7 @@ class Schedule(abc.ABC):
         never computed for a step of the run.
         """
         memo = self.__dict__.get("_memo")
-        if memo is not None and memo[0] == ctx and memo[1] <= position < memo[2]:
+        if memo is not None and memo[1] <= position < memo[2] and (memo[0] is ctx or memo[0] == ctx):
             return float(memo[3][int(position - memo[1])])
         if ctx.unit is not Unit.STEP or position != int(position):
             return float(self.evaluate(np.array([float(position)]), ctx)[0])

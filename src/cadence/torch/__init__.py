@@ -1,6 +1,8 @@
-"""Drive any PyTorch optimizer field from cadence schedules.
+"""Drive any PyTorch optimizer field from cadence schedules, controllers or a whole Plan.
 
-``Scheduler(optimizer, schedule, total_steps=...)`` speaks the
+``Scheduler(optimizer, schedule, total_steps=...)`` (or ``Scheduler(optimizer, plan)``) is a
+thin client of a :class:`cadence.Plan`: the plan keeps the clock and the controllers'
+state, the scheduler writes the plan's optimizer channels into the param groups. It speaks the
 ``torch.optim.lr_scheduler.LRScheduler`` protocol (``step()``, ``get_last_lr()``,
 ``state_dict()``, ``load_state_dict()``) and is an instance of that class, so it drops into
 plain loops, the transformers Trainer and Lightning. Unlike torch's schedulers it never
@@ -24,16 +26,17 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from cadence.errors import CadenceError, LimitError
-from cadence.schedules import Replanned, Schedule, parse
+from cadence.plan import BATCH, FORMAT as PLAN_FORMAT, Plan
+from cadence.schedules import Schedule
 from cadence.schedules.base import _short_value
 from cadence.schedules.limits import MAX_ITEMS, MAX_TOTAL_STEPS
-from cadence.time import Rates
+from cadence.time import Rates, Unit
 
-__all__ = ["Scheduler"]
+__all__ = ["Scheduler", "OptimizerFields", "optimizer_channels"]
 
 _FORMAT = "cadence.torch.Scheduler/1"
-_BLOCK = 4096  # steps evaluated at once; one numpy call per block keeps step() cheap
 _MODES = ("replan", "stretch")
+_BETAS = ("betas", "beta1", "beta2")
 
 
 def _is_int(value) -> bool:
@@ -74,89 +77,190 @@ def _accessor(field: str):
     return "betas", read_beta, write_beta
 
 
+def optimizer_channels(plan: Plan) -> list[str]:
+    """The channels of ``plan`` that are optimizer fields (not ``batch``, not dotted names like ``loss.z``)."""
+    return [name for name in plan.schedules if name != BATCH and "." not in name]
+
+
+class OptimizerFields:
+    """Writes channel values into an optimizer's param groups, each group at its ratio.
+
+    ``ratios``: per-field list of per-group multipliers. By default each group keeps its
+    ratio to the largest initial value of that field across groups (a group built with
+    half the base LR stays at half); if every group starts at 0, all get 1.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, fields: list[str],
+                 ratios: "Mapping[str, list[float]] | None" = None, who: str = "Scheduler") -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise CadenceError(f"{who} needs a torch.optim.Optimizer; got {type(optimizer).__name__}")
+        self.optimizer, self.who = optimizer, who
+        self.io = {}
+        for name in fields:
+            kind, read, write = _accessor(name)
+            for i, group in enumerate(optimizer.param_groups):
+                key = "betas" if kind == "betas" else name
+                if key not in group:
+                    hint = " (Adam-style optimizers keep momentum in betas: drive 'beta1')" if name == "momentum" else ""
+                    raise CadenceError(f"{who}: param group {i} has no {key!r} field to drive{hint}")
+                if kind == "betas" and not (isinstance(group["betas"], (tuple, list)) and len(group["betas"]) == 2):
+                    raise CadenceError(f"{who}: param group {i} has betas {_short_value(group['betas'])}, not a pair")
+                if not _is_number(read(group)):
+                    raise CadenceError(f"{who}: param group {i}'s {name!r} is {_short_value(read(group))}, "
+                                       "not a number a schedule can drive")
+            self.io[name] = (read, write)
+        self.ratios = {name: self._default_ratios(name) for name in fields}
+        if ratios is not None:
+            if not isinstance(ratios, Mapping):
+                raise CadenceError(f"{who}: ratios must be a mapping {{field: [ratio per group]}}; "
+                                   f"got {type(ratios).__name__}")
+            for name, r in ratios.items():
+                self.set_ratios(name, r)
+
+    def _default_ratios(self, name: str) -> list[float]:
+        read = self.io[name][0]
+        bases = [float(read(g)) for g in self.optimizer.param_groups]
+        top = max(bases)
+        if top <= 0:
+            return [1.0] * len(bases)
+        return [b / top for b in bases]
+
+    def set_ratios(self, name: str, ratios: list[float]) -> None:
+        if name not in self.io:
+            raise CadenceError(f"{self.who}: ratios given for {name!r}, which no schedule drives ({', '.join(self.io)})")
+        n = len(self.optimizer.param_groups)
+        if not isinstance(ratios, (list, tuple)) or len(ratios) != n or not all(
+                _is_number(r) and not isinstance(r, torch.Tensor) and math.isfinite(r) and r >= 0 for r in ratios):
+            raise CadenceError(f"{self.who}: ratios[{name!r}] must be {n} finite numbers >= 0 (one per param group); "
+                               f"got {_short_value(ratios)}")
+        self.ratios[name] = [float(r) for r in ratios]
+
+    def per_group(self, values: Mapping[str, float]) -> dict[str, list[float]]:
+        return {name: [values[name] if r == 1.0 else values[name] * r for r in self.ratios[name]] for name in self.io}
+
+    def apply(self, values: Mapping[str, float]) -> list | None:
+        """Set every driven field of every group from ``values`` (one number per channel).
+
+        Returns the learning rates written, one per group, when every group's ``lr`` is a
+        plain float that was driven (else None: read them from the groups).
+        """
+        groups = self.optimizer.param_groups
+        ratios = self.ratios
+        lrs = None
+        for name, (_, write) in self.io.items():
+            v = values[name]
+            beta = name in _BETAS  # betas go through their accessor; a plain float field is set directly
+            written = []
+            for group, r in zip(groups, ratios[name]):
+                x = v if r == 1.0 else v * r
+                if beta or type(group[name]) is not float:
+                    write(group, x)
+                    written = None
+                else:
+                    group[name] = x
+                    if written is not None:
+                        written.append(x)
+            if name == "lr":
+                lrs = written
+        return lrs
+
+    def read(self) -> dict[str, list[float]]:
+        return {name: [float(read(g)) for g in self.optimizer.param_groups] for name, (read, _) in self.io.items()}
+
+
 class Scheduler(LRScheduler):
-    """Set optimizer param-group fields from schedules, one step at a time.
+    """Set optimizer param-group fields from a plan's channels, one step at a time.
 
     Args:
         optimizer: any ``torch.optim.Optimizer``.
-        schedule: a schedule or spec string (drives ``field``), or a mapping
+        schedule: a schedule, controller or spec string (drives ``field``); a mapping
             ``{field: schedule}`` to drive several fields (``lr``, ``weight_decay``,
-            ``momentum``, ``beta1``/``betas``, ``beta2``, or any numeric group key).
+            ``momentum``, ``beta1``/``betas``, ``beta2``, or any numeric group key); or a
+            :class:`cadence.Plan`, whose optimizer channels it drives (``batch`` and
+            ``loss.*`` channels are the training loop's).
         total_steps: the planned number of optimizer steps (needed by every schedule
-            whose shape depends on the run's length).
+            whose shape depends on the run's length); a Plan brings its own horizon.
         rates: the run's :class:`cadence.Rates`, for durations in samples, tokens or epochs.
         ratios: per-field list of per-group multipliers. By default each group keeps its
             ratio to the largest initial value of that field across groups (a group built
             with half the base LR stays at half); if every group starts at 0, all get 1.
 
     Right after construction the groups hold the values for step 0; after the k-th
-    ``step()`` they hold the values for step k.
+    ``step()`` they hold the values for step k. A controller (``plateau``) reads signals
+    given to :meth:`observe` (``sched.observe({"val_loss": v})`` before ``sched.step()``).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, schedule: "Schedule | str | Mapping[str, Schedule | str]",
+    def __init__(self, optimizer: torch.optim.Optimizer, schedule: "Schedule | str | Plan | Mapping[str, Schedule | str]",
                  total_steps: int | None = None, *, field: str = "lr", rates: Rates | None = None,
                  ratios: "Mapping[str, list[float]] | None" = None) -> None:
         # LRScheduler.__init__ is deliberately not called: it wraps optimizer.step and takes a step.
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise CadenceError(f"Scheduler needs a torch.optim.Optimizer; got {type(optimizer).__name__}")
         self.optimizer = optimizer
-        if isinstance(schedule, Mapping):
-            if not schedule:
-                raise CadenceError("Scheduler: the schedule mapping is empty; give at least one {field: schedule}")
-            pairs = dict(schedule)
+        if isinstance(schedule, Plan):
+            if total_steps is not None or rates is not None:
+                raise CadenceError("Scheduler: a Plan brings its own horizon and rates; do not pass total_steps or rates")
+            self.plan, self._own_plan = schedule, False
+            fields = optimizer_channels(schedule)
+            if not fields:
+                raise CadenceError("Scheduler: the plan has no optimizer channel to drive (only batch or loss.* channels)")
         else:
-            if not isinstance(field, str):
-                raise CadenceError(f"Scheduler: field must be the name of a param-group key; got {_short_value(field)}")
-            pairs = {field: schedule}
-        for name in pairs:
-            if not isinstance(name, str) or not name or name == "params":
-                raise CadenceError(f"Scheduler: a field to drive must be a param-group key other than 'params'; "
-                                   f"got {_short_value(name)}")
-        self.schedules: dict[str, Schedule] = {name: parse(s) for name, s in pairs.items()}
-        if rates is not None and not isinstance(rates, Rates):
-            raise CadenceError(f"Scheduler: rates must be a cadence.time.Rates; got {type(rates).__name__}")
-        self.rates = rates or Rates()
-        self._io = {}
-        for name in self.schedules:
-            kind, read, write = _accessor(name)
-            for i, group in enumerate(optimizer.param_groups):
-                key = "betas" if kind == "betas" else name
-                if key not in group:
-                    hint = " (Adam-style optimizers keep momentum in betas: drive 'beta1')" if name == "momentum" else ""
-                    raise CadenceError(f"Scheduler: param group {i} has no {key!r} field to drive{hint}")
-                if kind == "betas" and not (isinstance(group["betas"], (tuple, list)) and len(group["betas"]) == 2):
-                    raise CadenceError(f"Scheduler: param group {i} has betas {_short_value(group['betas'])}, not a pair")
-                if not _is_number(read(group)):
-                    raise CadenceError(f"Scheduler: param group {i}'s {name!r} is {_short_value(read(group))}, "
-                                       "not a number a schedule can drive")
-            self._io[name] = (read, write)
-        if total_steps is not None and (not _is_int(total_steps) or total_steps < 1):
-            raise CadenceError(f"Scheduler: total_steps must be a positive int; got {_short_value(total_steps)}",
-                               field="total_steps")
-        self._totals: list[list] = [[0, int(total_steps), "replan"]] if total_steps is not None else []
-        self._bind()
-        self.ratios = {name: self._default_ratios(name) for name in self.schedules}
-        if ratios is not None:
-            if not isinstance(ratios, Mapping):
-                raise CadenceError(f"Scheduler: ratios must be a mapping {{field: [ratio per group]}}; "
-                                   f"got {type(ratios).__name__}")
-            for name, r in ratios.items():
-                self._set_ratios(name, r)
+            if isinstance(schedule, Mapping):
+                if not schedule:
+                    raise CadenceError("Scheduler: the schedule mapping is empty; give at least one {field: schedule}")
+                pairs = dict(schedule)
+            else:
+                if not isinstance(field, str):
+                    raise CadenceError(f"Scheduler: field must be the name of a param-group key; got {_short_value(field)}")
+                pairs = {field: schedule}
+            for name in pairs:
+                if not isinstance(name, str) or not name or name == "params":
+                    raise CadenceError(f"Scheduler: a field to drive must be a param-group key other than 'params'; "
+                                       f"got {_short_value(name)}")
+            if rates is not None and not isinstance(rates, Rates):
+                raise CadenceError(f"Scheduler: rates must be a cadence.time.Rates; got {type(rates).__name__}")
+            if total_steps is not None and (not _is_int(total_steps) or total_steps < 1):
+                raise CadenceError(f"Scheduler: total_steps must be a positive int; got {_short_value(total_steps)}",
+                                   field="total_steps")
+            if total_steps is not None and total_steps > MAX_TOTAL_STEPS:
+                raise LimitError(f"Scheduler: total_steps is {_short_value(total_steps)}; at most {MAX_TOTAL_STEPS} "
+                                 "(2**53) steps are counted exactly", field="total_steps")
+            self._pairs, self._rates = pairs, rates
+            self.plan, self._own_plan = self._make_plan(total_steps), True
+            fields = list(pairs)
+        self.rates = self.plan.rates
+        self.fields = OptimizerFields(optimizer, fields, ratios)
+        self.schedules: dict[str, Schedule] = {name: self.plan.schedules[name] for name in fields}
         self.base_lrs = [float(g.get("lr", 0.0)) for g in optimizer.param_groups]
-        self._step = 0
-        self._cache: dict[str, tuple[int, np.ndarray]] = {}
         self._apply()
+
+    def _make_plan(self, total_steps: int | None) -> Plan:
+        try:
+            return Plan(self._pairs, horizon=total_steps, unit="step", rates=self._rates)
+        except CadenceError as e:
+            message = str(e)
+            if e.field == "horizon" and total_steps is None:  # say it in the Scheduler's own words
+                message = message.replace("give the plan a horizon", "give total_steps") + " (needs the run's total_steps)"
+            raise type(e)(_unchannel(message, self._pairs), field="total_steps" if e.field == "horizon" else e.field) \
+                from None
+
+    @property
+    def ratios(self) -> dict[str, list[float]]:
+        return self.fields.ratios
 
     # -- clock ------------------------------------------------------------------------------
     @property
+    def _step(self) -> int:
+        return self.plan.clock.step
+
+    @property
     def last_epoch(self) -> int:
         """The current step (torch's name for it)."""
-        return self._step
+        return self.plan.clock.step
 
     @last_epoch.setter
     def last_epoch(self, value: int) -> None:  # torch code sometimes assigns it
-        self._step = self._valid_step(value, "last_epoch")
-        self._cache.clear()
+        self._seek(self._valid_step(value, "last_epoch"))
 
     @staticmethod
     def _valid_step(step, what: str) -> int:
@@ -166,21 +270,37 @@ class Scheduler(LRScheduler):
             raise LimitError(f"Scheduler.{what}: step {step} is past {MAX_TOTAL_STEPS} (2**53), the last step counted exactly")
         return int(step)
 
+    def _seek(self, step: int) -> None:
+        """Put the plan's clock at ``step`` (samples and tokens at the run's constant rates)."""
+        plan = self.plan
+        if plan.unit is not Unit.STEP:
+            raise CadenceError("Scheduler: only a plan on a step clock can be set to a step; call step() to advance")
+        per = plan.rates.samples_per_step or 0
+        tps = plan.rates.tokens_per_sample or 0
+        plan.clock = plan.clock.with_counters({"step": step, "samples": int(step * per), "tokens": int(step * per * tps),
+                                               "skipped": plan.clock.skipped})
+        plan._cache = None
+
     @property
     def total_steps(self) -> int | None:
-        return self._totals[-1][1] if self._totals else None
+        return self.plan.horizon
+
+    def observe(self, signals: Mapping[str, float]) -> None:
+        """Give the plan's controllers what the step just taken measured (before :meth:`step`)."""
+        self.plan.observe(signals)
 
     def step(self, step: int | None = None) -> None:  # noqa: D401 - torch's name
         """Advance the clock by one step, or set it to ``step``, and update the optimizer."""
-        if step is None and self._step < MAX_TOTAL_STEPS:
-            new = self._step + 1  # the hot path: no validation needed
+        plan = self.plan
+        old = plan.clock
+        if step is None and old.step < MAX_TOTAL_STEPS:
+            plan.advance()  # the hot path
         else:
-            new = self._valid_step(self._step + 1 if step is None else step, "step")
-        old, self._step = self._step, new
+            self._seek(self._valid_step(old.step + 1 if step is None else step, "step"))
         try:
             self._apply()
         except CadenceError:
-            self._step = old  # the clock only moves to a step whose values are valid
+            plan.clock, plan._cache = old, None  # the clock only moves to a step whose values are valid
             raise
 
     def set_total(self, total_steps: int, mode: str = "replan") -> None:
@@ -197,85 +317,51 @@ class Scheduler(LRScheduler):
             raise CadenceError(f"set_total: mode must be one of {', '.join(map(repr, _MODES))}; got {_short_value(mode)}")
         if total_steps <= self._step:
             raise CadenceError(f"set_total: the new total ({total_steps}) must be larger than the current step ({self._step})")
-        record = [self._step, int(total_steps), mode]
-        if not self._totals:
-            record[0] = 0
-        old = [list(r) for r in self._totals]
-        if self._totals and self._totals[-1][0] == self._step:
-            if len(self._totals) == 1:
-                record[2] = "replan"
-            self._totals[-1] = record
-        else:
-            self._totals.append(record)
+        plan = self.plan
+        old = (plan.horizons, plan.horizon, plan.clock)
         try:
-            self._bind()
-            self._cache.clear()
+            plan.set_horizon(int(total_steps), mode)
             self._apply()
-        except CadenceError:
-            self._totals = old
-            self._bind()
-            self._cache.clear()
-            raise
+        except CadenceError as e:
+            plan._records, plan.horizon, plan.clock = old[0], old[1], old[2]
+            plan._bind()
+            plan._cache = None
+            raise type(e)(_unchannel(str(e), self.schedules), field=e.field) from None
 
     # -- values -----------------------------------------------------------------------------
-    def _bind(self) -> None:
-        """Build and check what is evaluated for ``self._totals``; nothing changes if it raises."""
-        effective, contexts = {}, {}
-        total = self._totals[-1][1] if self._totals else None
-        for name, s in self.schedules.items():
-            if len(self._totals) > 1:
-                s = Replanned(s, self._totals)
-            contexts[name] = s.bind(total, self.rates)
-            effective[name] = s
-        self._effective, self._contexts = effective, contexts
-
     def value(self, field: str, step: int) -> float:
-        """The schedule's value for ``field`` at ``step`` (before the per-group ratio).
-
-        Values are computed ``_BLOCK`` steps at a time, never across the end of the run:
-        steps of the run are never refused because of a value past its end.
-        """
-        if field not in self._effective:
+        """The value for ``field`` at ``step`` (before the per-group ratio), with the plan's current state."""
+        if field not in self.schedules:
             raise CadenceError(f"Scheduler.value: no schedule drives {_short_value(field)}; "
-                               f"driven: {', '.join(self._effective)}")
-        return self._value(field, self._valid_step(step, "value"))
-
-    def _value(self, field: str, step: int) -> float:
-        cached = self._cache.get(field)
-        if cached is not None and cached[0] <= step < cached[1]:
-            return float(cached[2][step - cached[0]])
-        lo, hi = step - step % _BLOCK, step - step % _BLOCK + _BLOCK
-        total = self.total_steps
-        if total is not None:
-            lo, hi = (lo, min(hi, total)) if step < total else (max(lo, total), hi)
-        schedule, ctx = self._effective[field], self._contexts[field]
+                               f"driven: {', '.join(self.schedules)}")
+        step = self._valid_step(step, "value")
+        plan = self.plan
+        if step == plan.clock.step:
+            return plan.values()[field]
+        saved = plan.clock, plan._cache
         try:
-            values = schedule.evaluate(np.arange(lo, hi, dtype=np.float64), ctx)
-        except CadenceError:
-            # A bad value ahead in the block must not refuse this step: compute it alone.
-            lo, hi = step, step + 1
-            try:
-                values = schedule.evaluate(np.array([float(step)]), ctx)
-            except CadenceError as e:
-                raise type(e)(f"Scheduler: {field}: {e}", field=e.field) from None
-        cached = (lo, hi, values)
-        self._cache[field] = cached
-        return float(cached[2][step - cached[0]])
+            self._seek(step)
+            return plan.values()[field]
+        finally:
+            plan.clock, plan._cache = saved
 
     def _values_now(self) -> dict[str, list[float]]:
-        out = {}
-        for name in self.schedules:
-            v = self._value(name, self._step)
-            out[name] = [v if r == 1.0 else v * r for r in self.ratios[name]]
-        return out
+        try:
+            values = self.plan.values()
+        except CadenceError as e:
+            raise type(e)(f"Scheduler: {e}", field=e.field) from None
+        return self.fields.per_group(values)
 
     def _apply(self) -> None:
-        groups = self.optimizer.param_groups
-        for name, vals in self._values_now().items():
-            write = self._io[name][1]
-            for group, v in zip(groups, vals):
-                write(group, v)
-        self._last_lr = [float(g["lr"]) if not isinstance(g["lr"], torch.Tensor) else g["lr"].clone() for g in groups]
+        try:
+            values = self.plan._values()
+        except CadenceError as e:
+            raise type(e)(f"Scheduler: {e}", field=e.field) from None
+        lrs = self.fields.apply(values)
+        if lrs is None:
+            lrs = [float(g["lr"]) if not isinstance(g["lr"], torch.Tensor) else g["lr"].clone()
+                   for g in self.optimizer.param_groups]
+        self._last_lr = lrs
 
     def get_lr(self) -> list[float]:
         """The learning rates for the current step (no side effects)."""
@@ -289,48 +375,35 @@ class Scheduler(LRScheduler):
 
     def get_last_values(self) -> dict[str, list[float]]:
         """Every driven field's current value per param group."""
-        return {name: [float(read(g)) for g in self.optimizer.param_groups] for name, (read, _) in self._io.items()}
-
-    # -- ratios -----------------------------------------------------------------------------
-    def _default_ratios(self, name: str) -> list[float]:
-        read = self._io[name][0]
-        bases = [float(read(g)) for g in self.optimizer.param_groups]
-        top = max(bases)
-        if top <= 0:
-            return [1.0] * len(bases)
-        return [b / top for b in bases]
-
-    def _set_ratios(self, name: str, ratios: list[float]) -> None:
-        if name not in self.schedules:
-            raise CadenceError(f"Scheduler: ratios given for {name!r}, which no schedule drives ({', '.join(self.schedules)})")
-        n = len(self.optimizer.param_groups)
-        if not isinstance(ratios, (list, tuple)) or len(ratios) != n or not all(
-                _is_number(r) and not isinstance(r, torch.Tensor) and math.isfinite(r) and r >= 0 for r in ratios):
-            raise CadenceError(f"Scheduler: ratios[{name!r}] must be {n} finite numbers >= 0 (one per param group); "
-                               f"got {_short_value(ratios)}")
-        self.ratios[name] = [float(r) for r in ratios]
+        return self.fields.read()
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Plain data (ints, floats, strings, lists): safe for ``torch.load(weights_only=True)``."""
+        """Plain data (ints, floats, strings, lists): safe for ``torch.load(weights_only=True)``.
+
+        The ``cadence.torch.Scheduler/1`` keys of earlier releases, plus the plan's clock
+        counters and controller states under ``plan``.
+        """
+        plan = self.plan.state_dict()
         return {
             "format": _FORMAT,
             "step": self._step,
-            "totals": [list(r) for r in self._totals],
-            "schedules": {name: s.spec() for name, s in self.schedules.items()},
+            "totals": plan["horizons"],
+            "schedules": plan["channels"],
             "ratios": {name: list(r) for name, r in self.ratios.items()},
+            "plan": {"clock": plan["clock"], "states": plan["states"]},
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Resume from :meth:`state_dict`. A state that is not one, or is for other schedules,
-        raises CadenceError and leaves this scheduler unchanged."""
+        """Resume from :meth:`state_dict` (of this release or an earlier one). A state that is
+        not one, or is for other schedules, raises CadenceError and leaves this scheduler unchanged."""
         found = state_dict.get("format") if isinstance(state_dict, Mapping) else type(state_dict).__name__
         if not (isinstance(found, str) and found == _FORMAT):
             raise CadenceError(f"Scheduler.load_state_dict: expected a {_FORMAT} state; got {_short_value(found)}")
         missing = [k for k in ("step", "totals", "schedules", "ratios") if k not in state_dict]
         if missing:
             raise CadenceError(f"Scheduler.load_state_dict: the state has no {', '.join(missing)}")
-        mine = {name: s.spec() for name, s in self.schedules.items()}
+        mine = self.plan.channels
         theirs = state_dict["schedules"]
         if not (isinstance(theirs, Mapping) and all(isinstance(v, str) for v in theirs.values()) and dict(theirs) == mine):
             raise CadenceError(f"Scheduler.load_state_dict: the checkpoint drives {_short_value(state_dict['schedules'], 300)}, "
@@ -345,21 +418,46 @@ class Scheduler(LRScheduler):
         ratios = state_dict["ratios"]
         if not isinstance(ratios, Mapping):
             raise CadenceError(f"Scheduler.load_state_dict: ratios must be a mapping; got {type(ratios).__name__}")
-        old = (self._totals, dict(self.ratios), self._step)
+        extra = state_dict.get("plan") or {}
+        if not isinstance(extra, Mapping):
+            raise CadenceError(f"Scheduler.load_state_dict: plan must be a mapping; got {type(extra).__name__}")
+        per = self.plan.rates.samples_per_step or 0
+        tps = self.plan.rates.tokens_per_sample or 0
+        clock = extra.get("clock", {"step": step, "samples": int(step * per), "tokens": int(step * per * tps),
+                                    "skipped": 0})  # a state of an earlier release: constant rates
+        if not (isinstance(clock, Mapping) and clock.get("step") == step):
+            raise CadenceError(f"Scheduler.load_state_dict: the plan's clock ({_short_value(clock)}) is not at step {step}")
+        plan_state = {"format": PLAN_FORMAT, "unit": "step", "horizon": totals[0][1] if totals else None,
+                      "horizons": [list(r) for r in totals], "channels": dict(theirs), "clock": dict(clock),
+                      "states": extra.get("states", {n: s.init() for n, s in self.plan.schedules.items()})}
+        plan, old_ratios = self.plan, dict(self.ratios)
         try:
-            self._totals = [[int(a), int(b), str(m)] for a, b, m in totals]
-            self._bind()
+            if self._own_plan and plan.horizon != plan_state["horizon"]:
+                # a scheduler made for another length than the checkpoint's: the checkpoint's plan wins
+                plan = self._make_plan(plan_state["horizon"])
+            plan.load_state_dict(plan_state)
             for name, r in ratios.items():
-                self._set_ratios(name, r)
-            self._step = step
-            self._cache.clear()
+                self.fields.set_ratios(name, r)
+            saved_plan, self.plan = self.plan, plan
+            try:
+                self._apply()
+            except CadenceError:
+                self.plan = saved_plan
+                raise
+        except CadenceError as e:
+            self.fields.ratios.clear()
+            self.fields.ratios.update(old_ratios)
             self._apply()
-        except CadenceError:
-            self._totals, self.ratios, self._step = old
-            self._bind()
-            self._cache.clear()
-            raise
+            raise CadenceError(f"Scheduler.load_state_dict: {_unchannel(str(e), self.schedules)}", field=e.field) from None
 
     def __repr__(self) -> str:
         driven = ", ".join(f"{n}={s.spec()}" for n, s in self.schedules.items())
         return f"Scheduler(step={self._step}, total_steps={self.total_steps}, {driven})"
+
+
+def _unchannel(message: str, pairs) -> str:
+    """A plan's "channel 'lr': ..." prefix is noise when the scheduler drives one field."""
+    if len(pairs) == 1:
+        name = next(iter(pairs))
+        message = message.replace(f"channel {name!r}: ", "", 1)
+    return message
