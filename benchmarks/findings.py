@@ -1,16 +1,16 @@
 """The schedule comparisons behind docs/results.md (not a test).
 
 Three questions from the literature, asked of cadence's own workloads at one shared peak
-LR and warmup (each plan decays to 0 unless its name says otherwise):
+LR and warmup (each candidate decays to 0 unless its name says otherwise):
 
 * Defazio et al. 2023: does linear decay match or beat cosine?
 * Hägele et al. 2024: does WSD with a 20% 1-sqrt cooldown match cosine?
 * Chen et al. 2022: does REX beat linear at a low budget?
 
-Each workload runs at a full budget and at a quarter of it ("low budget"), every plan over
-several seeds. Re-running resumes whatever is unfinished.
+Each workload runs at a full budget (its horizon in steps) and at a quarter of it ("low
+budget"), every candidate over several seeds. Re-running resumes whatever is unfinished.
 
-With ``--peaks``, every plan in ``--sweep`` is also run at each peak LR (folders
+With ``--peaks``, every candidate in ``--sweep`` is also run at each peak LR (folders
 ``<workload>-<budget>-sweep``), so each schedule can be compared at its own best LR.
 
 Usage: python benchmarks/findings.py --out out/findings [--workloads tiny-lm digits] [--seeds 3]
@@ -27,7 +27,7 @@ from pathlib import Path
 from cadence.bench.compare import BenchConfig, run_bench
 
 
-def plans(peak: float) -> dict[str, str]:
+def candidates(peak: float) -> dict[str, str]:
     return {
         "cosine": f"cosine(peak={peak}, final=0.0, warmup='5%')",
         "cosine-10pct": f"cosine(peak={peak}, final={peak / 10}, warmup='5%')",
@@ -64,13 +64,13 @@ def main() -> None:
         for name in args.workloads:
             _, steps, size = SETUPS[name]
             for label, budget in (("full", steps), ("low", steps // 4)):
-                swept = {f"{kind}_lr{peak:g}": plans(peak)[kind] for peak in args.peaks for kind in args.sweep}
-                cfg = BenchConfig(workload=name, plans=swept, steps=budget, seeds=args.sweep_seeds, size=size,
+                swept = {f"{kind}_lr{peak:g}": candidates(peak)[kind] for peak in args.peaks for kind in args.sweep}
+                cfg = BenchConfig(workload=name, candidates=swept, steps=budget, seeds=args.sweep_seeds, size=size,
                                   device=args.device)
                 result = run_bench(cfg, Path(args.out) / f"{name}-{label}-sweep", jobs=args.jobs, progress=False)
-                print(f"\n## {name}, {label} budget ({budget} steps), LR sweep\n\n{result['table']}\n", flush=True)
+                print(f"\n## {name}, {label} budget (horizon {budget} steps), LR sweep\n\n{result['table']}\n", flush=True)
                 summary[f"{name}-{label}-sweep"] = [
-                    {"plan": r["plan"], "final_val": r["final_val"], "final_train": r["final_train"]}
+                    {"candidate": r["candidate"], "final_val": r["final_val"], "final_train": r["final_train"]}
                     for r in result["rows"]
                 ]
     if args.skip_main:
@@ -79,13 +79,13 @@ def main() -> None:
     for name in args.workloads:
         peak, steps, size = SETUPS[name]
         for label, budget in (("full", steps), ("low", steps // 4)):
-            cfg = BenchConfig(workload=name, plans=plans(peak), steps=budget, seeds=args.seeds, size=size,
+            cfg = BenchConfig(workload=name, candidates=candidates(peak), steps=budget, seeds=args.seeds, size=size,
                               baseline="cosine", device=args.device)
             folder = Path(args.out) / f"{name}-{label}"
             result = run_bench(cfg, folder, jobs=args.jobs, progress=False)
-            print(f"\n## {name}, {label} budget ({budget} steps)\n\n{result['table']}\n", flush=True)
+            print(f"\n## {name}, {label} budget (horizon {budget} steps)\n\n{result['table']}\n", flush=True)
             summary[f"{name}-{label}"] = [
-                {"plan": r["plan"], "final_val": r["final_val"], "final_train": r["final_train"],
+                {"candidate": r["candidate"], "final_val": r["final_val"], "final_train": r["final_train"],
                  "steps_to_target": r["steps_to_target"], "speedup": r["speedup"]} for r in result["rows"]
             ]
     _write(args.out, summary)
