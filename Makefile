@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-# The main job: train tiny-lm under cosine, linear, WSD and REX at equal budget and compare.
+# The main job: train tiny-lm under four candidate schedules (cosine, linear, WSD, REX) at the same horizon and compare.
 # Re-running it resumes or reuses the finished runs in out/bench-tiny-lm-quick.
 demo: $(STAMP)
 	$(BIN)/cadence bench tiny-lm --quick
