@@ -11,7 +11,7 @@ import signal
 import sys
 
 from cadence import __version__
-from cadence.cli import forecast, schedule, train
+from cadence.cli import forecast, refine, schedule, train
 from cadence.cli.common import EXAMPLES, Parser, parse_named
 from cadence.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, CadenceError, ExistsError
 
@@ -26,7 +26,7 @@ FLAGS = {
     "warmup": "--warmup", "peak": "--peak", "params": "--params", "tokens": "--tokens", "seq_len": "--seq-len",
     "batch": "--batch", "schedule": "--schedule", "law": "--law", "candidates": "--candidate", "lr": "--lr", "channels": "--set",
     "total_steps": "--total", "samples_per_step": "--samples-per-step", "tokens_per_sample": "--tokens-per-sample",
-    "steps_per_epoch": "--steps-per-epoch",
+    "steps_per_epoch": "--steps-per-epoch", "filter_width": "--filter-width", "points": "--points",
 }
 # Where a command calls the same parameter by another flag.
 COMMAND_FLAGS = {"run": {"total_steps": "--steps"}, "bench": {"total_steps": "--steps"}}
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.register(sub)
     train.register(sub)
     forecast.register(sub)
+    refine.register(sub)
     return parser
 
 
