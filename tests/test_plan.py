@@ -298,11 +298,11 @@ def test_noise_batch_counts_only_observations_with_both_signals():
 
 def test_scale_with_multiplies_by_the_square_root_of_the_real_batch():
     plan = Plan({"lr": "scale_with(cosine(peak=1), reference=64)",
-                 "batch": "ramp(start=32, end=256, duration=50)"}, horizon=100, micro_batch=24)
+                 "batch": "ramp(start=32, end=256, duration=50)"}, horizon=100, micro_batch=16)
     cos = parse("cosine(peak=1)").values(100)
     for k in range(100):
         v = plan.values()
-        assert v["batch"] % 24 == 0
+        assert v["batch"] % 16 == 0
         assert v["lr"] == pytest.approx(cos[k] * math.sqrt(v["batch"] / 64), rel=1e-14, abs=0)
         plan.advance()
 

@@ -27,7 +27,7 @@ def test_metrics_schema_and_manifest(tmp_path):
     assert (~torch.isnan(torch.tensor(m["val_loss"]))).sum() == 4  # every 10 steps
     assert m["lr"][0] == 0.0 and m["lr"][5] == pytest.approx(3e-3)
     saved = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert saved["status"] == "complete" and saved["config"]["plan"]["lr"].startswith("cosine(")
+    assert saved["status"] == "complete" and saved["config"]["channels"]["lr"].startswith("cosine(")
     assert {"torch", "numpy", "python", "cadence"} <= set(saved["versions"])
     assert manifest["parameters"] == saved["parameters"] > 1000
     assert len((tmp_path / "run" / "timing.csv").read_text().splitlines()) == 41
@@ -66,12 +66,12 @@ def test_divergence_stops_and_keeps_the_last_checkpoint(tmp_path, capsys):
     (["run", "digits", "--steps", "5", "--eval-every", "0", "--out", "x"], "--eval-every"),
     (["run", "--resume", "--out", "nothing-here"], "holds no cadence run"),
     (["bench", "digits", "--plan", "a=cosine(peak=1)", "--plan", "a=linear(peak=1)"], "name 'a' is given twice"),
-    (["bench", "digits", "--plan", "bad name=cosine(peak=1)", "--out", "b"], "plan name"),
+    (["bench", "digits", "--plan", "bad name=cosine(peak=1)", "--out", "b"], "candidate name"),
     (["bench", "digits", "--quick"], "--quick is defined for tiny-lm only"),
     (["bench", "digits", "--plan", "a=cosine(peak=1)", "--baseline", "b", "--out", "b"], "--baseline: 'b' is not one"),
     (["run", "digits", "--seed", "-1", "--out", "x"], "--seed: seed must be a whole number from 0 to 4294967295"),
     (["run", "digits", "--seed", "99999999999999999999", "--out", "x"], "--seed"),
-    (["run", "digits", "--steps", "10000000000", "--out", "x"], "--steps: steps is 10000000000; at most"),
+    (["run", "digits", "--steps", "10000000000", "--out", "x"], "--steps: horizon is 10000000000 steps; at most"),
     (["run", "tiny-lm", "--batch-size", "100000", "--out", "x"], "--batch-size: batch_size is 100000; at most 1024"),
     (["run", "digits", "--threads", "5000", "--out", "x"], "--threads: threads is 5000; at most 256"),
     (["run", "digits", "--device", "cuda:x", "--out", "x"], "--device"),
@@ -110,7 +110,7 @@ def test_output_folder_rules(tmp_path, capsys):
     assert code == 2 and capsys.readouterr().err.startswith(f"cadence: error: --out: {out} holds another run")
     train(digits_config(steps=9), out, overwrite=True)
     assert (out / "notes.txt").read_text() == "keep me"  # overwriting replaces only the run's own files
-    with pytest.raises(CadenceError, match="other settings.*steps: 9 in the run, 12 asked"):
+    with pytest.raises(CadenceError, match="other settings.*horizon: 9 in the run, 12 asked"):
         train(digits_config(steps=12), out, resume=True)
     (tmp_path / "file").write_text("x")
     with pytest.raises(CadenceError, match="exists and is not a folder"):
@@ -219,14 +219,14 @@ def _config_edit(**changes):
 
 TAMPERED = [  # (what is done to run.json, a fragment of the one-line error)
     (_config_edit(checkpoint_every=0), "checkpoint_every must be a positive whole number; got 0"),
-    (_config_edit(steps="40"), "config.steps must be a whole number"),
-    (_config_edit(steps=10**30), "steps is 1000000000000000000000000000000; at most"),
-    (_config_edit(steps=1e308), "config.steps must be a whole number"),
+    (_config_edit(horizon="40"), "config.horizon must be a whole number"),
+    (_config_edit(horizon=10**30), "horizon is 1000000000000000000000000000000 steps; at most"),
+    (_config_edit(horizon=1e308), "config.horizon must be a whole number"),
     (_config_edit(seed=-3), "seed must be a whole number from 0"),
-    (_config_edit(plan={"lr": 3}), "plan must map optimizer fields to schedule specs"),
-    (_config_edit(plan="cosine"), "config.plan must be an object"),
-    (_config_edit(plan={"lr": "cosine(peak="}), "cannot parse"),
-    (_config_edit(plan={"momentum": "cosine(peak=1)"}), "must drive 'lr'"),
+    (_config_edit(channels={"lr": [3]}), "channel 'lr' must be a schedule spec or a number"),
+    (_config_edit(channels="cosine"), "config.channels must be an object"),
+    (_config_edit(channels={"lr": "cosine(peak="}), "cannot parse"),
+    (_config_edit(channels={"momentum": "cosine(peak=1)"}), "must drive 'lr'"),
     (_config_edit(workload=["digits"]), "config.workload must be a string"),
     (_config_edit(workload="mnist"), "unknown workload 'mnist'"),
     (_config_edit(optimizer="lion"), "unknown optimizer 'lion'"),
@@ -246,7 +246,9 @@ TAMPERED = [  # (what is done to run.json, a fragment of the one-line error)
     (lambda m: "{'config': }", "is not JSON"),
     (lambda m: "{}" + " " * (1 << 20), "limited to 1,048,576"),
     (lambda m: '{"format": "cadence.run/1", "config": {"steps": 1' + "0" * 5000 + "}}", "is not JSON"),
-    (_config_edit(steps=41), "does not match the checkpoint it was written with (steps: 40 in the checkpoint, 41"),
+    (_config_edit(horizon=41), "does not match the checkpoint it was written with (horizon: 40 in the checkpoint, 41"),
+    (_config_edit(unit="epoch"), "unit must be 'step', 'sample' or 'token'"),
+    (lambda m: {**m, "config": {**{k: v for k, v in m["config"].items() if k not in ("channels", "horizon")}, "plan": {"lr": "cosine(peak=1)"}, "steps": 40}}, "written by cadence 0.1"),
 ]
 
 

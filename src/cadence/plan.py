@@ -103,8 +103,8 @@ def _same_shape(model: Any, value: Any) -> bool:
     if isinstance(model, dict):
         return isinstance(value, dict) and set(model) == set(value) and all(
             _same_shape(model[k], value[k]) for k in model)
-    if model is None or _is_number(model):
-        return value is None or _is_number(value)
+    if model is None or _is_number(model):  # a number that may be unknown (None) or infinite ("inf", "-inf")
+        return value is None or _is_number(value) or value in ("inf", "-inf")
     if isinstance(model, list):
         return isinstance(value, list)
     return type(value) is type(model)
@@ -132,7 +132,7 @@ class Plan:
         if len(channels) > MAX_CHANNELS:
             raise LimitError(f"a plan has at most {MAX_CHANNELS} channels; got {len(channels)}", field="channels")
         for name in channels:
-            if not isinstance(name, str) or not _CHANNEL.match(name):
+            if not isinstance(name, str) or not _CHANNEL.fullmatch(name):
                 raise PlanError(f"a channel name is an optimizer field or a dotted name such as 'lr', 'batch' or "
                                 f"'loss.z'; got {_short_value(name)}", field="channels")
         if rates is not None and not isinstance(rates, Rates):
@@ -219,6 +219,9 @@ class Plan:
             return None
         if _is_int(horizon) or (isinstance(horizon, float) and horizon.is_integer()):
             units = float(horizon) if horizon <= MAX_TOTAL_STEPS else math.inf
+            if units == math.inf:
+                raise LimitError(f"the horizon is {_short_value(horizon)} {_UNIT_NAME[self.unit]}s; at most "
+                                 f"{MAX_TOTAL_STEPS} (2**53) are counted exactly", field="horizon")
         else:
             try:
                 duration = parse_duration(horizon, what="horizon")
@@ -231,9 +234,6 @@ class Plan:
                 units = self._frame.context.steps(duration, what="horizon")
             except DurationError as e:
                 raise PlanError(str(e), field="horizon") from None
-        if units == math.inf and _is_int(horizon):
-            raise LimitError(f"the horizon is {_short_value(horizon)} {_UNIT_NAME[self.unit]}s; at most {MAX_TOTAL_STEPS} "
-                             "(2**53) are counted exactly", field="horizon")
         if not math.isfinite(units) or units < 1:
             raise PlanError(f"the horizon must be at least one {_UNIT_NAME[self.unit]}; got {_short_value(horizon)}",
                             field="horizon")
@@ -271,7 +271,8 @@ class Plan:
     def _check_first_batch(self) -> None:
         if BATCH not in self.schedules:
             return
-        first = self.values()[BATCH]
+        values = self._values()  # the channels the batch may read, and a check that it gives a batch at all
+        first = self._effective[BATCH].value(self.states[BATCH], self.clock, values)  # before rounding
         if self.micro_batch is not None and (first < self.micro_batch or first % self.micro_batch):
             raise PlanError(f"channel 'batch' starts at {first:g} samples, which is not a whole number of "
                             f"micro-batches of {self.micro_batch}", field="batch")
@@ -350,9 +351,11 @@ class Plan:
                     raise PlanError(f"advance: this plan counts {_UNIT_NAME[self.unit]}s; say how many samples the "
                                     "step used", field="samples")
                 samples = 0
+        if not (_is_number(samples) and float(samples).is_integer() and 0 <= samples <= MAX_TOTAL_STEPS):
+            raise PlanError(f"advance: samples must be a whole number >= 0; got {_short_value(samples)}", field="samples")
         if tokens is None:
             tps = self.rates.tokens_per_sample
-            tokens = 0 if tps is None else samples * tps
+            tokens = 0 if tps is None else round(samples * tps)
             if tps is None and self.unit is Unit.TOKEN:
                 raise PlanError("advance: this plan counts tokens; say how many the step used", field="tokens")
         counts = {}
@@ -455,6 +458,11 @@ class Plan:
                 isinstance(r, list) and len(r) == 3 and _is_int(r[0]) and _is_int(r[1]) and r[2] in _MODES
                 for r in records)):
             raise PlanError("the plan state's horizons must be [position, horizon, mode] records", field="state")
+        if records and (records[0][0] != 0 or state["horizon"] != records[-1][1]):
+            raise PlanError("the plan state's horizon records must start at position 0 and end at its horizon",
+                            field="state")
+        if not records and state["horizon"] is not None:
+            raise PlanError("the plan state has a horizon but no horizon records", field="state")
         first = records[0][1] if records else None
         if first != (self._records[0][1] if self._records else None):
             raise PlanError(f"the state belongs to a plan with horizon {_short_value(first)}; this plan's horizon "
@@ -463,6 +471,11 @@ class Plan:
         if not (isinstance(states, dict) and set(states) == set(self.schedules) and _plain(states) and all(
                 _same_shape(self.schedules[n].init(), states[n]) for n in self.schedules)):
             raise PlanError("the plan state's controller states do not fit this plan's controllers", field="state")
+        for name, s in self.schedules.items():
+            problem = s.check_state(states[name]) if s.stateful else None
+            if problem:
+                raise PlanError(f"the plan state of channel {name!r} is not one {s.name}() can be in: {problem}",
+                                field="state")
         old = (self._records, self.horizon, self.clock, self.states, self._effective)
         try:
             self._records = [[int(a), int(b), str(m)] for a, b, m in records]
@@ -474,11 +487,13 @@ class Plan:
                 raise PlanError(f"the plan state's clock is not valid: {e}", field="state") from None
             self.clock, self.states, self._cache = clock, json.loads(json.dumps(states)), None
             self.values()
-        except (CadenceError, KeyError, TypeError, ValueError, ArithmeticError) as e:
+        except Exception as e:  # noqa: BLE001 - whatever a bad state breaks, the plan is left as it was
             self._records, self.horizon, self.clock, self.states, self._effective = old
             self._cache = None
-            if isinstance(e, CadenceError):
+            if isinstance(e, PlanError):
                 raise
+            if isinstance(e, CadenceError):
+                raise PlanError(f"the plan state does not fit this plan: {e}", field="state") from None
             raise PlanError(f"the plan state does not fit this plan ({type(e).__name__}: {e})", field="state") from None
 
     def __repr__(self) -> str:

@@ -302,8 +302,9 @@ class Clock:
             raise DurationError(f"a clock counts steps, samples or tokens; got {_short(self.unit)}", field="unit")
         for name in _COUNTERS:
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-                raise DurationError(f"the clock's {name} must be a whole number >= 0; got {_short(v)}", field=name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= MAX_TOTAL_STEPS:
+                raise DurationError(f"the clock's {name} must be a whole number from 0 to 2**53; got {_short(v)}",
+                                    field=name)
         object.__setattr__(self, "context", Context(self.horizon, self.rates, self.unit, self.step_length))
 
     @property

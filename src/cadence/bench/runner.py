@@ -52,9 +52,10 @@ from cadence import __version__
 from cadence._files import read_json
 from cadence._atomic import atomic_write, kill_point, stable_temp
 from cadence.bench.workloads import WORKLOADS, get_workload, parameter_count
-from cadence.errors import CadenceError, LimitError, RunError, TrainingDiverged
-from cadence.schedules import parse
-from cadence.torch import Scheduler
+from cadence.controllers import NOISE_SIGNALS, noise_scale
+from cadence.errors import CadenceError, LimitError, PlanError, RunError, TrainingDiverged
+from cadence.plan import BATCH, Plan
+from cadence.torch import OptimizerFields, optimizer_channels
 
 __all__ = ["RunConfig", "train", "TrainingDiverged", "read_manifest", "RUN_FILES", "TEMP_FILES", "STATUSES",
            "MAX_STEPS", "MAX_SEED", "MAX_THREADS", "folder_lock", "has_user_files"]
@@ -74,78 +75,184 @@ MAX_MANIFEST_BYTES = 1 << 20
 
 @dataclass
 class RunConfig:
+    """A run's settings: what run.json records (every default filled in by :meth:`resolved`).
+
+    ``channels`` maps channel names to schedule or controller specs: ``lr`` (required) and
+    any optimizer field, ``batch`` (the global batch in samples, realised by gradient
+    accumulation of ``micro_batch``-sample micro-batches) and ``loss.<term>`` (the
+    coefficient of a workload's extra loss term). ``horizon`` is the run's length in
+    ``unit`` (``step``, ``sample`` or ``token``); the run ends when the clock reaches it.
+    """
+
     workload: str
-    plan: dict[str, str]  # channel (optimizer field) -> schedule spec
-    steps: int
+    channels: dict[str, str] = None  # channel -> spec
+    horizon: int = None  # the run's length in `unit`
+    unit: str = "step"
     seed: int = 0
     size: str | None = None
-    batch_size: int | None = None
+    batch_size: int | None = None  # the global batch when no `batch` channel drives it
+    micro_batch: int | None = None  # samples per forward/backward (default: the whole batch)
     optimizer: str = "adamw"
     weight_decay: float | None = None
     clip: float | None = -1.0  # -1: the workload's default; None: no clipping
     eval_every: int | None = None
     checkpoint_every: int = 100
+    skip_nonfinite: bool = False  # guard: skip a step whose loss or gradient is not finite, instead of stopping
     device: str = "cpu"  # "cuda" trains on a GPU; only CPU runs are bit-reproducible across a kill
+    plan: dataclasses.InitVar[dict | None] = None  # the names of the previous release: channels
+    steps: dataclasses.InitVar[int | None] = None  # and horizon (in steps)
+
+    def __post_init__(self, plan, steps) -> None:
+        if plan is not None:
+            if self.channels is not None:
+                raise CadenceError("give channels, not both channels and plan (its old name)", field="channels")
+            self.channels = plan
+        if steps is not None:
+            if self.horizon is not None:
+                raise CadenceError("give horizon, not both horizon and steps (its old name)", field="horizon")
+            self.horizon = steps
 
     def resolved(self) -> "RunConfig":
         """Fill workload defaults and validate; the result is what run.json records."""
-        if not isinstance(self.workload, str):
-            raise CadenceError(f"workload must be a name; got {self.workload!r}")
-        w = get_workload(self.workload)
-        cfg = RunConfig(**asdict(self))
-        if cfg.size is not None and not isinstance(cfg.size, str):
-            raise CadenceError(f"size must be a name; got {cfg.size!r}", field="size")
-        cfg.size = w.check_size(cfg.size or w.default_size)
+        return resolve(self)[0]
+
+
+def resolve(config: RunConfig) -> "tuple[RunConfig, Plan]":
+    """The config with every default filled in, and the plan it drives; raises on any bad setting
+    before anything is trained or written."""
+    if not isinstance(config.workload, str):
+        raise CadenceError(f"workload must be a name; got {config.workload!r}")
+    w = get_workload(config.workload)
+    cfg = RunConfig(**asdict(config))
+    if cfg.size is not None and not isinstance(cfg.size, str):
+        raise CadenceError(f"size must be a name; got {cfg.size!r}", field="size")
+    cfg.size = w.check_size(cfg.size or w.default_size)
+    cfg.weight_decay = w.weight_decay if cfg.weight_decay is None else cfg.weight_decay
+    cfg.clip = w.clip if cfg.clip == -1.0 else cfg.clip
+    cfg.eval_every = w.eval_every if cfg.eval_every is None else cfg.eval_every
+    if not isinstance(cfg.channels, dict) or not all(isinstance(k, str) for k in cfg.channels):
+        raise PlanError(f"channels must map channel names to schedule specs; got {str(cfg.channels)[:80]!r}",
+                        field="channels")
+    if "lr" not in cfg.channels:
+        raise PlanError("the channels must drive 'lr'", field="lr")
+    for name, spec in cfg.channels.items():
+        if isinstance(spec, bool) or not isinstance(spec, (str, int, float)):
+            raise PlanError(f"channel {name!r} must be a schedule spec or a number; got {str(spec)[:60]!r}",
+                            field="channels")
+    if cfg.unit not in ("step", "sample", "token"):
+        raise PlanError(f"unit must be 'step', 'sample' or 'token'; got {str(cfg.unit)[:40]!r}", field="unit")
+    if not isinstance(cfg.skip_nonfinite, bool):
+        raise CadenceError(f"skip_nonfinite must be true or false; got {cfg.skip_nonfinite!r}", field="skip_nonfinite")
+    batch_top = w.max_batch_size
+    for name, value, top in (("batch_size", cfg.batch_size, batch_top), ("micro_batch", cfg.micro_batch, batch_top),
+                             ("eval_every", cfg.eval_every, MAX_STEPS), ("checkpoint_every", cfg.checkpoint_every, MAX_STEPS)):
+        if value is None and name in ("batch_size", "micro_batch"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CadenceError(f"{name} must be a positive whole number; got {value!r}", field=name)
+        if value > top:
+            raise LimitError(f"{name} is {value}; at most {top} is supported", field=name)
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
+        raise CadenceError(f"seed must be a whole number from 0 to {MAX_SEED}; got {cfg.seed!r}", field="seed")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise CadenceError(f"unknown optimizer {cfg.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}", field="optimizer")
+    if (isinstance(cfg.weight_decay, bool) or not isinstance(cfg.weight_decay, (int, float))
+            or not math.isfinite(cfg.weight_decay) or cfg.weight_decay < 0):
+        raise CadenceError(f"weight_decay must be a number >= 0; got {cfg.weight_decay!r}", field="weight_decay")
+    if cfg.clip is not None and (isinstance(cfg.clip, bool) or not isinstance(cfg.clip, (int, float))
+                                 or not math.isfinite(cfg.clip) or cfg.clip <= 0):
+        raise CadenceError(f"clip must be a positive number or None; got {cfg.clip!r}", field="clip")
+    _check_device(cfg.device)
+    if isinstance(cfg.horizon, bool) or not isinstance(cfg.horizon, int) or cfg.horizon < 1:
+        raise PlanError(f"horizon must be a positive whole number of {cfg.unit}s; got {cfg.horizon!r}", field="horizon")
+    if cfg.unit == "step" and cfg.horizon > MAX_STEPS:
+        raise LimitError(f"horizon is {cfg.horizon} steps; at most {MAX_STEPS} is supported", field="horizon")
+    for name in cfg.channels:
+        if name.startswith("loss.") and name[5:] not in w.loss_terms:
+            terms = ", ".join(f"loss.{t}" for t in w.loss_terms) or "none"
+            raise PlanError(f"channel {name!r}: {cfg.workload} has no loss term {name[5:]!r} (its terms: {terms})",
+                            field="channels")
+    plan = _make_plan(cfg, w)
+    cfg.channels = plan.channels
+    _check_monitors(plan, cfg, w)
+    return cfg, plan
+
+
+def _check_device(device) -> None:
+    if not isinstance(device, str):
+        raise CadenceError(f"device must be 'cpu' or 'cuda[:N]'; got {device!r}", field="device")
+    if device != "cpu":
+        head, _, index = device.partition(":")
+        if head != "cuda" or (index and not (index.isascii() and index.isdigit() and len(index) < 4)):
+            raise CadenceError(f"device must be 'cpu' or 'cuda[:N]'; got {device!r}", field="device")
+        if not torch.cuda.is_available():
+            raise CadenceError(f"device {device!r} asked for, but torch sees no CUDA GPU here", field="device")
+        if index and int(index) >= torch.cuda.device_count():
+            raise CadenceError(f"device {device!r}: torch sees {torch.cuda.device_count()} GPU(s) here "
+                               f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})", field="device")
+
+
+def _make_plan(cfg: RunConfig, w) -> Plan:
+    """The run's plan; fills ``batch_size`` (the first global batch) and ``micro_batch``."""
+    channels = dict(cfg.channels)
+    if BATCH in channels:
+        probe = Plan({BATCH: channels[BATCH]}, horizon=cfg.horizon, unit=cfg.unit,
+                     rates=w.rates(cfg.micro_batch or w.batch_size))
+        first = int(probe.values()[BATCH])
+        if cfg.batch_size is not None and cfg.batch_size != first:
+            raise PlanError(f"batch_size is {cfg.batch_size} but the batch channel starts at {first}; give one of them",
+                            field="batch_size")
+        cfg.batch_size = first
+    else:
         cfg.batch_size = w.batch_size if cfg.batch_size is None else cfg.batch_size
-        cfg.weight_decay = w.weight_decay if cfg.weight_decay is None else cfg.weight_decay
-        cfg.clip = w.clip if cfg.clip == -1.0 else cfg.clip
-        cfg.eval_every = w.eval_every if cfg.eval_every is None else cfg.eval_every
-        for name, value, top in (("steps", cfg.steps, MAX_STEPS), ("batch_size", cfg.batch_size, w.max_batch_size),
-                                 ("eval_every", cfg.eval_every, MAX_STEPS),
-                                 ("checkpoint_every", cfg.checkpoint_every, MAX_STEPS)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise CadenceError(f"{name} must be a positive whole number; got {value!r}", field=name)
-            if value > top:
-                raise LimitError(f"{name} is {value}; at most {top} is supported", field=name)
-        if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
-            raise CadenceError(f"seed must be a whole number from 0 to {MAX_SEED}; got {cfg.seed!r}", field="seed")
-        if cfg.optimizer not in OPTIMIZERS:
-            raise CadenceError(f"unknown optimizer {cfg.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}", field="optimizer")
-        if (isinstance(cfg.weight_decay, bool) or not isinstance(cfg.weight_decay, (int, float))
-                or not math.isfinite(cfg.weight_decay) or cfg.weight_decay < 0):
-            raise CadenceError(f"weight_decay must be a number >= 0; got {cfg.weight_decay!r}", field="weight_decay")
-        if cfg.clip is not None and (isinstance(cfg.clip, bool) or not isinstance(cfg.clip, (int, float))
-                                     or not math.isfinite(cfg.clip) or cfg.clip <= 0):
-            raise CadenceError(f"clip must be a positive number or None; got {cfg.clip!r}", field="clip")
-        if not isinstance(cfg.device, str):
-            raise CadenceError(f"device must be 'cpu' or 'cuda[:N]'; got {cfg.device!r}", field="device")
-        if cfg.device != "cpu":
-            head, _, index = cfg.device.partition(":")
-            if head != "cuda" or (index and not (index.isascii() and index.isdigit() and len(index) < 4)):
-                raise CadenceError(f"device must be 'cpu' or 'cuda[:N]'; got {cfg.device!r}", field="device")
-            if not torch.cuda.is_available():
-                raise CadenceError(f"device {cfg.device!r} asked for, but torch sees no CUDA GPU here", field="device")
-            if index and int(index) >= torch.cuda.device_count():
-                raise CadenceError(f"device {cfg.device!r}: torch sees {torch.cuda.device_count()} GPU(s) here "
-                                   f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})", field="device")
-        if not isinstance(cfg.plan, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in cfg.plan.items()):
-            raise CadenceError(f"the plan must map optimizer fields to schedule specs; got {cfg.plan!r}")
-        if "lr" not in cfg.plan:
-            raise CadenceError("the plan must drive 'lr'", field="lr")
-        rates = w.rates(cfg.batch_size)
-        cfg.plan = {ch: parse(spec).spec() for ch, spec in cfg.plan.items()}
-        for ch, spec in cfg.plan.items():
-            parse(spec).bind(cfg.steps, rates)  # fits the run? rates known?
-        return cfg
+    if cfg.batch_size > w.max_batch_size and cfg.micro_batch is None:
+        raise LimitError(f"batch_size is {cfg.batch_size}; at most {w.max_batch_size} is supported in one pass "
+                         "(give a micro-batch to accumulate)", field="batch_size")
+    cfg.micro_batch = cfg.batch_size if cfg.micro_batch is None else cfg.micro_batch
+    if BATCH not in channels and cfg.batch_size % cfg.micro_batch:
+        raise PlanError(f"batch_size {cfg.batch_size} is not a whole number of micro-batches of {cfg.micro_batch}",
+                        field="micro_batch")
+    return Plan(channels, horizon=cfg.horizon, unit=cfg.unit, rates=w.rates(cfg.batch_size),
+                micro_batch=cfg.micro_batch if BATCH in channels else None)
+
+
+def signals_of(cfg: RunConfig, w) -> list[str]:
+    """Every signal the run measures, in metrics.csv's order (after the channels)."""
+    names = ["train_loss", "grad_norm"]
+    if _accumulates(cfg):
+        names += list(NOISE_SIGNALS)
+    names += [f"loss_{name[5:]}" for name in cfg.channels if name.startswith("loss.")]
+    return names + list(w.metrics)
+
+
+def _accumulates(cfg: RunConfig) -> bool:
+    """Whether some step may run two or more micro-batches (then the noise scale is measured)."""
+    return BATCH in cfg.channels or cfg.batch_size > cfg.micro_batch
+
+
+def _check_monitors(plan: Plan, cfg: RunConfig, w) -> None:
+    produced = signals_of(cfg, w)
+    for signal, readers in plan.monitors.items():
+        if signal not in produced:
+            why = " (the noise scale needs at least two micro-batches per step: set micro_batch)" \
+                if signal in NOISE_SIGNALS else ""
+            raise PlanError(f"channel {readers[0]!r} monitors {signal!r}, which a {cfg.workload} run does not "
+                            f"produce{why}; it produces: {', '.join(produced)}", field="channels")
+        if signal in NOISE_SIGNALS and cfg.batch_size < 2 * cfg.micro_batch:
+            raise PlanError(f"channel {readers[0]!r} reads the gradient noise scale, which needs at least two "
+                            f"micro-batches per step; the first batch ({cfg.batch_size}) holds "
+                            f"{cfg.batch_size // cfg.micro_batch} of {cfg.micro_batch}", field="micro_batch")
 
 
 # -- run.json -------------------------------------------------------------------------------
 
 _FIELD_TYPES = {  # what run.json may hold for each RunConfig field (before validation of values)
-    "workload": (str,), "plan": (dict,), "steps": (int,), "seed": (int,), "size": (str, type(None)),
-    "batch_size": (int, type(None)), "optimizer": (str,), "weight_decay": (int, float, type(None)),
-    "clip": (int, float, type(None)), "eval_every": (int, type(None)), "checkpoint_every": (int,), "device": (str,),
+    "workload": (str,), "channels": (dict,), "horizon": (int,), "unit": (str,), "seed": (int,), "size": (str, type(None)),
+    "batch_size": (int, type(None)), "micro_batch": (int, type(None)), "optimizer": (str,),
+    "weight_decay": (int, float, type(None)), "clip": (int, float, type(None)), "eval_every": (int, type(None)),
+    "checkpoint_every": (int,), "skip_nonfinite": (bool,), "device": (str,),
 }
+CONFIG_FIELDS = tuple(_FIELD_TYPES)
 
 
 def _read_json(path: Path, what: str) -> object:
@@ -163,7 +270,10 @@ def _check_manifest(data: object, path: Path) -> dict:
     config = data.get("config")
     if not isinstance(config, dict):
         raise RunError(f"{path}: 'config' must be an object with the run's settings")
-    fields = [f.name for f in dataclasses.fields(RunConfig)]
+    if "plan" in config and "channels" not in config:
+        raise RunError(f"{path} was written by cadence 0.1 (its config has 'plan' and 'steps'); resume it with that "
+                       "release, or start a new run")
+    fields = list(CONFIG_FIELDS)
     missing = [k for k in fields if k not in config]
     unknown = [str(k)[:40] for k in config if k not in fields]
     if missing or unknown:
@@ -171,9 +281,10 @@ def _check_manifest(data: object, path: Path) -> dict:
         raise RunError(f"{path}: config keys do not match a cadence run ({'; '.join(parts)})")
     for key, types in _FIELD_TYPES.items():
         value = config[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             allowed = " or ".join("null" if t is type(None) else {"str": "a string", "int": "a whole number",
-                                                                   "float": "a number", "dict": "an object"}[t.__name__]
+                                                                   "float": "a number", "dict": "an object",
+                                                                   "bool": "true or false"}[t.__name__]
                                   for t in types)
             raise RunError(f"{path}: config.{key} must be {allowed}; got {str(value)[:60]!r}")
     status = data.get("status")
@@ -430,7 +541,7 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
     if threads:
         torch.set_num_threads(threads)
     workload = get_workload(cfg.workload)
-    rates = workload.rates(cfg.batch_size)
+    cfg, plan = resolve(cfg)
     fingerprint = workload.fingerprint()
     if previous is not None and previous.get("data") != fingerprint:
         raise RunError(f"cannot resume {out}: the {cfg.workload} data on this machine differs from the run's "
@@ -443,19 +554,20 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
-    peak = 1.0  # the schedule sets the real LR; this only fixes the group ratios (all equal)
+    peak = 1.0  # the plan sets the real LR; this only fixes the group ratios (all equal)
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(groups, lr=peak, betas=(0.9, 0.95))
     else:
         opt = torch.optim.SGD(groups, lr=peak, momentum=0.9)
-    channels = list(cfg.plan)
-    sched = Scheduler(opt, cfg.plan, total_steps=cfg.steps, rates=rates)
+    fields = OptimizerFields(opt, optimizer_channels(plan), who="run")
+    loop = Loop(cfg, workload, model, opt, plan, fields)
     settings = json.dumps(asdict(cfg), sort_keys=True)
 
-    start, elapsed, offsets = 0, 0.0, {}
+    elapsed, offsets = 0.0, {}
     checkpoint = out / "checkpoint.pt"
     if previous is not None and os.path.lexists(checkpoint):
-        start, elapsed, offsets = _load_checkpoint(checkpoint, cfg, settings, model, opt, sched)
+        elapsed, offsets = _load_checkpoint(checkpoint, cfg, settings, loop)
+    start = plan.clock.step
     saved = start if start > 0 else None  # the step of the last checkpoint on disk
 
     segment = {"from_step": start, "threads": torch.get_num_threads(), "torch": torch.__version__}
@@ -471,6 +583,7 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
                  "uninterrupted one (recorded in run.json)")
             segments.append(segment)
 
+    rates = workload.rates(cfg.batch_size)
     manifest = {
         "format": FORMAT,
         "config": asdict(cfg),
@@ -487,8 +600,9 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
     }
     _write_json(out / "run.json", manifest)  # first: a folder with run files always has a manifest
 
-    eval_names = list(workload.metrics)
-    header = ["step", "samples", "tokens", *channels, "train_loss", "grad_norm", *eval_names]
+    channels = list(cfg.channels)
+    signals = signals_of(cfg, workload)
+    header = ["step", "samples", "tokens", *channels, *signals]
     keep = start if start > 0 else None  # nothing checkpointed: the files start over
     metrics = _Rows(out / "metrics.csv", header, keep, offsets.get("metrics.csv"))
     try:
@@ -497,69 +611,48 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         metrics.close()
         raise
 
-    def save_checkpoint(step: int) -> None:
-        state = {"step": step, "elapsed": elapsed, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict(), "rows": {"metrics.csv": metrics.size, "timing.csv": timing.size},
-                 "settings": settings}
+    def save_checkpoint() -> None:
+        state = {"step": plan.clock.step, "elapsed": elapsed, "rows": {"metrics.csv": metrics.size, "timing.csv": timing.size},
+                 "settings": settings, **loop.state_dict()}
         atomic_write(checkpoint, lambda tmp: torch.save(state, tmp), temp=stable_temp(checkpoint))
 
-    bar = _progress(cfg.steps, start, progress, f"{cfg.workload} seed {cfg.seed}")
-    per_step = rates.tokens_per_step or 0
-    clip = cfg.clip if cfg.clip is not None else math.inf
-    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
-    sched.step(start)
+    bar = _progress(plan.horizon, plan.clock.position, progress, f"{cfg.workload} seed {cfg.seed}")
     step = start
     try:
-        for step in range(start, end):
+        while not plan.done and (stop_after is None or plan.clock.step < stop_after):
             t0 = time.perf_counter()
-            torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout and friends: a function of the step
-            model.train()
-            batch = workload.batch(cfg.seed, step, cfg.batch_size)
-            if cfg.device != "cpu":
-                batch = tuple(t.to(cfg.device, non_blocking=True) for t in batch)
-            loss = workload.loss(model, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise TrainingDiverged(f"the training loss became {loss_value} at step {step}")
-            current = sched.get_last_values()
-            values = [current[ch][0] for ch in channels]
-            opt.step()
-            sched.step()
-            evals = [None] * len(eval_names)
-            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-                model.eval()
-                result = workload.evaluate(model)
-                evals = [result[k] for k in eval_names]
-                if not math.isfinite(result["val_loss"]):
-                    raise TrainingDiverged(f"the validation loss became {result['val_loss']} at step {step}")
-            metrics.write([step, (step + 1) * cfg.batch_size, int((step + 1) * per_step), *values, loss_value,
-                           grad_norm, *evals])
+            step = plan.clock.step
+            before = plan.clock.position
+            row = loop.run_step()
+            if row is None:  # a guard skipped the step: no row, the clock did not move
+                continue
+            metrics.write([step, plan.clock.samples, plan.clock.tokens, *(row[c] for c in channels),
+                           *(row.get(n) for n in signals)])
             dt = time.perf_counter() - t0
             elapsed += dt
             timing.write([step, f"{dt:.6f}"])
             kill_point("row")
             if bar is not None:
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{values[0]:.3g}", refresh=False)
-                bar.update(1)
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                bar.set_postfix(loss=f"{row['train_loss']:.4f}", lr=f"{row['lr']:.3g}", refresh=False)
+                bar.update(plan.clock.position - before)
+            if plan.clock.step % cfg.checkpoint_every == 0 or plan.done:
                 t1 = time.perf_counter()
                 metrics.flush()
                 timing.flush()
-                save_checkpoint(step + 1)
-                saved = step + 1
+                save_checkpoint()
+                saved = plan.clock.step
                 elapsed += time.perf_counter() - t1  # counted in train_seconds (not in that step's timing row)
-                manifest["step"] = step + 1
-        manifest["status"] = "complete" if end == cfg.steps else "stopped"
-        manifest["step"] = end
+                manifest["step"] = saved
+        manifest["status"] = "complete" if plan.done else "stopped"
+        manifest["step"] = plan.clock.step
+        if plan.clock.skipped:
+            manifest["skipped"] = plan.clock.skipped
     except TrainingDiverged as e:
         manifest.update(status="diverged", step=saved or 0, diverged_at=step)
         _write_json(out / "run.json", manifest)
         if saved is None:
-            kept = (f"no checkpoint had been written yet (the first was due at step "
-                    f"{min(cfg.checkpoint_every, cfg.steps)}); resuming starts over")
+            kept = (f"no checkpoint had been written yet (the first was due at step {cfg.checkpoint_every}); "
+                    "resuming starts over")
         else:
             kept = f"the last checkpoint (step {saved}) is kept in {checkpoint}"
         raise TrainingDiverged(f"{e}; stopped: {kept}") from None
@@ -577,15 +670,181 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
     return manifest
 
 
-def _load_checkpoint(path: Path, cfg: RunConfig, settings: str, model, opt, sched) -> tuple[int, float, dict]:
-    """Restore model, optimizer and scheduler; returns (step, elapsed seconds, recorded CSV lengths)."""
+MAX_SKIPS_IN_A_ROW = 10  # a guard that skips more steps than this in a row stops the run as diverged
+
+
+class Loop:
+    """One optimizer step of a run, in the documented order (docs/runner.md, "The training step"):
+
+    1. ``apply_values``: the plan's values for the step go to their targets (optimizer
+       fields, the batch size, loss coefficients);
+    2. ``micro_batches``: forward and backward over ``batch / micro_batch`` micro-batches;
+    3. ``reduce_signals``: train loss, gradient norm (before clipping; clipping happens
+       here), and the gradient noise scale from the micro-batches' own gradients;
+    4. ``guards``: a non-finite loss or gradient stops the run as diverged, or, with
+       ``skip_nonfinite``, skips the step (no optimizer step, the clock does not move);
+    5. ``optimizer_step``;
+    6. ``observe``: the plan's controllers see the step's signals;
+    7. ``advance_clock``: steps + 1, samples and tokens + what the step really used;
+    8. ``evaluate`` (validation signals, observed at once), then the caller logs the row
+       and checkpoints.
+
+    The data of micro-batch ``i`` of the run (counting every micro-batch drawn, skipped
+    steps' too) is ``workload.batch(seed, i, micro_batch)``: with one micro-batch per step
+    that is the step's batch, as in earlier releases.
+    """
+
+    def __init__(self, cfg: RunConfig, workload, model, opt, plan: Plan, fields: OptimizerFields) -> None:
+        self.cfg, self.workload, self.model, self.opt, self.plan, self.fields = cfg, workload, model, opt, plan, fields
+        self.drawn = 0  # micro-batches drawn so far (the data cursor; skipped steps draw too)
+        self.skips_in_a_row = 0
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.terms = [name[5:] for name in plan.schedules if name.startswith("loss.")]
+        self.clip = cfg.clip if cfg.clip is not None else math.inf
+        self.noise = _accumulates(cfg)
+
+    # 1
+    def apply_values(self) -> dict:
+        values = self.plan.values()
+        self.fields.apply(values)
+        return values
+
+    # 2
+    def micro_batches(self, values: dict) -> dict:
+        cfg, micro = self.cfg, self.cfg.micro_batch
+        batch = int(values.get(BATCH, cfg.batch_size))
+        count = batch // micro
+        torch.manual_seed(cfg.seed * 1_000_003 + self.plan.clock.step + self.plan.clock.skipped)  # dropout and friends
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        losses, terms, small = [], {t: [] for t in self.terms}, []
+        previous = None
+        for j in range(count):
+            data = self.workload.batch(cfg.seed, self.drawn + j, micro)
+            if cfg.device != "cpu":
+                data = tuple(t.to(cfg.device, non_blocking=True) for t in data)
+            if self.terms:
+                parts = self.workload.losses(self.model, data)
+                loss = parts[""] + sum(values[f"loss.{t}"] * parts[t] for t in self.terms)
+                for t in self.terms:
+                    terms[t].append(float(parts[t]))
+                main = parts[""]
+            else:
+                loss = main = self.workload.loss(self.model, data)
+            (loss / count if count > 1 else loss).backward()
+            losses.append(main.item())
+            if count > 1:
+                previous = self._micro_norm(previous, count, small)
+        self.drawn += count
+        return {"batch": batch, "count": count, "losses": losses, "terms": terms, "small": small}
+
+    def _micro_norm(self, previous, count: int, small: list):
+        """|g_j|^2 of micro-batch j's own gradient, from the accumulated gradient's change (no extra backward)."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        with torch.no_grad():
+            if previous is None:
+                previous = [g.clone() for g in grads]
+                diff = previous
+            else:
+                diff = torch._foreach_sub(grads, previous)
+                torch._foreach_copy_(previous, grads)
+            norms = torch._foreach_norm(diff)
+            small.append(float(torch.stack(norms).square().sum()) * count * count)
+        return previous
+
+    # 3
+    def reduce_signals(self, work: dict) -> dict:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip))
+        signals = {"train_loss": float(np.mean(work["losses"])), "grad_norm": grad_norm}
+        for t, vals in work["terms"].items():
+            signals[f"loss_{t}"] = float(np.mean(vals))
+        if self.noise:
+            g2 = trace = None
+            if work["count"] > 1 and math.isfinite(grad_norm):
+                g2, trace = noise_scale(work["small"], self.cfg.micro_batch, grad_norm * grad_norm, work["batch"])
+            signals["noise_g2"], signals["noise_trace"] = g2, trace
+        return signals
+
+    # 4
+    def guards(self, signals: dict) -> bool:
+        """True: take the step. False: skip it. Raises TrainingDiverged when the run cannot go on."""
+        bad = next((k for k in ("train_loss", "grad_norm") if not math.isfinite(signals[k])), None)
+        if bad is None:
+            self.skips_in_a_row = 0
+            return True
+        step = self.plan.clock.step
+        if not self.cfg.skip_nonfinite:
+            what = "training loss" if bad == "train_loss" else "gradient norm"
+            raise TrainingDiverged(f"the {what} became {signals[bad]} at step {step}")
+        self.skips_in_a_row += 1
+        if self.skips_in_a_row > MAX_SKIPS_IN_A_ROW:
+            raise TrainingDiverged(f"{self.skips_in_a_row} steps in a row had a non-finite loss or gradient "
+                                   f"(the last at step {step})")
+        return False
+
+    # 5
+    def optimizer_step(self) -> None:
+        self.opt.step()
+
+    # 6
+    def observe(self, signals: dict) -> None:
+        self.plan.observe(signals)
+
+    # 7
+    def advance_clock(self, work: dict) -> None:
+        tokens_per_sample = self.plan.rates.tokens_per_sample or 0
+        self.plan.advance(samples=work["batch"], tokens=int(work["batch"] * tokens_per_sample))
+
+    # 8
+    def evaluate(self) -> dict:
+        """Validation metrics when due (every eval_every steps and at the end), observed at once."""
+        step = self.plan.clock.step
+        if step % self.cfg.eval_every and not self.plan.done:
+            return {}
+        self.model.eval()
+        result = self.workload.evaluate(self.model)
+        if not math.isfinite(result["val_loss"]):
+            raise TrainingDiverged(f"the validation loss became {result['val_loss']} at step {step - 1}")
+        self.plan.observe(result)
+        return result
+
+    def run_step(self) -> dict | None:
+        """One step in order; returns the row (values and signals), or None when a guard skipped it."""
+        values = self.apply_values()
+        work = self.micro_batches(values)
+        signals = self.reduce_signals(work)
+        if not self.guards(signals):
+            self.opt.zero_grad(set_to_none=True)
+            self.plan.skip()
+            return None
+        self.optimizer_step()
+        self.observe(signals)
+        self.advance_clock(work)
+        return {**values, **signals, **self.evaluate()}
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "plan": self.plan.state_dict(),
+                "drawn": self.drawn}
+
+    def load_state_dict(self, state: dict) -> None:
+        drawn = state["drawn"]
+        if isinstance(drawn, bool) or not isinstance(drawn, int) or drawn < 0:
+            raise ValueError(f"its data position {drawn!r} is not a whole number")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.plan.load_state_dict(state["plan"])
+        self.drawn = drawn
+
+
+def _load_checkpoint(path: Path, cfg: RunConfig, settings: str, loop: Loop) -> tuple[float, dict]:
+    """Restore model, optimizer, plan and data position; returns (elapsed seconds, recorded CSV lengths)."""
     try:
         state = torch.load(path, weights_only=True, map_location=cfg.device)
         if not isinstance(state, dict):
             raise TypeError(f"a {type(state).__name__}, not a dict")
         step, elapsed = state["step"], state["elapsed"]
-        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= cfg.steps:
-            raise ValueError(f"step {step!r} is not within the run's {cfg.steps} steps")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"step {step!r} is not a step of the run")
         elapsed = float(elapsed)
         rows = state.get("rows", {})
         if not (isinstance(rows, dict) and all(isinstance(v, int) for v in rows.values())):
@@ -599,10 +858,10 @@ def _load_checkpoint(path: Path, cfg: RunConfig, settings: str, model, opt, sche
         diff = ", ".join(f"{k}: {old.get(k)!r} in the checkpoint, {mine[k]!r} in run.json" for k in mine if mine[k] != old.get(k))
         raise RunError(f"cannot resume: run.json does not match the checkpoint it was written with ({diff})")
     try:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        loop.load_state_dict(state)
+        if loop.plan.clock.step != step:
+            raise ValueError(f"its plan is at step {loop.plan.clock.step}, the checkpoint at {step}")
     except Exception as e:  # noqa: BLE001
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise RunError(f"cannot resume: {path} does not fit this run ({type(e).__name__}: {first})") from None
-    return step, elapsed, rows
+    return elapsed, rows

@@ -68,6 +68,18 @@ class Workload(abc.ABC):
     def loss(self, model: nn.Module, batch) -> torch.Tensor:
         """The training loss of a batch."""
 
+    #: Extra loss terms a plan can weigh with a ``loss.<term>`` channel (see :meth:`losses`).
+    loss_terms: tuple[str, ...] = ()
+
+    def losses(self, model: nn.Module, batch) -> dict[str, torch.Tensor]:
+        """The main loss under ``""`` and every extra term in ``loss_terms``, from one forward pass.
+
+        The runner minimises ``losses[""] + sum(coefficient * losses[term])``, each
+        coefficient being the value of the plan's ``loss.<term>`` channel; terms without a
+        channel are not computed into the objective (and cost nothing when not asked for).
+        """
+        return {"": self.loss(model, batch)}
+
     @abc.abstractmethod
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Validation metrics on the fixed held-out set."""
@@ -186,10 +198,18 @@ class TinyLM(Workload):
         starts = torch.randint(0, len(train) - self.context - 1, (batch_size,), generator=step_generator(seed, step))
         return self._windows(train, starts)
 
+    loss_terms: tuple[str, ...] = ("z",)
+
     def loss(self, model, batch):
         x, y = batch
         logits = model(x)
         return F.cross_entropy(logits.reshape(-1, 256), y.reshape(-1))
+
+    def losses(self, model, batch):
+        """Cross-entropy and the z-loss, mean of log(Z)^2 over positions (PaLM, Chowdhery et al. 2022)."""
+        x, y = batch
+        logits = model(x).reshape(-1, 256)
+        return {"": F.cross_entropy(logits, y.reshape(-1)), "z": torch.logsumexp(logits, dim=-1).square().mean()}
 
     def evaluate(self, model) -> dict[str, float]:
         _, val = self._corpus()

@@ -29,7 +29,7 @@ FLAGS = {
     "steps_per_epoch": "--steps-per-epoch", "filter_width": "--filter-width", "points": "--points",
 }
 # Where a command calls the same parameter by another flag.
-COMMAND_FLAGS = {"run": {"total_steps": "--steps"}, "bench": {"total_steps": "--steps"}}
+COMMAND_FLAGS = {"run": {"total_steps": "--steps", "horizon": "--steps"}, "bench": {"total_steps": "--steps", "horizon": "--steps"}}
 
 
 def build_parser() -> argparse.ArgumentParser:

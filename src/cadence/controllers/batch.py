@@ -77,6 +77,14 @@ class NoiseBatch(Controller):
     def value(self, state: dict, clock, inputs=None) -> float:
         return float(state["batch"])
 
+    def check_state(self, state: dict) -> str | None:
+        batch, count = state["batch"], state["noise"]["count"]
+        if not (isinstance(batch, (int, float)) and self.start <= batch <= self.max):
+            return f"batch must lie in [start, max] = [{self.start:g}, {self.max:g}]; got {batch!r}"
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            return f"the count of observations must be a whole number >= 0; got {count!r}"
+        return None
+
 
 class ScaleWith(Controller):
     name = "scale_with"
@@ -100,6 +108,9 @@ class ScaleWith(Controller):
 
     def update(self, state: dict, clock, signals: dict) -> dict:
         return {"inner": self.inner_update(state, clock, signals)}
+
+    def check_state(self, state: dict) -> str | None:
+        return self.schedule.check_state(state["inner"])
 
     def value(self, state: dict, clock, inputs=None) -> float:
         base = self.inner_value(state, clock, inputs)

@@ -9,6 +9,8 @@ and never raises a value that the schedule itself put below the floor.
 
 from __future__ import annotations
 
+import numpy as np
+
 from cadence.controllers.base import Controller
 from cadence.controllers.plateau_rule import PlateauRule
 from cadence.errors import ScheduleError
@@ -49,13 +51,17 @@ class Plateau(Controller):
 
     def update(self, state: dict, clock, signals: dict) -> dict:
         inner = self.inner_update(state, clock, signals)
-        metric = signals.get(self.monitor) if self.monitor in signals else None
+        metric = signals.get(self.monitor)
         rule = state["rule"]
-        if metric is not None and isinstance(metric, (int, float)) and not isinstance(metric, bool):
+        if metric is not None and isinstance(metric, (int, float, np.integer, np.floating)) \
+                and not isinstance(metric, (bool, np.bool_)):
             base = self.inner_value(state, clock, signals)  # a plan's signals carry the step's channel values
             current = max(base * rule["scale"], min(base, self.floor))
             rule = self.rule.observe(rule, float(metric), current, min(base, self.floor), at=clock.position)
         return {"inner": inner, "rule": rule}
+
+    def check_state(self, state: dict) -> str | None:
+        return self.rule.check(state["rule"]) or (None if self.schedule is None else self.schedule.check_state(state["inner"]))
 
     def value(self, state: dict, clock, inputs=None) -> float:
         base = self.inner_value(state, clock, inputs)

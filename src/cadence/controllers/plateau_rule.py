@@ -52,12 +52,27 @@ class PlateauRule:
         """``best`` is None until the first observation (torch starts from +-inf)."""
         return {"best": None, "bad": 0, "cooldown": 0, "scale": 1.0, "reductions": [], "observations": 0}
 
-    def _better(self, a: float, best: float | None) -> bool:
+    def _better(self, a: float, best: "float | str | None") -> bool:
         if best is None:
             best = math.inf if self.mode == "min" else -math.inf
+        best = float(best)  # an infinite best is kept as the string "inf" or "-inf": the state stays JSON
         if self.mode == "min":
             return a < (best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold)
         return a > (best * (self.threshold + 1.0) if self.threshold_mode == "rel" else best + self.threshold)
+
+    def check(self, state: dict) -> str | None:
+        """Why ``state`` is not a state this rule can reach, or None."""
+        for key in ("bad", "cooldown", "observations"):
+            v = state[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                return f"{key} must be a whole number >= 0; got {v!r}"
+        scale = state["scale"]
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
+            return f"scale must be a number in (0, 1]; got {scale!r}"
+        best = state["best"]
+        if not (best is None or best in ("inf", "-inf") or (isinstance(best, (int, float)) and not isinstance(best, bool))):
+            return f"best must be a number, 'inf', '-inf' or null; got {best!r}"
+        return None
 
     def observe(self, state: dict, metric: float, current: float, floor: float, at=None) -> dict:
         """State after one observation. ``current`` is the value now in use (before any drop);
@@ -65,7 +80,7 @@ class PlateauRule:
         state = dict(state)
         state["observations"] += 1
         if self._better(metric, state["best"]):
-            state["best"] = float(metric)
+            state["best"] = float(metric) if math.isfinite(metric) else repr(float(metric))
             state["bad"] = 0
         else:
             state["bad"] += 1

@@ -368,6 +368,11 @@ class Schedule(abc.ABC):
         came from). A schedule has nothing to update."""
         return state
 
+    def check_state(self, state: Any) -> str | None:
+        """Why ``state`` (of the right shape, from a checkpoint) is not one this controller can
+        be in, or None when it can. A schedule has no state to check."""
+        return None
+
     def value(self, state: Any, clock, inputs: "dict[str, float] | None" = None) -> float:
         """The value for the step about to run at ``clock`` (a :class:`cadence.time.Clock`)."""
         return self._value_on(clock.context, clock.position)

@@ -427,14 +427,15 @@ class Scheduler(LRScheduler):
                                     "skipped": 0})  # a state of an earlier release: constant rates
         if not (isinstance(clock, Mapping) and clock.get("step") == step):
             raise CadenceError(f"Scheduler.load_state_dict: the plan's clock ({_short_value(clock)}) is not at step {step}")
-        plan_state = {"format": PLAN_FORMAT, "unit": "step", "horizon": totals[0][1] if totals else None,
+        plan_state = {"format": PLAN_FORMAT, "unit": "step", "horizon": totals[-1][1] if totals else None,
                       "horizons": [list(r) for r in totals], "channels": dict(theirs), "clock": dict(clock),
                       "states": extra.get("states", {n: s.init() for n, s in self.plan.schedules.items()})}
         plan, old_ratios = self.plan, dict(self.ratios)
         try:
-            if self._own_plan and plan.horizon != plan_state["horizon"]:
+            first = totals[0][1] if totals else None
+            if self._own_plan and (plan.horizons[0][1] if plan.horizons else None) != first:
                 # a scheduler made for another length than the checkpoint's: the checkpoint's plan wins
-                plan = self._make_plan(plan_state["horizon"])
+                plan = self._make_plan(first)
             plan.load_state_dict(plan_state)
             for name, r in ratios.items():
                 self.fields.set_ratios(name, r)
