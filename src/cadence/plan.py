@@ -30,6 +30,7 @@ schedule's own error):
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import re
@@ -43,9 +44,9 @@ from cadence.schedules import Replanned, Schedule, parse
 from cadence.schedules.base import _short_value
 from cadence.schedules.families import Constant
 from cadence.schedules.limits import MAX_ITEMS, MAX_TOTAL_STEPS
-from cadence.time import Clock, Duration, Rates, Unit, parse_duration
+from cadence.time import Clock, Duration, Rates, Unit, parse_count, parse_duration
 
-__all__ = ["Plan", "FORMAT", "BATCH", "UNITS", "MAX_CHANNELS"]
+__all__ = ["Plan", "FORMAT", "BATCH", "UNITS", "MAX_CHANNELS", "PLAN_KEYS", "read_plan_file", "MAX_PLAN_FILE_BYTES"]
 
 FORMAT = "cadence.plan/1"
 BATCH = "batch"
@@ -55,6 +56,8 @@ UNITS = {"step": Unit.STEP, "st": Unit.STEP, "steps": Unit.STEP, "sample": Unit.
 _UNIT_NAME = {Unit.STEP: "step", Unit.SAMPLE: "sample", Unit.TOKEN: "token"}
 _CHANNEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?$")
 _MODES = ("replan", "stretch")
+PLAN_KEYS = ("unit", "horizon", "channels")
+MAX_PLAN_FILE_BYTES = 1 << 20
 
 
 def _is_int(value) -> bool:
@@ -222,6 +225,11 @@ class Plan:
             if units == math.inf:
                 raise LimitError(f"the horizon is {_short_value(horizon)} {_UNIT_NAME[self.unit]}s; at most "
                                  f"{MAX_TOTAL_STEPS} (2**53) are counted exactly", field="horizon")
+        elif isinstance(horizon, str) and horizon.strip()[-1:].isdigit() or horizon.strip()[-1:] in "KkMBGT":
+            try:  # a count without a unit ('600K') is in the plan's own unit
+                units = parse_count(horizon, what="horizon")
+            except DurationError as e:
+                raise PlanError(str(e), field="horizon") from None
         else:
             try:
                 duration = parse_duration(horizon, what="horizon")
@@ -383,6 +391,90 @@ class Plan:
         """Each channel's spec string."""
         return {name: s.spec() for name, s in self.schedules.items()}
 
+    # -- looking ahead ----------------------------------------------------------------------
+    def preview(self, stop: int | None = None) -> dict[str, np.ndarray]:
+        """Every channel over the optimizer steps from the clock's start to the horizon (or ``stop`` steps),
+        before any observation: controllers as they start (see :mod:`cadence.controllers.base`).
+
+        Returns arrays ``step``, ``samples``, ``tokens`` (the counters before each step) and
+        one per channel. Vectorised: on a step clock each channel is one evaluation of all
+        steps; when a ``batch`` channel moves the clock, the steps are found in blocks between
+        batch changes. At most ``MAX_VALUES`` steps.
+        """
+        from cadence.schedules.limits import MAX_VALUES
+
+        if stop is not None and (not _is_int(stop) or stop < 1):
+            raise PlanError(f"preview: stop must be a whole number of steps >= 1; got {_short_value(stop)}", field="stop")
+        ctx = dataclasses.replace(self._frame, horizon=self.horizon).context
+        positions, samples, tokens = self._preview_clock(ctx, stop, MAX_VALUES)
+        out = {"step": np.arange(positions.size, dtype=np.int64), "samples": samples, "tokens": tokens}
+        at = {Unit.STEP: out["step"], Unit.SAMPLE: samples, Unit.TOKEN: tokens}[self.unit].astype(np.float64)
+        for name in self._order:
+            s = self._effective[name]
+            try:
+                values = s.preview(at, ctx, out) if s.stateful else s.evaluate(at, ctx)
+            except CadenceError as e:
+                raise type(e)(f"{name}: {e}", field=e.field) from None
+            if name == BATCH:
+                values = self._whole_batches(values)
+            out[name] = values
+        return out
+
+    def _whole_batches(self, values: np.ndarray) -> np.ndarray:
+        m = self.micro_batch or 1
+        return np.maximum(m, np.floor(values / m) * m).astype(np.int64)
+
+    def _preview_clock(self, ctx, stop, limit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions (in the unit), samples and tokens before each step, over the preview's steps."""
+        tps = self.rates.tokens_per_sample
+        if BATCH not in self.schedules:
+            per = self.rates.samples_per_step
+            if self.unit is not Unit.STEP and not per:
+                raise PlanError("preview: this plan counts samples or tokens but knows no batch size (rates)",
+                                field="rates")
+            length = 1.0 if self.unit is Unit.STEP else (per if self.unit is Unit.SAMPLE else per * tps)
+            count = stop if self.horizon is None else int(math.ceil(self.horizon / length))
+            if count is None:
+                raise PlanError("preview: an open-ended plan needs stop", field="stop")
+            count = count if stop is None else min(count, stop)
+            if count > limit:
+                raise LimitError(f"preview: {count} steps; at most {limit} (2**26) are previewed at once", field="stop")
+            k = np.arange(count, dtype=np.float64)
+            samples = k * (per or 0)
+            return k * length, samples.astype(np.int64), (samples * (tps or 0)).astype(np.int64)
+        # the batch moves the clock: walk it in blocks of steps that share one batch size
+        batch = self._effective[BATCH]
+        if batch.inputs:
+            raise PlanError("preview: the batch channel reads another channel; preview it step by step", field="batch")
+        per_unit = {Unit.STEP: None, Unit.SAMPLE: 1.0, Unit.TOKEN: float(tps or 0)}[self.unit]
+        pos, n_samples, n_tokens, steps = 0.0, 0, 0, 0
+        chunks = []
+        end = math.inf if self.horizon is None else self.horizon
+        cap = limit if stop is None else min(stop, limit + 1)
+        while pos < end and steps < cap:
+            b = int(self._whole_batches(np.array([batch.preview(np.array([pos]), ctx, {})[0]
+                                                  if batch.stateful else batch.evaluate(np.array([pos]), ctx)[0]]))[0])
+            step_units = 1.0 if per_unit is None else b * per_unit
+            block = min(4096, cap - steps)
+            ks = np.arange(block, dtype=np.float64)
+            cand = pos + ks * step_units
+            vals = batch.preview(cand, ctx, {}) if batch.stateful else batch.evaluate(cand, ctx)
+            same = self._whole_batches(vals) == b
+            run = int(np.argmin(same)) if not same.all() else block
+            run = max(run, 1)
+            inside = cand[:run] < end
+            run = max(int(inside.sum()), 1) if not inside.all() else run
+            chunks.append((cand[:run], n_samples + b * np.arange(run, dtype=np.int64),
+                           n_tokens + int(round(b * (tps or 0))) * np.arange(run, dtype=np.int64)))
+            steps += run
+            pos = float(cand[run - 1] + step_units)
+            n_samples += b * run
+            n_tokens += int(round(b * (tps or 0))) * run
+        if steps > limit and stop is None:
+            raise LimitError(f"preview: more than {limit} (2**26) steps; give stop", field="stop")
+        return (np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks]),
+                np.concatenate([c[2] for c in chunks]))
+
     # -- changing the horizon ---------------------------------------------------------------
     def set_horizon(self, horizon: int, mode: str = "replan") -> None:
         """Change the run's length from the clock's position on; values already used never change.
@@ -499,3 +591,65 @@ class Plan:
     def __repr__(self) -> str:
         driven = ", ".join(f"{n}={s.spec()}" for n, s in self.schedules.items())
         return f"Plan({_UNIT_NAME[self.unit]} {self.clock.position} of {self.horizon}, {driven})"
+
+
+def read_plan_file(path, extra_keys: "tuple[str, ...]" = ()) -> dict[str, Any]:
+    """The mapping in a plan file (``.yaml``/``.yml`` or ``.json``), checked but not yet bound.
+
+    Keys: ``unit``, ``horizon``, ``channels`` and any of ``extra_keys`` (a runner's
+    settings). YAML is read with ``yaml.safe_load``: a plan file is data, never code. At most
+    ``MAX_PLAN_FILE_BYTES``. Raises PlanError naming the first thing that is wrong.
+    """
+    import os
+
+    import yaml
+
+    name = str(path)
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise PlanError(f"a plan file is .yaml, .yml or .json; got {_short_value(name)}", field="plan")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_PLAN_FILE_BYTES + 1)
+    except OSError as e:
+        raise PlanError(f"cannot read the plan file {_short_value(name)}: {e.strerror or type(e).__name__}",
+                        field="plan") from None
+    if len(raw) > MAX_PLAN_FILE_BYTES:
+        raise LimitError(f"the plan file {_short_value(name)} is larger than {MAX_PLAN_FILE_BYTES:,} bytes", field="plan")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PlanError(f"the plan file {_short_value(name)} is not UTF-8 text", field="plan") from None
+    try:
+        data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError, RecursionError) as e:
+        first = " ".join(str(e).split())[:160]
+        raise PlanError(f"the plan file {_short_value(name)} is not valid {suffix[1:].upper()}: {first}",
+                        field="plan") from None
+    if not isinstance(data, dict):
+        raise PlanError(f"a plan file holds a mapping with keys {', '.join(PLAN_KEYS)}; {_short_value(name)} holds "
+                        f"{type(data).__name__}", field="plan")
+    allowed = (*PLAN_KEYS, *extra_keys)
+    unknown = [str(k) for k in data if k not in allowed]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise PlanError(f"the plan file has an unknown key {_short_value(unknown[0])}{hint}; allowed: "
+                        f"{', '.join(allowed)}", field="plan")
+    if "channels" not in data:
+        raise PlanError("the plan file has no channels (for example channels: {lr: \"cosine(peak=1e-3)\"})",
+                        field="plan")
+    channels = data["channels"]
+    if not isinstance(channels, dict) or not channels:
+        raise PlanError("the plan file's channels must map names to schedule specs or numbers", field="channels")
+    for key, value in channels.items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise PlanError(f"the plan file's channel {_short_value(key)} must be a schedule spec or a number; got "
+                            f"{_short_value(value)}", field="channels")
+    if "unit" in data:
+        unit_of(data["unit"])
+    horizon = data.get("horizon")
+    if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, (int, str))):
+        raise PlanError(f"the plan file's horizon must be a whole number or a duration such as '2Mtok'; got "
+                        f"{_short_value(horizon)}", field="horizon")
+    return data

@@ -163,9 +163,11 @@ def resolve(config: RunConfig) -> "tuple[RunConfig, Plan]":
                                  or not math.isfinite(cfg.clip) or cfg.clip <= 0):
         raise CadenceError(f"clip must be a positive number or None; got {cfg.clip!r}", field="clip")
     _check_device(cfg.device)
-    if isinstance(cfg.horizon, bool) or not isinstance(cfg.horizon, int) or cfg.horizon < 1:
-        raise PlanError(f"horizon must be a positive whole number of {cfg.unit}s; got {cfg.horizon!r}", field="horizon")
-    if cfg.unit == "step" and cfg.horizon > MAX_STEPS:
+    if isinstance(cfg.horizon, bool) or not isinstance(cfg.horizon, (int, str)) or \
+            (isinstance(cfg.horizon, int) and cfg.horizon < 1):
+        raise PlanError(f"horizon must be a positive whole number of {cfg.unit}s or a duration such as '2Mtok'; "
+                        f"got {str(cfg.horizon)[:60]!r}", field="horizon")
+    if cfg.unit == "step" and isinstance(cfg.horizon, int) and cfg.horizon > MAX_STEPS:
         raise LimitError(f"horizon is {cfg.horizon} steps; at most {MAX_STEPS} is supported", field="horizon")
     for name in cfg.channels:
         if name.startswith("loss.") and name[5:] not in w.loss_terms:
@@ -173,7 +175,9 @@ def resolve(config: RunConfig) -> "tuple[RunConfig, Plan]":
             raise PlanError(f"channel {name!r}: {cfg.workload} has no loss term {name[5:]!r} (its terms: {terms})",
                             field="channels")
     plan = _make_plan(cfg, w)
-    cfg.channels = plan.channels
+    cfg.channels, cfg.horizon = plan.channels, plan.horizon
+    if cfg.unit == "step" and cfg.horizon > MAX_STEPS:
+        raise LimitError(f"horizon is {cfg.horizon} steps; at most {MAX_STEPS} is supported", field="horizon")
     _check_monitors(plan, cfg, w)
     return cfg, plan
 
@@ -727,7 +731,7 @@ class Loop:
                 parts = self.workload.losses(self.model, data)
                 loss = parts[""] + sum(values[f"loss.{t}"] * parts[t] for t in self.terms)
                 for t in self.terms:
-                    terms[t].append(float(parts[t]))
+                    terms[t].append(float(parts[t].detach()))
                 main = parts[""]
             else:
                 loss = main = self.workload.loss(self.model, data)

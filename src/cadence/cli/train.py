@@ -11,7 +11,13 @@ from cadence.errors import CadenceError, RunError
 from cadence.schedules import parse
 
 # Flags that set a run's settings: with --resume and no WORKLOAD they would be ignored, so they are refused.
-_SETTINGS = ("lr", "set", "steps", "size", "batch_size", "weight_decay", "eval_every", "checkpoint_every", "device")
+_SETTINGS = ("lr", "set", "steps", "horizon", "unit", "plan", "size", "batch_size", "micro_batch", "weight_decay",
+             "eval_every", "checkpoint_every", "device")
+# Run settings a plan file may hold besides unit, horizon and channels, and the flag that sets each.
+_FILE_SETTINGS = {"workload": None, "seed": "--seed", "size": "--size", "batch_size": "--batch-size",
+                  "micro_batch": "--micro-batch", "optimizer": "--optimizer", "weight_decay": "--weight-decay",
+                  "clip": None, "eval_every": "--eval-every", "checkpoint_every": "--checkpoint-every",
+                  "skip_nonfinite": "--skip-nonfinite", "device": "--device"}
 
 
 def register(sub) -> None:
@@ -19,10 +25,18 @@ def register(sub) -> None:
 
     r = common.command(sub, "run", "train one workload under a plan (resumable)")
     r.add_argument("workload", nargs="?", help="tiny-lm, digits, digits-cnn or logreg (omit with --resume)")
-    r.add_argument("--lr", metavar="SPEC", help="learning-rate schedule (default: the workload's)")
-    r.add_argument("--set", metavar="FIELD=SPEC", action="append", default=[],
-                   help="drive another optimizer field, e.g. --set weight_decay=\"linear(peak=0.1)\"")
-    r.add_argument("--steps", type=common.positive_int, help="optimizer steps (default: the workload's)")
+    r.add_argument("--plan", metavar="FILE", help="a plan file (.yaml/.json): unit, horizon, channels and run settings")
+    r.add_argument("--lr", metavar="SPEC", help="learning-rate schedule or controller (default: the workload's)")
+    r.add_argument("--set", metavar="CHANNEL=SPEC", action="append", default=[],
+                   help="drive another channel: an optimizer field, batch, or loss.TERM, e.g. --set "
+                        "weight_decay=\"linear(peak=0.1)\" --set batch=\"ramp(32, 256, '30%%')\"")
+    r.add_argument("--steps", type=common.positive_int, help="the horizon in optimizer steps (default: the workload's)")
+    r.add_argument("--horizon", metavar="DURATION", help="the horizon in the plan's unit or as a duration ('2Mtok')")
+    r.add_argument("--unit", choices=["step", "sample", "token"], help="the clock the plan is defined on (step)")
+    r.add_argument("--micro-batch", type=common.positive_int, metavar="N",
+                   help="samples per forward/backward; the batch is accumulated from micro-batches")
+    r.add_argument("--skip-nonfinite", action="store_true", default=None,
+                   help="guard: skip a step whose loss or gradient is not finite (the clock does not move)")
     r.add_argument("--seed", type=int)
     r.add_argument("--out", required=True, metavar="DIR", help="run folder")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -81,7 +95,7 @@ def _add_training(p: argparse.ArgumentParser) -> None:
 
 
 def _fields(items: list[str]) -> dict[str, str]:
-    fields = common.parse_named(items, "--set", "FIELD=SPEC, e.g. weight_decay=\"linear(peak=0.1)\"")
+    fields = common.parse_named(items, "--set", "CHANNEL=SPEC, e.g. weight_decay=\"linear(peak=0.1)\"")
     if "lr" in fields:
         raise CadenceError("use --lr for the learning rate, not --set lr=...")
     return fields
@@ -149,14 +163,16 @@ def _cmd_run(args) -> int:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise CadenceError(f"a resumed run keeps its own settings: drop {flags}, or name the WORKLOAD with all the "
                                "run's settings to check them")
-        config = RunConfig(workload="", plan={}, steps=0)  # everything comes from the run's manifest
+        config = RunConfig(workload="", channels={}, horizon=0)  # everything comes from the run's manifest
     else:
-        w = get_workload(args.workload)
-        config = RunConfig(workload=args.workload, plan={"lr": parse(args.lr or w.default_lr).spec(), **_fields(args.set)},
-                           steps=args.steps or w.default_steps, seed=0 if args.seed is None else args.seed,
-                           size=args.size, batch_size=args.batch_size, optimizer=args.optimizer or "adamw",
-                           weight_decay=args.weight_decay, eval_every=args.eval_every,
-                           checkpoint_every=args.checkpoint_every or 100, device=args.device or "cpu")
+        try:
+            config = _run_config(args)
+            if args.plan is not None:
+                config.resolved()  # errors in the file's plan name the file, not a flag
+        except CadenceError as e:
+            if args.plan is None or e.field not in ("horizon", "channels", "unit", "lr", "batch", "micro_batch", None):
+                raise
+            raise type(e)(f"{args.plan}: {e}") from None
     manifest = train(config, args.out, resume=args.resume, overwrite=args.overwrite,
                      progress=not args.no_progress and sys.stderr.isatty(), threads=args.threads, warn=_warn)
     from cadence.bench.report import load_metrics
@@ -167,6 +183,58 @@ def _cmd_run(args) -> int:
           f"{manifest.get('train_seconds', 0):.1f}s training")
     print(f"metrics: {_show(args.out)}/metrics.csv")
     return 0
+
+
+def _run_config(args):
+    """The RunConfig that the flags, and the plan file if one is given, describe."""
+    from cadence.bench.runner import RunConfig
+    from cadence.bench.workloads import get_workload
+    from cadence.plan import read_plan_file
+
+    w = get_workload(args.workload)
+    settings = {"seed": args.seed, "size": args.size, "batch_size": args.batch_size, "micro_batch": args.micro_batch,
+                "optimizer": args.optimizer, "weight_decay": args.weight_decay, "eval_every": args.eval_every,
+                "checkpoint_every": args.checkpoint_every, "skip_nonfinite": args.skip_nonfinite, "device": args.device}
+    if args.plan is not None:
+        clash = [f for f, v in (("--lr", args.lr), ("--set", args.set), ("--steps", args.steps),
+                                ("--horizon", args.horizon), ("--unit", args.unit)) if v not in (None, [])]
+        if clash:
+            raise CadenceError(f"the plan file gives the channels, unit and horizon: drop {', '.join(clash)} "
+                               "or drop --plan")
+        data = read_plan_file(args.plan, tuple(_FILE_SETTINGS))
+        if data.get("workload", args.workload) != args.workload:
+            raise CadenceError(f"the plan file is for workload {str(data['workload'])[:40]!r}, not {args.workload!r}")
+        for key, flag in _FILE_SETTINGS.items():
+            if flag and key in data and settings[key] is not None:
+                raise CadenceError(f"{flag} and the plan file's {key} both set it; keep one")
+            if key in data and key != "workload":
+                settings[key] = data[key]
+        channels = dict(data["channels"])
+        unit, horizon = data.get("unit", "step"), data.get("horizon")
+        if horizon is None:
+            if unit != "step":
+                raise CadenceError(f"the plan file counts {unit}s: give its horizon")
+            horizon = w.default_steps
+    else:
+        channels = {"lr": parse(args.lr or w.default_lr).spec(), **_fields(args.set)}
+        unit = args.unit or "step"
+        if args.steps is not None and args.horizon is not None:
+            raise CadenceError("--steps and --horizon both set the run's length; keep one")
+        if args.steps is not None and unit != "step":
+            raise CadenceError(f"--steps counts optimizer steps but the plan counts {unit}s: give --horizon")
+        horizon = args.steps or (_horizon(args.horizon) if args.horizon is not None else None)
+        if horizon is None:
+            if unit != "step":
+                raise CadenceError(f"a plan on a {unit} clock needs --horizon, such as '2Mtok' or '64Ksa'")
+            horizon = w.default_steps
+    defaults = {"seed": 0, "optimizer": "adamw", "checkpoint_every": 100, "skip_nonfinite": False, "device": "cpu"}
+    settings = {k: (defaults[k] if v is None and k in defaults else v) for k, v in settings.items()}
+    return RunConfig(workload=args.workload, channels=channels, horizon=horizon, unit=unit, **settings)
+
+
+def _horizon(text: str):
+    """--horizon: a whole number (in the plan's unit) or a duration string."""
+    return int(text) if text.strip().isdigit() else text
 
 
 def _cmd_bench(args) -> None:

@@ -48,6 +48,13 @@ class Controller(Schedule):
         """The preview: the value before any observation."""
         return self.schedule._evaluate(t, ctx)
 
+    def preview(self, t: np.ndarray, ctx, inputs: dict) -> np.ndarray:
+        """Values at positions ``t`` before any observation; ``inputs`` holds other channels'
+        arrays at the same positions (a plan's preview)."""
+        if self.schedule is not None and self.schedule.stateful:
+            return self.schedule.preview(t, ctx, inputs)
+        return self.evaluate(t, ctx)
+
     def inner_init(self) -> Any:
         return None if self.schedule is None else self.schedule.init()
 

@@ -112,6 +112,11 @@ class ScaleWith(Controller):
     def check_state(self, state: dict) -> str | None:
         return self.schedule.check_state(state["inner"])
 
+    def preview(self, t, ctx, inputs: dict):
+        base = super().preview(t, ctx, inputs)
+        other = inputs.get(self.channel)
+        return base if other is None else base * (np.asarray(other, dtype=np.float64) / self.reference) ** self.power
+
     def value(self, state: dict, clock, inputs=None) -> float:
         base = self.inner_value(state, clock, inputs)
         other = finite((inputs or {}).get(self.channel))
