@@ -58,7 +58,7 @@ def plain_loop(size: str, steps: int, eval_every: int) -> float:
 
 def runner(size: str, steps: int, eval_every: int) -> float:
     with tempfile.TemporaryDirectory() as out:
-        cfg = RunConfig(workload="tiny-lm", plan={"lr": SPEC}, steps=steps, size=size, eval_every=eval_every,
+        cfg = RunConfig(workload="tiny-lm", channels={"lr": SPEC}, horizon=steps, size=size, eval_every=eval_every,
                         checkpoint_every=100)
         manifest = train(cfg, f"{out}/run")
         return manifest["train_seconds"]

@@ -26,7 +26,7 @@ from cadence.forecast.optimize import as_spec, optimize_schedule
 from cadence.schedules import parse
 
 STEPS, PEAK, WARMUP = 2000, 2e-3, 100
-PLANS = {
+CANDIDATES = {
     "constant": f"constant(value={PEAK}, warmup='5%')",
     "cosine": f"cosine(peak={PEAK}, final=0.0, warmup='5%')",
     "wsd-1sqrt-20": f"wsd(peak={PEAK}, warmup='5%', decay='20%', final=0.0, shape='1-sqrt')",
@@ -42,15 +42,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     args = ap.parse_args()
     out = Path(args.out)
-    cfg = BenchConfig(workload="tiny-lm", plans=PLANS, steps=STEPS, seeds=args.seeds, size="small", device=args.device)
+    cfg = BenchConfig(workload="tiny-lm", candidates=CANDIDATES, steps=STEPS, seeds=args.seeds, size="small", device=args.device)
     run_bench(cfg, out / "runs", jobs=args.jobs, progress=False)
 
-    def curves(plan):
+    def curves(name):
         out_ = []
         for s in range(args.seeds):
-            c = read_run(out / "runs" / "runs" / plan / f"seed-{s}")
+            c = read_run(out / "runs" / "runs" / name / f"seed-{s}")
             keep = c.steps >= STEPS // 10
-            out_.append(Curve(c.steps[keep], c.losses[keep], c.lrs, name=f"{plan}/seed-{s}"))
+            out_.append(Curve(c.steps[keep], c.losses[keep], c.lrs, name=f"{name}/seed-{s}"))
         return out_
 
     result = {"prediction": {}, "optimized": {}}
@@ -65,30 +65,30 @@ def main() -> None:
         print(f"{law:10s} fit on constant+cosine: PredE {100 * result['prediction'][f'{law}/fit']['pred_e']:.3f}%  "
               f"WorstE {100 * result['prediction'][f'{law}/fit']['worst_e']:.3f}%", flush=True)
         fitted.save(out / f"{law}.json")
-        for plan in ("wsd-1sqrt-20", "linear"):
-            s = [fitted.score(c) for c in curves(plan)]
-            result["prediction"][f"{law}/{plan}"] = {k: float(np.mean([x[k] for x in s])) for k in ("r2", "pred_e", "worst_e")}
-            print(f"{law:10s} predicts {plan:13s}: PredE {100 * result['prediction'][f'{law}/{plan}']['pred_e']:.3f}%  "
-                  f"WorstE {100 * result['prediction'][f'{law}/{plan}']['worst_e']:.3f}%", flush=True)
+        for name in ("wsd-1sqrt-20", "linear"):
+            s = [fitted.score(c) for c in curves(name)]
+            result["prediction"][f"{law}/{name}"] = {k: float(np.mean([x[k] for x in s])) for k in ("r2", "pred_e", "worst_e")}
+            print(f"{law:10s} predicts {name:13s}: PredE {100 * result['prediction'][f'{law}/{name}']['pred_e']:.3f}%  "
+                  f"WorstE {100 * result['prediction'][f'{law}/{name}']['worst_e']:.3f}%", flush=True)
 
     mpl = laws["multipower"]
     lrs, predicted = optimize_schedule(mpl, STEPS, PEAK, WARMUP)
     spec = as_spec(lrs, STEPS, WARMUP)
-    cfg2 = BenchConfig(workload="tiny-lm", plans={"optimized": spec, "cosine": PLANS["cosine"],
-                                                  "wsd-1sqrt-20": PLANS["wsd-1sqrt-20"]},
+    cfg2 = BenchConfig(workload="tiny-lm", candidates={"optimized": spec, "cosine": CANDIDATES["cosine"],
+                                                       "wsd-1sqrt-20": CANDIDATES["wsd-1sqrt-20"]},
                        steps=STEPS, seeds=args.seeds, size="small", device=args.device, baseline="cosine")
     report = run_bench(cfg2, out / "optimized", jobs=args.jobs, progress=False)
     print(report["table"], flush=True)
     for row in report["rows"]:
-        plan_lrs = parse(row["spec"]).values(STEPS)
-        result["optimized"][row["plan"]] = {
-            "predicted_final": {law: float(f.predict(plan_lrs, [STEPS - 1])[0]) for law, f in laws.items()},
+        lrs_of = parse(row["spec"]).values(STEPS)
+        result["optimized"][row["candidate"]] = {
+            "predicted_final": {law: float(f.predict(lrs_of, [STEPS - 1])[0]) for law, f in laws.items()},
             "measured_final_val": row["final_val"],
         }
     result["optimized_spec"] = spec
     (out / "forecast_tinylm.json").write_text(json.dumps(result, indent=2) + "\n")
-    for plan, r in result["optimized"].items():
-        print(f"{plan:13s} predicted (mpl) {r['predicted_final']['multipower']:.4f}  (annealing) "
+    for name, r in result["optimized"].items():
+        print(f"{name:13s} predicted (mpl) {r['predicted_final']['multipower']:.4f}  (annealing) "
               f"{r['predicted_final']['annealing']:.4f}  measured {r['measured_final_val'][0]:.4f} ± {r['measured_final_val'][1]:.4f}")
 
 

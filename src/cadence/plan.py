@@ -208,7 +208,7 @@ class Plan:
             length = per_step
         else:
             if tps is None:
-                raise PlanError("a plan on a token clock needs the run's tokens per sample (rates)", field="rates")
+                raise PlanError("a plan on a token clock needs the run's tokens per sample", field="tokens_per_sample")
             rates = Rates(samples_per_step=1.0 / tps, tokens_per_sample=tps,
                           steps_per_epoch=None if samples_per_epoch is None else samples_per_epoch * tps)
             length = None if per_step is None else per_step * tps

@@ -172,3 +172,27 @@ def gallery(path: "str | Path", total: int = 1000, overwrite: bool = False) -> P
     _save(fig, path, tight=False)
     plt.close(fig)
     return path
+
+
+def plot_plan(preview: "dict[str, np.ndarray]", channels: "list[str]", unit: str, path: "str | Path",
+              overwrite: bool = False) -> Path:
+    """One panel per channel of a plan's preview, against the plan's clock (``step``, ``sample`` or ``token``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = _ready(path, overwrite)
+    x = preview[{"step": "step", "sample": "samples", "token": "tokens"}[unit]]
+    n = x.size
+    pick = np.unique(np.linspace(0, n - 1, min(n, PLOT_POINTS)).round().astype(np.int64)) if n else np.arange(0)
+    fig, axes = plt.subplots(len(channels), 1, figsize=(7, 1.9 * len(channels) + 0.6), sharex=True, squeeze=False)
+    for ax, name in zip(axes[:, 0], channels):
+        ax.plot(x[pick], preview[name][pick], lw=1.4, drawstyle="steps-post" if name == "batch" else "default")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel(f"{unit}s" + (f" ({pick.size:,} of {n:,} steps drawn)" if pick.size < n else ""))
+    axes[0, 0].set_title("plan preview (controllers as they start, before any observation)", fontsize=10)
+    _save(fig, path)
+    plt.close(fig)
+    return path

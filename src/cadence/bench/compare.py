@@ -129,7 +129,7 @@ class BenchConfig:
         out = []
         for name, spec in self.candidates.items():
             for seed in range(self.seeds):
-                cfg = RunConfig(workload=self.workload, plan={"lr": spec, **self.channels}, steps=self.steps, seed=seed,
+                cfg = RunConfig(workload=self.workload, channels={"lr": spec, **self.channels}, horizon=self.steps, seed=seed,
                                 size=self.size, batch_size=self.batch_size, optimizer=self.optimizer,
                                 weight_decay=self.weight_decay, eval_every=self.eval_every,
                                 checkpoint_every=self.checkpoint_every, device=self.device)

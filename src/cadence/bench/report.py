@@ -290,8 +290,8 @@ optimizer {bench['optimizer']}. Target validation loss: {target}.
 {table}
 {diverged}
 Final val loss: validation loss after the last step, mean ± std over seeds. Final train
-loss: mean over the last 5% of steps. Steps to target: first evaluation (every
-{bench['eval_every'] or 'default'} steps) at or below the target, mean over the seeds that reach it.
+loss: mean over the last 5% of steps. Steps to target: first evaluation ({f"every {bench['eval_every']} steps" if bench['eval_every']
+else "at the workload's evaluation interval"}) at or below the target, mean over the seeds that reach it.
 
 Candidates:
 {specs}

@@ -17,11 +17,19 @@ EXAMPLES = """examples:
   cadence gallery --out gallery.png
   cadence run digits --lr "cosine(peak=3e-3, warmup='5%')" --steps 600 --out runs/digits-cos
   cadence bench tiny-lm --quick
-  cadence bench digits --plan cos="cosine(peak=3e-3)" --plan wsd="wsd(peak=3e-3, decay='20%')" --seeds 3 --out cmp
+  cadence run tiny-lm --plan plan.yaml --out runs/lm      # channels, unit and horizon in one file
+  cadence schedule --plan plan.yaml --plot plan.png       # preview every channel on the plan's clock
+  cadence bench digits --candidate cos="cosine(peak=3e-3)" --candidate wsd="wsd(peak=3e-3, decay='20%')" --seeds 3 --out cmp
+  cadence refine runs/digits-cos                           # a refined LR schedule from the run's gradient norms
   cadence forecast fit runs/const runs/cos --law multipower -o law.json
   cadence forecast rank law.json --total 2000 --schedule cos="cosine(peak=2e-3)" --schedule wsd="wsd(peak=2e-3)"
   cadence recommend --params 1B --tokens 100B --seq-len 4096
 """
+
+
+# Run settings a plan file may hold besides unit, horizon and channels (cadence.bench.runner.RunConfig's fields).
+PLAN_FILE_SETTINGS = ("workload", "seed", "size", "batch_size", "micro_batch", "optimizer", "weight_decay", "clip",
+                      "eval_every", "checkpoint_every", "skip_nonfinite", "device")
 
 
 class Parser(argparse.ArgumentParser):

@@ -225,7 +225,7 @@ def run(args) -> None:
                 curves[name] = _sampled(law, lrs, _first_step(lrs))
         order = sorted(finals, key=finals.get)
         best = finals[order[0]]
-        print("| rank | plan | predicted final loss | vs best | spec |\n|---|---|---|---|---|")
+        print("| rank | schedule | predicted final loss | vs best | spec |\n|---|---|---|---|---|")
         for i, name in enumerate(order, 1):
             print(f"| {i} | {name} | {finals[name]:.4f} | +{finals[name] - best:.4f} | `{named[name]}` |")
         if args.plot:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import sys
 
 from cadence.cli import common
-from cadence.errors import LimitError
-from cadence.schedules import COMBINATORS, FAMILIES, parse
+from cadence.errors import CadenceError, LimitError
+from cadence.schedules import parse
 from cadence.schedules.limits import MAX_TOTAL_STEPS, MAX_VALUES
 from cadence.time import Unit
 
 
 def register(sub) -> None:
-    p = common.command(sub, "schedule", "print or plot one schedule")
-    p.add_argument("spec", metavar="SPEC", help="a schedule call, e.g. \"cosine(peak=3e-4, warmup=200)\"")
-    p.add_argument("--total", type=common.positive_int, required=True, help="optimizer steps in the run")
+    p = common.command(sub, "schedule", "print or plot one schedule, or every channel of a plan file")
+    p.add_argument("spec", metavar="SPEC", nargs="?", help="a schedule call, e.g. \"cosine(peak=3e-4, warmup=200)\"")
+    p.add_argument("--plan", metavar="FILE", help="preview every channel of a plan file (.yaml/.json) on its clock")
+    p.add_argument("--total", type=common.positive_int, help="optimizer steps in the run (a plan has its horizon)")
     p.add_argument("--csv", action="store_true", help="print step,value rows")
     p.add_argument("--plot", metavar="PATH", help="draw the schedule to a .png/.pdf/.svg file")
     p.add_argument("--unit", default="st", choices=["st", "sa", "tok", "ep", "dur"],
@@ -34,6 +35,12 @@ def register(sub) -> None:
 
 
 def _cmd_schedule(args) -> None:
+    if args.plan is not None:
+        return _cmd_plan(args)
+    if args.spec is None:
+        raise CadenceError("give a SPEC (a schedule call) or --plan FILE")
+    if args.total is None:
+        raise CadenceError("--total is required with a SPEC: the number of optimizer steps in the run")
     schedule = parse(args.spec)
     rates = common.rates(args)
     if args.total > MAX_TOTAL_STEPS:
@@ -62,6 +69,52 @@ def _cmd_schedule(args) -> None:
         print("(add --csv for every step, --plot PATH for a figure)")
 
 
+def _cmd_plan(args) -> None:
+    """Every channel of a plan file over its horizon, on its clock, before any observation."""
+    from cadence.plan import Plan, read_plan_file
+    from cadence.time import Rates
+
+    if args.spec is not None or args.total is not None:
+        raise CadenceError("a plan file has its channels and horizon: drop SPEC and --total, or drop --plan")
+    data = read_plan_file(args.plan, common.PLAN_FILE_SETTINGS)
+    rates = common.rates(args)
+    if rates.samples_per_step is None and isinstance(data.get("batch_size"), int):
+        rates = Rates(samples_per_step=data["batch_size"], tokens_per_sample=rates.tokens_per_sample,
+                      steps_per_epoch=rates.steps_per_epoch)
+    try:
+        plan = Plan(data["channels"], horizon=data.get("horizon"), unit=data.get("unit", "step"), rates=rates,
+                    micro_batch=data.get("micro_batch") if "batch" in data["channels"] else None)
+        preview = plan.preview()
+    except CadenceError as e:
+        raise type(e)(f"{args.plan}: {e}", field=e.field) from None
+    channels = list(plan.schedules)
+    unit = {Unit.STEP: "step", Unit.SAMPLE: "sample", Unit.TOKEN: "token"}[plan.unit]
+    if args.csv:
+        out = sys.stdout
+        columns = ["step", "samples", "tokens", *channels]
+        out.write(",".join(columns) + "\n")
+        arrays = [preview[c].tolist() for c in columns]
+        for lo in range(0, len(arrays[0]), 65536):
+            out.write("".join(",".join(repr(a[i]) for a in arrays) + "\n" for i in range(lo, min(lo + 65536, len(arrays[0])))))
+    if args.plot:
+        from cadence.plotting import plot_plan
+
+        path = plot_plan(preview, channels, unit, args.plot, overwrite=args.overwrite)
+        _say(f"wrote {path}", sys.stderr if args.csv else sys.stdout)
+    if not args.csv and not args.plot:
+        steps = preview["step"].size
+        print(f"plan on a {unit} clock, horizon {plan.horizon} {unit}s: {steps} optimizer steps")
+        width = max(len(c) for c in channels)
+        for c in channels:
+            v = preview[c]
+            print(f"  {c:{width}s}  first {v[0]:.6g}  max {v.max():.6g} (step {int(v.argmax())})  last {v[-1]:.6g}  "
+                  f"{plan.schedules[c].spec()}")
+        if plan.monitors:
+            print("controllers shown as they start; they read: " + ", ".join(
+                f"{sig} ({', '.join(chs)})" for sig, chs in plan.monitors.items()))
+        print("(add --csv for every step, --plot PATH for a figure)")
+
+
 def _say(text: str, stream) -> None:
     """print, with characters the stream cannot encode (a file name's stray bytes) escaped."""
     encoding = getattr(stream, "encoding", None) or "utf-8"
@@ -69,7 +122,10 @@ def _say(text: str, stream) -> None:
 
 
 def _cmd_list() -> None:
-    for title, classes in (("families", FAMILIES), ("combinators", COMBINATORS)):
+    from cadence.schedules import entries
+
+    for title, classes in (("families", entries("family")), ("combinators", entries("combinator")),
+                           ("controllers (keep state, observe signals; outermost in a spec)", entries("controller"))):
         print(f"{title}:")
         for cls in classes:
             print(f"  {cls.name}({', '.join(cls.parameters())})")
