@@ -36,3 +36,21 @@ def test_readme_quick_start_runs():
     namespace = {"torch": torch, "model": model, "loader": loader, "loss_fn": loss_fn, "Scheduler": Scheduler}
     exec(compile(code, "README", "exec"), namespace)  # our own README, not user input
     assert namespace["sched"].last_epoch == 5
+
+
+def test_plans_page_examples_run():
+    """Every Python example on docs/plans.md runs and its assertions hold."""
+    text = (ROOT / "docs" / "plans.md").read_text()
+    blocks = [part.split("```")[0] for part in text.split("```python")[1:]]
+    assert len(blocks) >= 3
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"docs/plans.md example {i + 1}", "exec"), {})  # our own docs, not user input
+
+
+def test_plan_file_settings_are_the_runners():
+    """The keys a plan file may hold are exactly the runner's settings (besides unit, horizon, channels)."""
+    from cadence.bench.runner import CONFIG_FIELDS
+    from cadence.cli.common import PLAN_FILE_SETTINGS
+    from cadence.plan import PLAN_KEYS
+
+    assert set(PLAN_FILE_SETTINGS) == (set(CONFIG_FIELDS) - set(PLAN_KEYS)) | {"workload"} - {"unit"}

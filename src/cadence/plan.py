@@ -77,6 +77,14 @@ def unit_of(unit: "str | Unit") -> Unit:
     raise PlanError(f"a plan's unit must be 'step', 'sample' or 'token'; got {_short_value(unit)}", field="unit")
 
 
+def _is_count(text: str) -> bool:
+    try:
+        parse_count(text)
+    except DurationError:
+        return False
+    return True
+
+
 def _schedule(name: str, value) -> Schedule:
     if _is_number(value):
         value = Constant(float(value))
@@ -225,11 +233,11 @@ class Plan:
             if units == math.inf:
                 raise LimitError(f"the horizon is {_short_value(horizon)} {_UNIT_NAME[self.unit]}s; at most "
                                  f"{MAX_TOTAL_STEPS} (2**53) are counted exactly", field="horizon")
-        elif isinstance(horizon, str) and horizon.strip()[-1:].isdigit() or horizon.strip()[-1:] in "KkMBGT":
-            try:  # a count without a unit ('600K') is in the plan's own unit
-                units = parse_count(horizon, what="horizon")
-            except DurationError as e:
-                raise PlanError(str(e), field="horizon") from None
+        elif isinstance(horizon, str) and _is_count(horizon):  # a count without a unit ('600K'): the plan's unit
+            units = parse_count(horizon, what="horizon")
+            if not units.is_integer():
+                raise PlanError(f"the horizon must be a whole number of {_UNIT_NAME[self.unit]}s; got {horizon!r}",
+                                field="horizon")
         else:
             try:
                 duration = parse_duration(horizon, what="horizon")
