@@ -11,13 +11,13 @@ from cadence.errors import CadenceError
 
 
 def digits_config(**kw):
-    base = dict(workload="digits", plan={"lr": "cosine(peak=3e-3, warmup=5)"}, steps=40, eval_every=10, checkpoint_every=10)
+    base = dict(workload="digits", channels={"lr": "cosine(peak=3e-3, warmup=5)"}, horizon=40, eval_every=10, checkpoint_every=10)
     base.update(kw)
     return RunConfig(**base)
 
 
 def test_metrics_schema_and_manifest(tmp_path):
-    cfg = digits_config(plan={"lr": "cosine(peak=3e-3, warmup=5)", "weight_decay": "linear(peak=1e-3, final=0.0)"})
+    cfg = digits_config(channels={"lr": "cosine(peak=3e-3, warmup=5)", "weight_decay": "linear(peak=1e-3, final=0.0)"})
     manifest = train(cfg, tmp_path / "run")
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert header == ["step", "samples", "tokens", "lr", "weight_decay", "train_loss", "grad_norm", "val_loss", "val_accuracy"]
@@ -99,22 +99,22 @@ def test_output_folder_rules(tmp_path, capsys):
     own.mkdir()
     (own / "notes.txt").write_text("my notes")
     with pytest.raises(CadenceError, match="not empty and holds no cadence run"):
-        train(digits_config(steps=8), own)
+        train(digits_config(horizon=8), own)
     out = tmp_path / "run"
-    train(digits_config(steps=8), out)
+    train(digits_config(horizon=8), out)
     (out / "notes.txt").write_text("keep me")
     with pytest.raises(CadenceError, match=r"holds another run \(complete\); resume it, replace it \(overwrite\)") as e:
-        train(digits_config(steps=8), out)
+        train(digits_config(horizon=8), out)
     assert e.value.field == "out" and "--" not in str(e.value)  # library messages name no flags
     code = main(["run", "digits", "--steps", "8", "--out", str(out), "--no-progress"])
     assert code == 2 and capsys.readouterr().err.startswith(f"cadence: error: --out: {out} holds another run")
-    train(digits_config(steps=9), out, overwrite=True)
+    train(digits_config(horizon=9), out, overwrite=True)
     assert (out / "notes.txt").read_text() == "keep me"  # overwriting replaces only the run's own files
     with pytest.raises(CadenceError, match="other settings.*horizon: 9 in the run, 12 asked"):
-        train(digits_config(steps=12), out, resume=True)
+        train(digits_config(horizon=12), out, resume=True)
     (tmp_path / "file").write_text("x")
     with pytest.raises(CadenceError, match="exists and is not a folder"):
-        train(digits_config(steps=8), tmp_path / "file")
+        train(digits_config(horizon=8), tmp_path / "file")
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "delete-metrics", "edit-metrics", "short-metrics"])
@@ -196,10 +196,10 @@ def test_a_run_folder_in_use_is_refused(tmp_path):
     from cadence.bench.runner import folder_lock
 
     out = tmp_path / "run"
-    train(digits_config(steps=8), out)
+    train(digits_config(horizon=8), out)
     with folder_lock(out):  # what another process resuming it would hold
         with pytest.raises(CadenceError, match="in use by another cadence process") as e:
-            train(digits_config(steps=8), out, resume=True)
+            train(digits_config(horizon=8), out, resume=True)
     assert e.value.field == "out"
 
 
@@ -270,10 +270,10 @@ def test_tampered_manifest_is_one_line_exit_2(tamper, fragment, stopped_run, tmp
 
 def test_resuming_a_finished_run_without_its_checkpoint_redoes_nothing(tmp_path):
     out = tmp_path / "run"
-    train(digits_config(steps=8), out)
+    train(digits_config(horizon=8), out)
     (out / "checkpoint.pt").unlink()  # to save disk, once the run is done
     before = (out / "metrics.csv").stat().st_mtime_ns
-    manifest = train(digits_config(steps=8), out, resume=True)
+    manifest = train(digits_config(horizon=8), out, resume=True)
     assert manifest["status"] == "complete" and (out / "metrics.csv").stat().st_mtime_ns == before
 
 

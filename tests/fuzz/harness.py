@@ -668,11 +668,11 @@ class Corpus:
         with quiet[0], quiet[1]:
             self.run = self.root / "run"
             if not (self.run / "run.json").exists():
-                train(RunConfig(workload="logreg", plan={"lr": "linear(peak=0.1, final=0.0)"}, steps=4,
+                train(RunConfig(workload="logreg", channels={"lr": "linear(peak=0.1, final=0.0)"}, horizon=4,
                                 checkpoint_every=2), self.run)
             self.stopped = self.root / "stopped"
             if not (self.stopped / "run.json").exists():
-                train(RunConfig(workload="logreg", plan={"lr": "cosine(peak=0.1)"}, steps=6, checkpoint_every=2),
+                train(RunConfig(workload="logreg", channels={"lr": "cosine(peak=0.1)"}, horizon=6, checkpoint_every=2),
                       self.stopped, stop_after=2)
             self.bench = self.root / "bench"
             if not (self.bench / "report.md").exists():

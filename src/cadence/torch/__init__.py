@@ -295,6 +295,9 @@ class Scheduler(LRScheduler):
         old = plan.clock
         if step is None and old.step < MAX_TOTAL_STEPS:
             plan.advance()  # the hot path
+        elif isinstance(step, float) and not step.is_integer():
+            raise CadenceError(f"Scheduler.step: step must be an int; got {step!r} (a metric for a controller such as "
+                               "plateau goes to observe({'val_loss': value}) before step(), not to step())")
         else:
             self._seek(self._valid_step(old.step + 1 if step is None else step, "step"))
         try:
