@@ -587,7 +587,7 @@ def _check_success(argv, r: CliResult, cwd: Path) -> None:
     elif command == "run":
         metrics = cwd / args.out / "metrics.csv"
         manifest = json.loads((cwd / args.out / "run.json").read_text())
-        steps = manifest["config"]["steps"]
+        steps = manifest["step"]  # optimizer steps taken (the horizon may be in samples or tokens)
         rows = metrics.read_text().splitlines()
         if manifest.get("status") != "complete" or len(rows) != steps + 1 or \
                 [line.split(",")[0] for line in rows[1:]] != [str(i) for i in range(steps)]:

@@ -599,7 +599,10 @@ def law_case(draw):
 
 CONFIG_VALUES = {
     "workload": ["logreg", "digits", "tiny-lm", "nope", "", "LOGREG", "../logreg"],
-    "steps": [4, 5, 6, 8, 0, -1, 3, 1],
+    "horizon": [4, 5, 6, 8, 0, -1, 3, 1, "6", "200", "1K"],
+    "unit": ["step", "sample", "token", "epoch", ""],
+    "micro_batch": [None, 1, 4, 8, 0, 3],
+    "skip_nonfinite": [False, True, 0, "yes"],
     "seed": [0, 1, 2, -1],
     "size": ["small", None, "xs", "huge", ""],
     "batch_size": [1, 8, 32, 0, -4],
@@ -621,8 +624,8 @@ def run_json_case(draw):
     for _ in range(draw(st.integers(1, 3)) if chance(draw, 1, 3) else 1):
         kind = draw(st.integers(0, 9))
         if kind < 7:
-            key = draw(st.sampled_from(sorted(CONFIG_VALUES) + ["plan"]))
-            if key == "plan":
+            key = draw(st.sampled_from(sorted(CONFIG_VALUES) + ["channels"]))
+            if key == "channels":
                 value = weighted(draw, (3, simple_spec().map(lambda s: {"lr": s})),
                                  (1, st.dictionaries(st.sampled_from(FIELDS), simple_spec(), max_size=3)),
                                  (1, json_value()))
@@ -636,8 +639,8 @@ def run_json_case(draw):
             edits.append(("top", key, draw(st.one_of(st.sampled_from(EXTREME + ["complete", "running", 2, 4, 0]),
                                                      json_value()))))
         elif kind < 9:
-            edits.append(("delete", draw(st.sampled_from(["format", "config", "status", "step", "data", "config.steps",
-                                                          "config.plan", "config.workload", "config.seed"])), None))
+            edits.append(("delete", draw(st.sampled_from(["format", "config", "status", "step", "data", "config.horizon",
+                                                          "config.channels", "config.workload", "config.seed"])), None))
         else:
             edits.append(("tree", draw(st.integers(0, 2**32)), None))
     files = []
