@@ -59,7 +59,7 @@ def test_divergence_stops_and_keeps_the_last_checkpoint(tmp_path, capsys):
     (["run", "digits", "--lr", "cosine(peak=", "--out", "x"], "cannot parse"),
     (["run", "digits", "--lr", "cosine(peak=1, warmup=900)", "--steps", "100", "--out", "x"], "leaves no steps"),
     (["run", "digits", "--lr", "wsd(peak=1, decay='3ep')", "--steps", "10", "--out", "x"], "longer than the run"),
-    (["run", "digits", "--set", "weight_decay", "--out", "x"], "FIELD=SPEC"),
+    (["run", "digits", "--set", "weight_decay", "--out", "x"], "CHANNEL=SPEC"),
     (["run", "digits", "--size", "huge", "--out", "x"], "--size: digits: unknown size 'huge'; allowed: small, medium"),
     (["run", "--out", "x"], "name a WORKLOAD"),
     (["run", "digits", "--device", "tpu", "--out", "x"], "must be 'cpu' or 'cuda[:N]'"),

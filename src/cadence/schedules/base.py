@@ -386,7 +386,7 @@ class Schedule(abc.ABC):
         """
         memo = self.__dict__.get("_memo")
         if memo is not None and memo[1] <= position < memo[2] and (memo[0] is ctx or memo[0] == ctx):
-            return float(memo[3][int(position - memo[1])])
+            return memo[3][int(position - memo[1])]
         if ctx.unit is not Unit.STEP or position != int(position):
             return float(self.evaluate(np.array([float(position)]), ctx)[0])
         lo = int(position) - int(position) % _BLOCK
@@ -401,8 +401,9 @@ class Schedule(abc.ABC):
             # a bad value ahead in the block must not refuse this step: compute it alone
             lo, hi = int(position), int(position) + 1
             values = self.evaluate(np.array([float(position)]), ctx)
+        values = values.tolist()  # Python floats: indexing a list is cheaper than a numpy array, every step
         self.__dict__["_memo"] = (ctx, lo, hi, values)
-        return float(values[int(position) - lo])
+        return values[int(position) - lo]
 
     # -- description --------------------------------------------------------------------
     def spec(self) -> str:
