@@ -1,6 +1,7 @@
 """Kill the runner many times; every killed run must resume to the same metrics.csv bytes (not a test).
 
 Usage: python benchmarks/kill_runner.py [--random 30] [--chains 5] [--workload digits] [--steps 60]
+       python benchmarks/kill_runner.py --closed-loop [--horizon 12000] [--checkpoint-every 5] ...
 
 Each scenario starts from nothing or from a run killed mid-way, kills a child process
 (SIGKILL, or SIGTERM/SIGINT through the real command line) once or several times, resumes
@@ -15,6 +16,13 @@ until the run is complete and compares metrics.csv with an uninterrupted run's b
 * chains: several random kills in a row, each resume killed again;
 * signals: SIGTERM or SIGINT to ``cadence run`` at a random instant: exit 130, status
   ``interrupted``, resumed to the same bytes.
+
+``--closed-loop`` runs the same scenarios on a run whose controllers act: a ``plateau`` on
+val_loss over warmup+cosine (patience 1, factor 0.5) with a linear batch ramp 32 -> 128 over
+the first 40% of a sample clock (``--horizon`` samples), micro-batches of 32, validation every
+3 steps. The signals go through ``cadence run WORKLOAD --plan plan.yaml``. The uninterrupted
+run is checked to have reduced the LR and changed the batch, and its step count takes the
+place of ``--steps``.
 
 Victims are forked from a forkserver with torch already imported. Prints one line per
 scenario and a summary (kills, points, byte-identical).
@@ -41,7 +49,15 @@ CTX = multiprocessing.get_context("forkserver")
 SIGKILLED = -signal.SIGKILL
 
 
+CLOSED_LOOP = {"lr": "plateau(warmup(cosine(peak=0.05), '10%'), patience=1, factor=0.5)",
+               "batch": "ramp(32, 128, '40%', shape='linear')"}
+
+
 def _settings(args) -> dict:
+    if args.closed_loop:
+        return dict(workload=args.workload, channels=dict(CLOSED_LOOP), unit="sample", horizon=args.horizon,
+                    micro_batch=32, eval_every=3, checkpoint_every=args.checkpoint_every,
+                    size="xs" if args.workload == "tiny-lm" else None)
     return dict(workload=args.workload, plan={"lr": "cosine(peak=3e-3, warmup=5)"}, steps=args.steps,
                 eval_every=max(1, args.steps // 6), checkpoint_every=args.checkpoint_every,
                 size="xs" if args.workload == "tiny-lm" else None)
@@ -137,6 +153,30 @@ RESUME_POINTS = ["write:run.json:1", "rename:run.json:1", "renamed:run.json:1", 
                  "rename:run.json:2", "renamed:run.json:2"]
 
 
+def _closed_loop_acts(run: Path, settings: dict, steps: int) -> str:
+    """Check that the uninterrupted closed-loop run reduced its LR and changed its batch; says how often."""
+    import torch
+
+    state = torch.load(run / "checkpoint.pt", weights_only=True)["plan"]["states"]["lr"]["rule"]
+    lines = (run / "metrics.csv").read_text().splitlines()
+    at = lines[0].split(",").index("batch")
+    batches = sorted({int(line.split(",")[at]) for line in lines[1:]})
+    if not state["reductions"] or len(batches) < 2:
+        raise SystemExit(f"the closed loop did not act: LR reductions {state['reductions']}, batches {batches}")
+    return (f"closed loop on a sample clock: {settings['horizon']} samples = {steps} steps, "
+            f"{len(state['reductions'])} LR reductions, batches {batches}")
+
+
+def _plan_file(path: Path, settings: dict) -> Path:
+    """The closed-loop settings as a plan file for `cadence run WORKLOAD --plan` (written once)."""
+    if not path.exists():
+        keys = ("unit", "horizon", "micro_batch", "eval_every", "checkpoint_every", "size")
+        lines = [f"{k}: {settings[k]}" for k in keys if settings.get(k) is not None]
+        lines += ["channels:"] + [f"  {name}: {json.dumps(spec)}" for name, spec in settings["channels"].items()]
+        path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workload", default="digits")
@@ -146,6 +186,9 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=5, help="scenarios with 4 random kills in a row")
     ap.add_argument("--signals", type=int, default=6, help="SIGTERM/SIGINT to `cadence run` at random instants")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--closed-loop", action="store_true",
+                    help="a plateau on val_loss with a batch ramp on a sample clock (see above) instead of a cosine")
+    ap.add_argument("--horizon", type=int, default=12000, help="--closed-loop: the horizon in samples")
     args = ap.parse_args()
     # torch._dynamo: the optimizers import it on first use, 3 s a child if the forkserver has not
     CTX.set_forkserver_preload(["cadence.bench.runner", "cadence.cli", "sklearn.datasets", "torch._dynamo"])
@@ -158,9 +201,13 @@ def main() -> None:
         duration = min(_random_kill(_victim, (settings, str(timed), "none:0", False), timed, 0, rng) for _ in range(2)
                        if not shutil.rmtree(timed, ignore_errors=True))
         tally = Tally((root / "reference" / "metrics.csv").read_bytes(), settings)
-        print(f"{args.workload}, {args.steps} steps, checkpoint every {args.checkpoint_every}; a child runs "
+        steps = tally.reference.count(b"\n") - 1  # rows: optimizer steps (a sample clock's count comes from the run)
+        what = f"{steps} steps"
+        if args.closed_loop:
+            what = _closed_loop_acts(root / "reference", settings, steps)
+        print(f"{args.workload}, {what}, checkpoint every {args.checkpoint_every}; a child runs "
               f"{duration:.2f}s after writing run.json", flush=True)
-        mid = args.steps // 2
+        mid = steps // 2
         base = root / "base"  # killed mid-run: the start of every resume scenario
         assert _child(_victim, settings, str(base), f"row:{mid + 3}", False) == SIGKILLED
         n = 0
@@ -189,9 +236,9 @@ def main() -> None:
             resume = i % 2 == 1
             span = duration * 0.95  # draw the instant within the child's remaining work, so most draws kill
             if resume:
-                row = rng.randrange(1, args.steps)
+                row = rng.randrange(1, steps)
                 assert _child(_victim, settings, str(out), f"row:{row}", False) == SIGKILLED
-                span *= (args.steps - row // args.checkpoint_every * args.checkpoint_every) / args.steps
+                span *= (steps - row // args.checkpoint_every * args.checkpoint_every) / steps
             code = _random_kill(_victim, (settings, str(out), "none:0", resume), out, span, rng)
             kind = "resume" if resume else "new"
             tally.finish(f"{kind} run, random instant", out, [f"random ({kind})"] if code == SIGKILLED else [])
@@ -211,9 +258,13 @@ def main() -> None:
         for i in range(args.signals):
             out = root / f"s{(n := n + 1)}"
             sig = (signal.SIGTERM, signal.SIGINT)[i % 2]
-            argv = ["run", args.workload, "--lr", settings["plan"]["lr"], "--steps", str(args.steps), "--eval-every",
-                    str(settings["eval_every"]), "--checkpoint-every", str(args.checkpoint_every), "--threads", "1",
-                    "--no-progress", "--out", str(out)] + (["--size", "xs"] if args.workload == "tiny-lm" else [])
+            if args.closed_loop:
+                argv = ["run", args.workload, "--plan", str(_plan_file(root / "plan.yaml", settings)), "--threads", "1",
+                        "--no-progress", "--out", str(out)]
+            else:
+                argv = ["run", args.workload, "--lr", settings["plan"]["lr"], "--steps", str(args.steps), "--eval-every",
+                        str(settings["eval_every"]), "--checkpoint-every", str(args.checkpoint_every), "--threads",
+                        "1", "--no-progress", "--out", str(out)] + (["--size", "xs"] if args.workload == "tiny-lm" else [])
             code = _random_kill(_cli, (argv,), out, duration * 0.95, rng, sig=sig)
             if code not in (0, 130):
                 tally.failures.append(f"{sig.name}: exit {code}, expected 130")

@@ -3,6 +3,8 @@
 Exact points come from the test hook CADENCE_KILL_AT=POINT:N (cadence._atomic.kill_point).
 Victims are forked from a forkserver that has torch imported, so a kill costs milliseconds,
 not an interpreter start. benchmarks/kill_runner.py does the same many more times.
+The closed-loop cases at the end kill runs whose plan has active controllers (a plateau with a
+batch ramp; noise_batch with scale_with) and check that the controllers act in those runs.
 """
 
 import json
@@ -13,9 +15,11 @@ import shutil
 import signal
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import torch
 
 from cadence.bench.runner import TEMP_FILES, RunConfig, train
 
@@ -54,8 +58,8 @@ def _child(target, *args, timeout: float = 120.0):
     return proc.exitcode
 
 
-def _finish(out: Path) -> bytes:
-    manifest = train(RunConfig(**SETTINGS), out, resume=True, threads=1)
+def _finish(out: Path, settings: dict | None = None) -> bytes:
+    manifest = train(RunConfig(**(settings or SETTINGS)), out, resume=True, threads=1)
     assert manifest["status"] == "complete" and manifest["bit_exact"]
     assert not [n for n in TEMP_FILES if os.path.lexists(out / n)]
     return (out / "metrics.csv").read_bytes()
@@ -215,3 +219,126 @@ def test_bench_workers_stop_with_the_bench(sig, tmp_path):
     assert [p.stat().st_size for p in runs] == sizes  # nobody writes any more
     for p in runs:
         assert json.loads((p.parent / "run.json").read_text())["status"] == "interrupted"
+
+
+# -- closed loops: controllers whose state the checkpoint must carry ---------------------------------
+# A plateau on val_loss over a warmup+cosine with a linear batch ramp, and noise_batch (the batch grows
+# with the measured gradient noise scale) with an LR that follows it (scale_with), both on a sample clock
+# with two or more micro-batches per step. A resume must restore the controllers' state (best, bad count,
+# scale, noise averages, the unrounded batch), the data cursor and the clock, or the bytes differ.
+
+LOOPS = {
+    "plateau": dict(workload="digits", channels={"lr": "plateau(warmup(cosine(peak=0.05), '10%'), patience=1, factor=0.5)",
+                                                 "batch": "ramp(32, 128, '40%', shape='linear')"},
+                    unit="sample", horizon=12000, micro_batch=32, eval_every=3, checkpoint_every=5),
+    "noise": dict(workload="digits", channels={"lr": "scale_with(cosine(peak=0.05), reference=64)",
+                                               "batch": "noise_batch(start=64, max=256, growth=1.2, min_observations=3)"},
+                  unit="sample", horizon=12000, micro_batch=32, eval_every=3, checkpoint_every=5),
+}
+# Where the resume scenarios start: killed mid-way, while the ramp and the noise batch are still moving.
+LOOP_BASE_ROW = {"plateau": 38, "noise": 33}
+
+
+def _column(data: bytes, name: str) -> list[str]:
+    lines = data.decode().splitlines()
+    at = lines[0].split(",").index(name)
+    return [line.split(",")[at] for line in lines[1:]]
+
+
+@pytest.fixture(scope="module")
+def loop_reference(tmp_path_factory) -> dict[str, bytes]:
+    """Uninterrupted runs of both loops, and proof that their controllers act in them."""
+    import numpy as np
+
+    from cadence import Plan
+    from cadence.bench.workloads import get_workload
+
+    refs = {}
+    for name, settings in LOOPS.items():
+        out = tmp_path_factory.mktemp(f"loop-{name}") / "run"
+        train(RunConfig(**settings), out, threads=1)
+        refs[name] = data = (out / "metrics.csv").read_bytes()
+        batches = [int(b) for b in _column(data, "batch")]
+        assert len(set(batches)) >= 3, f"{name}: the batch never changed ({sorted(set(batches))})"
+        assert all(b % 32 == 0 for b in batches)
+        state = torch.load(out / "checkpoint.pt", weights_only=True)["plan"]["states"]
+        if name == "plateau":
+            assert len(state["lr"]["rule"]["reductions"]) >= 1, "the plateau never reduced the LR"
+            # the LR is below what the same schedule gives without the plateau rule: the halvings reached the run
+            open_loop = Plan({"lr": "warmup(cosine(peak=0.05), '10%')", "batch": settings["channels"]["batch"]},
+                             horizon=settings["horizon"], unit="sample", rates=get_workload("digits").rates(32),
+                             micro_batch=32).preview()
+            lr = np.array([float(v) for v in _column(data, "lr")])
+            assert open_loop["batch"].tolist() == batches
+            assert (lr <= open_loop["lr"]).all() and (lr < 0.6 * open_loop["lr"]).any()
+        else:
+            assert batches[0] == 64 and max(batches) > 64 and state["batch"]["batch"] > 64
+            assert any(_column(data, "noise_g2")), "the noise scale was never measured"
+    return refs
+
+
+@pytest.fixture(scope="module")
+def loop_killed_mid_run(tmp_path_factory) -> dict[str, Path]:
+    bases = {}
+    for name, settings in LOOPS.items():
+        out = tmp_path_factory.mktemp(f"loop-base-{name}") / "run"
+        assert _child(_victim, str(out), f"row:{LOOP_BASE_ROW[name]}", False, settings) == SIGKILLED
+        bases[name] = out
+    return bases
+
+
+LOOP_RESUME_POINTS = [("plateau", p) for p in ("truncate:metrics.csv:1", "truncated:timing.csv:1", "rename:run.json:1",
+                                               "write:checkpoint.pt:1", "renamed:checkpoint.pt:1", "row:3",
+                                               "write:checkpoint.pt:4", "rename:run.json:2")]
+LOOP_RESUME_POINTS += [("noise", p) for p in ("truncated:metrics.csv:1", "write:checkpoint.pt:1", "row:4",
+                                              "renamed:checkpoint.pt:3")]
+
+
+@pytest.mark.parametrize("loop, point", LOOP_RESUME_POINTS)
+def test_closed_loop_killed_during_resume_at_an_exact_point(loop, point, loop_killed_mid_run, loop_reference, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(loop_killed_mid_run[loop], out)
+    assert _child(_victim, str(out), point, True, LOOPS[loop]) == SIGKILLED, f"{point} was never reached"
+    assert _finish(out, LOOPS[loop]) == loop_reference[loop]
+
+
+@pytest.mark.parametrize("loop, point", [("plateau", "row:1"), ("plateau", "write:checkpoint.pt:2"),
+                                         ("plateau", "renamed:checkpoint.pt:9"), ("noise", "row:12"),
+                                         ("noise", "renamed:checkpoint.pt:4")])
+def test_closed_loop_killed_in_a_new_run_at_an_exact_point(loop, point, loop_reference, tmp_path):
+    out = tmp_path / "run"
+    assert _child(_victim, str(out), point, False, LOOPS[loop]) == SIGKILLED
+    assert _finish(out, LOOPS[loop]) == loop_reference[loop]
+
+
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_closed_loop_killed_at_random_rows_again_and_again(loop, loop_reference, tmp_path):
+    """SIGKILL at a random row, resume, SIGKILL the resume at a random row of its own, twice more, finish."""
+    rng = random.Random(f"closed-loop-{loop}")
+    rows = loop_reference[loop].count(b"\n") - 1
+    out = tmp_path / "run"
+    kills = []
+    for attempt in range(3):
+        done = torch.load(out / "checkpoint.pt", weights_only=True)["step"] if (out / "checkpoint.pt").exists() else 0
+        row = rng.randrange(1, rows - done)
+        kills.append((done, row))
+        assert _child(_victim, str(out), f"row:{row}", attempt > 0, LOOPS[loop]) == SIGKILLED, kills
+    assert _finish(out, LOOPS[loop]) == loop_reference[loop], kills
+
+
+def test_closed_loop_plan_file_through_the_command_line_sigterm_then_resume(loop_reference, tmp_path):
+    """`cadence run digits --plan f.yaml`, SIGTERM after its 50th row: exit 130, `interrupted`; `--resume`: same bytes."""
+    settings = LOOPS["plateau"]
+    lines = [f"{key}: {settings[key]}" for key in ("unit", "horizon", "micro_batch", "eval_every", "checkpoint_every")]
+    lines += ["channels:"] + [f"  {name}: {json.dumps(spec)}" for name, spec in settings["channels"].items()]
+    plan = tmp_path / "f.yaml"
+    plan.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    argv = ["run", "digits", "--plan", str(plan), "--threads", "1", "--no-progress", "--out", str(out)]
+    assert _child(_cli, argv, {"CADENCE_KILL_AT": "row:50", "CADENCE_KILL_SIGNAL": "TERM"}) == 130
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["step"] == 45  # row 50 was written, its checkpoint not
+    assert manifest["config"] == asdict(RunConfig(**settings).resolved())
+    assert _child(_cli, ["run", "--resume", "--out", str(out), "--no-progress"], {}) == 0
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    assert (out / "metrics.csv").read_bytes() == loop_reference["plateau"]
