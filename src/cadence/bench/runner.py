@@ -57,7 +57,7 @@ from cadence.errors import CadenceError, LimitError, PlanError, RunError, Traini
 from cadence.plan import BATCH, Plan
 from cadence.torch import OptimizerFields, optimizer_channels
 
-__all__ = ["RunConfig", "train", "TrainingDiverged", "read_manifest", "RUN_FILES", "TEMP_FILES", "STATUSES",
+__all__ = ["RunConfig", "train", "resolve", "make_loop", "Loop", "TrainingDiverged", "read_manifest", "RUN_FILES", "TEMP_FILES", "STATUSES",
            "MAX_STEPS", "MAX_SEED", "MAX_THREADS", "folder_lock", "has_user_files"]
 
 RUN_FILES = ("run.json", "metrics.csv", "timing.csv", "checkpoint.pt")
@@ -551,20 +551,8 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         raise RunError(f"cannot resume {out}: the {cfg.workload} data on this machine differs from the run's "
                        f"({fingerprint} vs {str(previous.get('data'))[:40]})")
 
-    torch.manual_seed(cfg.seed)
-    model = workload.model(cfg.size).to(cfg.device)
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
-    peak = 1.0  # the plan sets the real LR; this only fixes the group ratios (all equal)
-    if cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(groups, lr=peak, betas=(0.9, 0.95))
-    else:
-        opt = torch.optim.SGD(groups, lr=peak, momentum=0.9)
-    fields = OptimizerFields(opt, optimizer_channels(plan), who="run")
-    loop = Loop(cfg, workload, model, opt, plan, fields)
+    loop = make_loop(cfg, workload, plan)
+    model = loop.model
     settings = json.dumps(asdict(cfg), sort_keys=True)
 
     elapsed, offsets = 0.0, {}
@@ -672,6 +660,26 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
     manifest["train_seconds"] = round(elapsed, 3)
     _write_json(out / "run.json", manifest)
     return manifest
+
+
+def make_loop(cfg: RunConfig, workload, plan: Plan) -> "Loop":
+    """The model (seeded by ``cfg.seed``), its optimizer and the Loop that trains it under ``plan``.
+
+    Two param groups: weights with ``weight_decay``, biases and norms without; the plan sets
+    the real values (the base LR of 1.0 only fixes the groups' ratios, all equal).
+    """
+    torch.manual_seed(cfg.seed)
+    model = workload.model(cfg.size).to(cfg.device)
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(groups, lr=1.0, betas=(0.9, 0.95))
+    else:
+        opt = torch.optim.SGD(groups, lr=1.0, momentum=0.9)
+    return Loop(cfg, workload, model, opt, plan, OptimizerFields(opt, optimizer_channels(plan), who="run"))
 
 
 MAX_SKIPS_IN_A_ROW = 10  # a guard that skips more steps than this in a row stops the run as diverged
