@@ -94,6 +94,23 @@ def _schedule(name: str, value) -> Schedule:
         raise type(e)(f"channel {name!r}: {e}", field=e.field) from None
 
 
+def _channel_difference(theirs, mine: dict) -> str:
+    """What differs between a saved plan's channels and this plan's, naming channels first."""
+    if not isinstance(theirs, dict):
+        return f"its channels are {_short_value(theirs)}"
+    missing = [n for n in mine if n not in theirs]
+    extra = [str(n) for n in theirs if n not in mine]
+    changed = [n for n in mine if n in theirs and theirs[n] != mine[n]]
+    parts = []
+    if missing:
+        parts.append(f"it has no channel {', '.join(map(repr, missing))}")
+    if extra:
+        parts.append(f"it has channel {', '.join(repr(n[:40]) for n in extra[:5])} that this plan lacks")
+    for n in changed[:3]:
+        parts.append(f"its {n!r} is {_short_value(theirs[n], 120)}, here {_short_value(mine[n], 120)}")
+    return "; ".join(parts)
+
+
 def _plain(value: Any, depth: int = 0) -> bool:
     """Whether ``value`` is plain JSON data (what a controller's state must be)."""
     if depth > 16:
@@ -220,7 +237,8 @@ class Plan:
             rates = Rates(samples_per_step=1.0 / tps, tokens_per_sample=tps,
                           steps_per_epoch=None if samples_per_epoch is None else samples_per_epoch * tps)
             length = None if per_step is None else per_step * tps
-        return Clock(unit=self.unit, rates=rates, step_length=length, samples_per_epoch=samples_per_epoch)
+        return Clock(unit=self.unit, rates=rates, step_length=length, samples_per_epoch=samples_per_epoch,
+                     batch_moves=BATCH in self.schedules and not self._batch_is_constant())
 
     def _horizon(self, horizon) -> int | None:
         if horizon is None:
@@ -548,8 +566,9 @@ class Plan:
         if missing:
             raise PlanError(f"the plan state has no {', '.join(missing)}", field="state")
         if state["channels"] != self.channels:
-            raise PlanError(f"the state belongs to a plan with channels {_short_value(state['channels'], 200)}; "
-                            f"this plan has {_short_value(self.channels, 200)}", field="state")
+            raise PlanError(f"the state belongs to a plan with other channels: "
+                            f"{_channel_difference(state['channels'], self.channels)}; this plan has "
+                            f"{', '.join(self.channels)}", field="state")
         if state["unit"] != _UNIT_NAME[self.unit]:
             raise PlanError(f"the state belongs to a plan on a {_short_value(state['unit'])} clock; this plan counts "
                             f"{_UNIT_NAME[self.unit]}s", field="state")
@@ -629,7 +648,10 @@ def read_plan_file(path, extra_keys: "tuple[str, ...]" = ()) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise PlanError(f"the plan file {_short_value(name)} is not UTF-8 text", field="plan") from None
     try:
-        data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text, object_pairs_hook=_no_duplicates) if suffix == ".json" else yaml.load(text, _loader())
+    except _Duplicate as e:
+        raise PlanError(f"the plan file {_short_value(name)} gives {e.args[0]!r} twice; give each key once",
+                        field="plan") from None
     except (ValueError, yaml.YAMLError, RecursionError) as e:
         first = " ".join(str(e).split())[:160]
         raise PlanError(f"the plan file {_short_value(name)} is not valid {suffix[1:].upper()}: {first}",
@@ -661,3 +683,44 @@ def read_plan_file(path, extra_keys: "tuple[str, ...]" = ()) -> dict[str, Any]:
         raise PlanError(f"the plan file's horizon must be a whole number or a duration such as '2Mtok'; got "
                         f"{_short_value(horizon)}", field="horizon")
     return data
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Duplicate(key)
+        out[key] = value
+    return out
+
+
+def _yaml_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """yaml.SafeLoader that refuses a key given twice in one mapping (safe_load keeps the last)."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise _Duplicate(key)
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+    return Loader
+
+
+class _LazyLoader:
+    loader = None
+
+
+def _loader():
+    if _LazyLoader.loader is None:
+        _LazyLoader.loader = _yaml_loader()
+    return _LazyLoader.loader

@@ -250,9 +250,16 @@ class Context:
     rates: Rates = Rates()
     unit: Unit = Unit.STEP
     step_length: float | None = None
+    batch_moves: bool = False  # a batch channel changes the batch: samples per step are not fixed
 
     def steps(self, duration: Duration, what: str = "duration") -> float:
         """``duration`` in this context's unit (optimizer steps unless the clock counts otherwise)."""
+        if self.batch_moves and self.unit is Unit.STEP and duration.value != 0 \
+                and duration.unit in (Unit.SAMPLE, Unit.TOKEN, Unit.EPOCH):
+            raise DurationError(
+                f"{what}={duration} is in {duration.unit.name.lower()}s, but this plan counts optimizer steps and "
+                "its batch size changes, so a step holds no fixed number of them; put the plan on a sample or token "
+                "clock (unit), or give it in steps or as a fraction of the run ('10%')")
         if self.unit is Unit.STEP or duration.unit is not Unit.STEP or duration.value == 0:
             return duration.to_steps(self.total, self.rates, what)
         if self.step_length is None:
@@ -265,7 +272,7 @@ class Context:
 
     def span(self, total: float | None) -> "Context":
         """The same run seen by a piece that lasts ``total`` units."""
-        return Context(total, self.rates, self.unit, self.step_length)
+        return Context(total, self.rates, self.unit, self.step_length, self.batch_moves)
 
 
 PRIMARY_UNITS = (Unit.STEP, Unit.SAMPLE, Unit.TOKEN)
@@ -291,6 +298,7 @@ class Clock:
     horizon: float | None = None
     rates: Rates = Rates()
     step_length: float | None = None
+    batch_moves: bool = False
     samples_per_epoch: float | None = None
     step: int = 0
     samples: int = 0
@@ -305,7 +313,8 @@ class Clock:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= MAX_TOTAL_STEPS:
                 raise DurationError(f"the clock's {name} must be a whole number from 0 to 2**53; got {_short(v)}",
                                     field=name)
-        object.__setattr__(self, "context", Context(self.horizon, self.rates, self.unit, self.step_length))
+        object.__setattr__(self, "context", Context(self.horizon, self.rates, self.unit, self.step_length,
+                                                    self.batch_moves))
 
     @property
     def position(self) -> int:

@@ -175,6 +175,7 @@ def resolve(config: RunConfig) -> "tuple[RunConfig, Plan]":
             raise PlanError(f"channel {name!r}: {cfg.workload} has no loss term {name[5:]!r} (its terms: {terms})",
                             field="channels")
     plan = _make_plan(cfg, w)
+    _optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))], plan)  # every optimizer channel names a field it has
     cfg.channels, cfg.horizon = plan.channels, plan.horizon
     if cfg.unit == "step" and cfg.horizon > MAX_STEPS:
         raise LimitError(f"horizon is {cfg.horizon} steps; at most {MAX_STEPS} is supported", field="horizon")
@@ -674,12 +675,20 @@ def make_loop(cfg: RunConfig, workload, plan: Plan) -> "Loop":
     for p in model.parameters():
         (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
+    opt, fields = _optimizer(cfg, [g for g in groups if g["params"]], plan)
+    return Loop(cfg, workload, model, opt, plan, fields)
+
+
+def _optimizer(cfg: RunConfig, groups: list, plan: Plan):
+    """The run's optimizer over ``groups`` and the OptimizerFields that write the plan's channels into it."""
     if cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(groups, lr=1.0, betas=(0.9, 0.95))
     else:
         opt = torch.optim.SGD(groups, lr=1.0, momentum=0.9)
-    return Loop(cfg, workload, model, opt, plan, OptimizerFields(opt, optimizer_channels(plan), who="run"))
+    try:
+        return opt, OptimizerFields(opt, optimizer_channels(plan), who=f"{cfg.optimizer} run")
+    except CadenceError as e:
+        raise PlanError(str(e), field="channels") from None
 
 
 MAX_SKIPS_IN_A_ROW = 10  # a guard that skips more steps than this in a row stops the run as diverged

@@ -94,8 +94,26 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _fields(items: list[str]) -> dict[str, str]:
-    fields = common.parse_named(items, "--set", "CHANNEL=SPEC, e.g. weight_decay=\"linear(peak=0.1)\"")
+def _fields(items: list[str]) -> dict[str, "str | float"]:
+    """--set CHANNEL=SPEC items; a plain number is a constant (``--set batch=128``)."""
+    numbers = {}
+    rest = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            rest.append(item)
+            continue
+        if not sep or not name.strip() or name.strip() in numbers:
+            rest.append(item)
+            continue
+        numbers[name.strip()] = int(number) if number.is_integer() else number
+    fields = common.parse_named(rest, "--set", "CHANNEL=SPEC, e.g. weight_decay=\"linear(peak=0.1)\"")
+    for name, value in numbers.items():
+        if name in fields:
+            raise CadenceError(f"--set: name {name!r} is given twice")
+        fields[name] = value
     if "lr" in fields:
         raise CadenceError("use --lr for the learning rate, not --set lr=...")
     return fields
@@ -167,12 +185,9 @@ def _cmd_run(args) -> int:
     else:
         try:
             config = _run_config(args)
-            if args.plan is not None:
-                config.resolved()  # errors in the file's plan name the file, not a flag
+            config.resolved()  # every setting checked before the run folder is touched
         except CadenceError as e:
-            if args.plan is None or e.field not in ("horizon", "channels", "unit", "lr", "batch", "micro_batch", None):
-                raise
-            raise type(e)(f"{args.plan}: {e}") from None
+            raise _where(e, args) from None
     manifest = train(config, args.out, resume=args.resume, overwrite=args.overwrite,
                      progress=not args.no_progress and sys.stderr.isatty(), threads=args.threads, warn=_warn)
     from cadence.bench.report import load_metrics
@@ -230,6 +245,21 @@ def _run_config(args):
     defaults = {"seed": 0, "optimizer": "adamw", "checkpoint_every": 100, "skip_nonfinite": False, "device": "cpu"}
     settings = {k: (defaults[k] if v is None and k in defaults else v) for k, v in settings.items()}
     return RunConfig(workload=args.workload, channels=channels, horizon=horizon, unit=unit, **settings)
+
+
+def _where(error: CadenceError, args) -> CadenceError:
+    """A run's setting error, said with where the setting came from: the flag given or the plan file."""
+    field = error.field
+    if field in ("horizon", "unit"):
+        source = args.plan or {"horizon": "--steps" if args.steps is not None else "--horizon", "unit": "--unit"}[field]
+    elif field in ("channels", "batch", "lr", "micro_batch", "plan", "tokens_per_sample", "rates"):
+        source = args.plan or ("--micro-batch" if field == "micro_batch" else None)  # the message names the channel
+    else:
+        return error
+    if type(error).__init__ is not CadenceError.__init__:
+        return error
+    message = " ".join(str(error).split())
+    return type(error)(f"{source}: {message}" if source and not message.startswith(str(source)) else message)
 
 
 def _horizon(text: str):

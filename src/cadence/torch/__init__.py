@@ -32,7 +32,7 @@ from cadence.schedules.base import _short_value
 from cadence.schedules.limits import MAX_ITEMS, MAX_TOTAL_STEPS
 from cadence.time import Rates, Unit
 
-__all__ = ["Scheduler", "OptimizerFields", "optimizer_channels"]
+__all__ = ["Scheduler", "OptimizerFields", "optimizer_channels", "drivable"]
 
 _FORMAT = "cadence.torch.Scheduler/1"
 _MODES = ("replan", "stretch")
@@ -82,6 +82,14 @@ def optimizer_channels(plan: Plan) -> list[str]:
     return [name for name in plan.schedules if name != BATCH and "." not in name]
 
 
+def drivable(group: Mapping[str, Any]) -> list[str]:
+    """The fields of a param group a channel can drive: its numeric keys, with betas as beta1 and beta2."""
+    names = [k for k, v in group.items() if k not in ("params", "betas") and isinstance(k, str) and _is_number(v)]
+    if isinstance(group.get("betas"), (tuple, list)) and len(group["betas"]) == 2:
+        names += ["beta1", "beta2"]
+    return names
+
+
 class OptimizerFields:
     """Writes channel values into an optimizer's param groups, each group at its ratio.
 
@@ -102,7 +110,9 @@ class OptimizerFields:
                 key = "betas" if kind == "betas" else name
                 if key not in group:
                     hint = " (Adam-style optimizers keep momentum in betas: drive 'beta1')" if name == "momentum" else ""
-                    raise CadenceError(f"{who}: param group {i} has no {key!r} field to drive{hint}")
+                    raise CadenceError(f"{who}: param group {i} has no {key!r} field to drive{hint}; "
+                                       f"{type(optimizer).__name__}'s fields: {', '.join(drivable(group))}",
+                                       field="channels")
                 if kind == "betas" and not (isinstance(group["betas"], (tuple, list)) and len(group["betas"]) == 2):
                     raise CadenceError(f"{who}: param group {i} has betas {_short_value(group['betas'])}, not a pair")
                 if not _is_number(read(group)):
