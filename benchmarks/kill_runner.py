@@ -58,7 +58,7 @@ def _settings(args) -> dict:
         return dict(workload=args.workload, channels=dict(CLOSED_LOOP), unit="sample", horizon=args.horizon,
                     micro_batch=32, eval_every=3, checkpoint_every=args.checkpoint_every,
                     size="xs" if args.workload == "tiny-lm" else None)
-    return dict(workload=args.workload, plan={"lr": "cosine(peak=3e-3, warmup=5)"}, steps=args.steps,
+    return dict(workload=args.workload, channels={"lr": "cosine(peak=3e-3, warmup=5)"}, horizon=args.steps,
                 eval_every=max(1, args.steps // 6), checkpoint_every=args.checkpoint_every,
                 size="xs" if args.workload == "tiny-lm" else None)
 
@@ -262,7 +262,7 @@ def main() -> None:
                 argv = ["run", args.workload, "--plan", str(_plan_file(root / "plan.yaml", settings)), "--threads", "1",
                         "--no-progress", "--out", str(out)]
             else:
-                argv = ["run", args.workload, "--lr", settings["plan"]["lr"], "--steps", str(args.steps), "--eval-every",
+                argv = ["run", args.workload, "--lr", settings["channels"]["lr"], "--steps", str(args.steps), "--eval-every",
                         str(settings["eval_every"]), "--checkpoint-every", str(args.checkpoint_every), "--threads",
                         "1", "--no-progress", "--out", str(out)] + (["--size", "xs"] if args.workload == "tiny-lm" else [])
             code = _random_kill(_cli, (argv,), out, duration * 0.95, rng, sig=sig)

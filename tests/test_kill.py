@@ -27,7 +27,7 @@ CTX = multiprocessing.get_context("forkserver")
 # torch._dynamo: the optimizers import it on first use, 3 s a child if the forkserver has not
 CTX.set_forkserver_preload(["cadence.bench.runner", "cadence.bench.compare", "cadence.bench.report", "cadence.cli",
                             "sklearn.datasets", "torch._dynamo"])
-SETTINGS = dict(workload="digits", plan={"lr": "cosine(peak=3e-3, warmup=5)"}, steps=40, eval_every=10,
+SETTINGS = dict(workload="digits", channels={"lr": "cosine(peak=3e-3, warmup=5)"}, horizon=40, eval_every=10,
                 checkpoint_every=10)
 SIGKILLED = -signal.SIGKILL
 
@@ -141,7 +141,7 @@ def test_kills_at_random_instants_then_resume(reference, tmp_path):
 @pytest.mark.parametrize("sig", ["TERM", "INT"])
 def test_sigterm_and_sigint_leave_an_interrupted_resumable_run(sig, reference, tmp_path):
     out = tmp_path / "run"
-    argv = ["run", "digits", "--lr", SETTINGS["plan"]["lr"], "--steps", "40", "--eval-every", "10",
+    argv = ["run", "digits", "--lr", SETTINGS["channels"]["lr"], "--steps", "40", "--eval-every", "10",
             "--checkpoint-every", "10", "--threads", "1", "--no-progress", "--out", str(out)]
     env = {"CADENCE_KILL_AT": "row:25", "CADENCE_KILL_SIGNAL": sig}  # the process signals itself after row 25
     assert _child(_cli, argv, env) == 130
@@ -152,7 +152,7 @@ def test_sigterm_and_sigint_leave_an_interrupted_resumable_run(sig, reference, t
 
 def test_tiny_lm_killed_from_outside_resumes_to_the_same_bytes(tmp_path):
     """The transformer workload, killed by another process once its 30th row is on disk."""
-    settings = dict(workload="tiny-lm", size="xs", plan={"lr": "cosine(peak=2e-3, warmup=10)"}, steps=45, eval_every=15,
+    settings = dict(workload="tiny-lm", size="xs", channels={"lr": "cosine(peak=2e-3, warmup=10)"}, horizon=45, eval_every=15,
                     checkpoint_every=7)
     victim = tmp_path / "victim"
     proc = CTX.Process(target=_victim, args=(str(victim), "none:0", False, settings))

@@ -99,18 +99,6 @@ class RunConfig:
     checkpoint_every: int = 100
     skip_nonfinite: bool = False  # guard: skip a step whose loss or gradient is not finite, instead of stopping
     device: str = "cpu"  # "cuda" trains on a GPU; only CPU runs are bit-reproducible across a kill
-    plan: dataclasses.InitVar[dict | None] = None  # the names of the previous release: channels
-    steps: dataclasses.InitVar[int | None] = None  # and horizon (in steps)
-
-    def __post_init__(self, plan, steps) -> None:
-        if plan is not None:
-            if self.channels is not None:
-                raise CadenceError("give channels, not both channels and plan (its old name)", field="channels")
-            self.channels = plan
-        if steps is not None:
-            if self.horizon is not None:
-                raise CadenceError("give horizon, not both horizon and steps (its old name)", field="horizon")
-            self.horizon = steps
 
     def resolved(self) -> "RunConfig":
         """Fill workload defaults and validate; the result is what run.json records."""
