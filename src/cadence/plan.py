@@ -181,11 +181,34 @@ class Plan:
         self.horizon = self._horizon(horizon)
         self._records: list[list] = [[0, self.horizon, "replan"]] if self.horizon is not None else []
         self._bind()
+        self._tick = 0  # moves whenever the clock or the states do: the key of the values cache
         self.clock = dataclasses.replace(self._frame, horizon=self.horizon)
         self.states = {name: self.schedules[name].init() for name in self._order}
-        self._cache: tuple[Clock, dict] | None = None
+        self._cache: tuple[int, dict] | None = None
         self._check_first_batch()
         self._fixed_counts = self._constant_counts()
+
+    # -- the clock --------------------------------------------------------------------------
+    # The counters live in the plan as plain ints (the hot path adds to them); the Clock
+    # object is built from them when asked for, and kept until they move.
+    @property
+    def clock(self) -> Clock:
+        c = self._clock
+        if c is None:
+            c = self._clock = self._frame_now.advanced_to(self._step, self._samples, self._tokens, self._skipped)
+        return c
+
+    @clock.setter
+    def clock(self, value: Clock) -> None:
+        self._frame_now = value  # what a rebuilt clock copies its frame (unit, horizon, rates) from
+        self._ctx = value.context
+        self._step, self._samples, self._tokens, self._skipped = value.step, value.samples, value.tokens, value.skipped
+        self._clock = value
+        self._tick += 1
+
+    def _position(self) -> int:
+        unit = self.unit
+        return self._step if unit is Unit.STEP else (self._samples if unit is Unit.SAMPLE else self._tokens)
 
     # -- building -------------------------------------------------------------------------
     def _dependency_order(self) -> list[str]:
@@ -319,21 +342,21 @@ class Plan:
     def _values(self) -> dict[str, float]:
         """:meth:`values` without the copy (callers must not change it)."""
         cached = self._cache
-        if cached is not None and cached[0] is self.clock:
+        if cached is not None and cached[0] == self._tick:
             return cached[1]
         out: dict[str, float] = {}
-        clock, states, effective = self.clock, self.states, self._effective
+        states, effective, ctx, position = self.states, self._effective, self._ctx, self._position()
         for name in self._order:
             s = effective[name]
             try:
                 # a schedule's value is _value_on the clock; calling it directly saves a call per channel
-                v = s.value(states[name], clock, out) if s.stateful else s._value_on(clock.context, clock.position)
+                v = s.value(states[name], self.clock, out) if s.stateful else s._value_on(ctx, position)
             except CadenceError as e:
                 raise type(e)(f"{name}: {e}", field=e.field) from None
             if name == BATCH:
                 v = self._whole_batch(v)
             out[name] = v
-        self._cache = (clock, out)
+        self._cache = (self._tick, out)
         return out
 
     def _whole_batch(self, v: float) -> int:
@@ -366,7 +389,7 @@ class Plan:
             if s.stateful:
                 states[name] = s.update(states[name], self.clock, seen)
         self.states = states
-        self._cache = None
+        self._tick += 1
 
     def advance(self, samples: int | None = None, tokens: int | None = None) -> Clock:
         """Count one optimizer step that used ``samples`` and ``tokens``; returns the new clock.
@@ -374,9 +397,8 @@ class Plan:
         By default ``samples`` is the step's batch (the ``batch`` channel, else the rates'
         samples per step) and ``tokens`` is samples times tokens per sample, when known.
         """
-        if samples is None and tokens is None and self._fixed_counts is not None:  # the hot path: a constant batch
-            self.clock = self.clock.advanced(*self._fixed_counts)
-            self._cache = None
+        if samples is None and tokens is None and self._fixed_counts is not None:  # a constant batch
+            self._advance_fixed()
             return self.clock
         if samples is None:
             samples = self._values()[BATCH] if BATCH in self.schedules else self.rates.samples_per_step
@@ -399,8 +421,16 @@ class Plan:
             else:
                 raise PlanError(f"advance: {name} must be a whole number >= 0; got {_short_value(value)}", field=name)
         self.clock = self.clock.advanced(counts["samples"], counts["tokens"])
-        self._cache = None
         return self.clock
+
+    def _advance_fixed(self) -> None:
+        """advance() of a plan whose every step has the same counts, without building the new Clock
+        (the hot path of a Scheduler step)."""
+        self._step += 1
+        self._samples += self._fixed_counts[0]
+        self._tokens += self._fixed_counts[1]
+        self._clock = None
+        self._tick += 1
 
     def skip(self) -> Clock:
         """Count a step that a guard skipped: no value, state or counter moves but ``skipped``."""
@@ -537,7 +567,6 @@ class Plan:
             self._bind()
             raise
         self.clock = dataclasses.replace(self.clock, horizon=self.horizon)
-        self._cache = None
 
     @property
     def horizons(self) -> list[list]:
@@ -604,11 +633,10 @@ class Plan:
                 clock = dataclasses.replace(self._frame, horizon=self.horizon).with_counters(state["clock"])
             except (DurationError, TypeError) as e:
                 raise PlanError(f"the plan state's clock is not valid: {e}", field="state") from None
-            self.clock, self.states, self._cache = clock, json.loads(json.dumps(states)), None
+            self.clock, self.states = clock, json.loads(json.dumps(states))
             self.values()
         except Exception as e:  # noqa: BLE001 - whatever a bad state breaks, the plan is left as it was
             self._records, self.horizon, self.clock, self.states, self._effective = old
-            self._cache = None
             if isinstance(e, PlanError):
                 raise
             if isinstance(e, CadenceError):

@@ -344,6 +344,14 @@ class Clock:
         fields["tokens"] = self.tokens + tokens
         return new
 
+    def advanced_to(self, step: int, samples: int, tokens: int, skipped: int) -> "Clock":
+        """This clock's frame with other counters (whole numbers >= 0, not checked again)."""
+        new = object.__new__(Clock)
+        fields = new.__dict__
+        fields.update(self.__dict__)
+        fields["step"], fields["samples"], fields["tokens"], fields["skipped"] = step, samples, tokens, skipped
+        return new
+
     def skipped_one(self) -> "Clock":
         """The clock after a skipped step: ``skipped`` + 1, every other counter as it was."""
         return dataclasses.replace(self, skipped=self.skipped + 1)

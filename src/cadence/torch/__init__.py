@@ -144,6 +144,7 @@ class OptimizerFields:
             raise CadenceError(f"{self.who}: ratios[{name!r}] must be {n} finite numbers >= 0 (one per param group); "
                                f"got {_short_value(ratios)}")
         self.ratios[name] = [float(r) for r in ratios]
+        self.__dict__.pop("_writes_cache", None)
 
     def per_group(self, values: Mapping[str, float]) -> dict[str, list[float]]:
         return {name: [values[name] if r == 1.0 else values[name] * r for r in self.ratios[name]] for name in self.io}
@@ -155,15 +156,13 @@ class OptimizerFields:
         plain float that was driven (else None: read them from the groups).
         """
         groups = self.optimizer.param_groups
-        ratios = self.ratios
         lrs = None
-        for name, (_, write) in self.io.items():
+        for name, write, ratios, beta in self._writes():
             v = values[name]
-            beta = name in _BETAS  # betas go through their accessor; a plain float field is set directly
             written = []
-            for group, r in zip(groups, ratios[name]):
+            for group, r in zip(groups, ratios):
                 x = v if r == 1.0 else v * r
-                if beta or type(group[name]) is not float:
+                if beta or type(group[name]) is not float:  # betas and tensors go through the accessor
                     write(group, x)
                     written = None
                 else:
@@ -173,6 +172,14 @@ class OptimizerFields:
             if name == "lr":
                 lrs = written
         return lrs
+
+    def _writes(self) -> list:
+        """(field, writer, ratios, is a beta) per driven field, worked out once per change of ratios."""
+        writes = self.__dict__.get("_writes_cache")
+        if writes is None:
+            writes = self._writes_cache = [(name, write, self.ratios[name], name in _BETAS)
+                                           for name, (_, write) in self.io.items()]
+        return writes
 
     def read(self) -> dict[str, list[float]]:
         return {name: [float(read(g)) for g in self.optimizer.param_groups] for name, (read, _) in self.io.items()}
@@ -302,9 +309,12 @@ class Scheduler(LRScheduler):
     def step(self, step: int | None = None) -> None:  # noqa: D401 - torch's name
         """Advance the clock by one step, or set it to ``step``, and update the optimizer."""
         plan = self.plan
-        old = plan.clock
-        if step is None and old.step < MAX_TOTAL_STEPS:
-            plan.advance()  # the hot path
+        hot = step is None and plan._fixed_counts is not None and plan._step < MAX_TOTAL_STEPS
+        old = None if hot else plan.clock
+        if hot:  # a constant batch: the clock object is rebuilt only when asked for
+            plan._advance_fixed()
+        elif step is None and old.step < MAX_TOTAL_STEPS:
+            plan.advance()
         elif isinstance(step, float) and not step.is_integer():
             raise CadenceError(f"Scheduler.step: step must be an int; got {step!r} (a metric for a controller such as "
                                "plateau goes to observe({'val_loss': value}) before step(), not to step())")
@@ -313,7 +323,14 @@ class Scheduler(LRScheduler):
         try:
             self._apply()
         except CadenceError:
-            plan.clock, plan._cache = old, None  # the clock only moves to a step whose values are valid
+            if old is None:  # the hot path kept no clock: count the step back
+                plan._step -= 1
+                plan._samples -= plan._fixed_counts[0]
+                plan._tokens -= plan._fixed_counts[1]
+                plan._clock = None
+                plan._tick += 1
+            else:
+                plan.clock = old  # the clock only moves to a step whose values are valid
             raise
 
     def set_total(self, total_steps: int, mode: str = "replan") -> None:
@@ -461,6 +478,7 @@ class Scheduler(LRScheduler):
         except CadenceError as e:
             self.fields.ratios.clear()
             self.fields.ratios.update(old_ratios)
+            self.fields.__dict__.pop("_writes_cache", None)
             self._apply()
             raise CadenceError(f"Scheduler.load_state_dict: {_unchannel(str(e), self.schedules)}", field=e.field) from None
 
