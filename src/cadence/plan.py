@@ -462,11 +462,16 @@ class Plan:
         if stop is not None and (not _is_int(stop) or stop < 1):
             raise PlanError(f"preview: stop must be a whole number of steps >= 1; got {_short_value(stop)}", field="stop")
         ctx = dataclasses.replace(self._frame, horizon=self.horizon).context
+        self._walked = None
         positions, samples, tokens = self._preview_clock(ctx, stop, MAX_VALUES)
+        walked, self._walked = self._walked, None
         out = {"step": np.arange(positions.size, dtype=np.int64), "samples": samples, "tokens": tokens}
         at = {Unit.STEP: out["step"], Unit.SAMPLE: samples, Unit.TOKEN: tokens}[self.unit].astype(np.float64)
         for name in self._order:
             s = self._effective[name]
+            if name == BATCH and walked is not None:  # the walk of the clock already evaluated it
+                out[name] = walked[:at.size]
+                continue
             try:
                 values = s.preview(at, ctx, out) if s.stateful else s.evaluate(at, ctx)
             except CadenceError as e:
@@ -495,39 +500,51 @@ class Plan:
             count = count if stop is None else min(count, stop)
             if count > limit:
                 raise LimitError(f"preview: {count} steps; at most {limit} (2**26) are previewed at once", field="stop")
-            k = np.arange(count, dtype=np.float64)
-            samples = k * (per or 0)
-            return k * length, samples.astype(np.int64), (samples * (tps or 0)).astype(np.int64)
-        # the batch moves the clock: walk it in blocks of steps that share one batch size
+            k = np.arange(count, dtype=np.int64)
+            if not per:
+                zeros = np.zeros(count, dtype=np.int64)
+                return k.astype(np.float64) * length, zeros, zeros.copy()
+            samples = k * int(per) if float(per).is_integer() else (k * per).astype(np.int64)
+            tokens = samples * int(tps) if tps and float(tps).is_integer() else (samples * (tps or 0)).astype(np.int64)
+            return k.astype(np.float64) * length, samples, tokens
+        # the batch moves the clock: walk it in blocks of steps that share one batch size; a block
+        # that holds one batch doubles the next block's length, a block cut short halves it
         batch = self._effective[BATCH]
         if batch.inputs:
             raise PlanError("preview: the batch channel reads another channel; preview it step by step", field="batch")
         per_unit = {Unit.STEP: None, Unit.SAMPLE: 1.0, Unit.TOKEN: float(tps or 0)}[self.unit]
-        pos, n_samples, n_tokens, steps = 0.0, 0, 0, 0
+        per_token = int(round(tps or 0))
+        pos, n_samples, n_tokens, steps, block = 0.0, 0, 0, 0, 256
         chunks = []
         end = math.inf if self.horizon is None else self.horizon
-        cap = limit if stop is None else min(stop, limit + 1)
+        cap = limit + 1 if stop is None else min(stop, limit + 1)
+        b = None
         while pos < end and steps < cap:
-            b = int(self._whole_batches(np.array([batch.preview(np.array([pos]), ctx, {})[0]
-                                                  if batch.stateful else batch.evaluate(np.array([pos]), ctx)[0]]))[0])
+            if b is None:
+                first = batch.preview(np.array([pos]), ctx, {}) if batch.stateful else batch.evaluate(np.array([pos]), ctx)
+                b = int(self._whole_batches(first)[0])
             step_units = 1.0 if per_unit is None else b * per_unit
-            block = min(4096, cap - steps)
-            ks = np.arange(block, dtype=np.float64)
-            cand = pos + ks * step_units
+            size = min(block, cap - steps)
+            cand = pos + np.arange(size, dtype=np.float64) * step_units
             vals = batch.preview(cand, ctx, {}) if batch.stateful else batch.evaluate(cand, ctx)
-            same = self._whole_batches(vals) == b
-            run = int(np.argmin(same)) if not same.all() else block
+            whole = self._whole_batches(vals)
+            differs = whole != b
+            run = int(np.argmax(differs)) if differs.any() else size
             run = max(run, 1)
-            inside = cand[:run] < end
-            run = max(int(inside.sum()), 1) if not inside.all() else run
-            chunks.append((cand[:run], n_samples + b * np.arange(run, dtype=np.int64),
-                           n_tokens + int(round(b * (tps or 0))) * np.arange(run, dtype=np.int64)))
+            if cand[run - 1] >= end:
+                run = max(int(np.searchsorted(cand[:run], end, side="left")), 1)
+            this, b = b, (int(whole[run]) if run < size else None)  # the next block starts at cand[run]
+            block = min(block * 2, 1 << 16) if run == size else max(block // 2, 64)
+            k = np.arange(run, dtype=np.int64)
+            chunks.append((cand[:run], n_samples + this * k, n_tokens + this * per_token * k,
+                           np.full(run, this, np.int64)))
             steps += run
             pos = float(cand[run - 1] + step_units)
-            n_samples += b * run
-            n_tokens += int(round(b * (tps or 0))) * run
-        if steps > limit and stop is None:
+            n_samples += this * run
+            n_tokens += this * per_token * run
+        if steps > limit:
             raise LimitError(f"preview: more than {limit} (2**26) steps; give stop", field="stop")
+        self._walked = np.concatenate([c[3] for c in chunks])
         return (np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks]),
                 np.concatenate([c[2] for c in chunks]))
 

@@ -743,21 +743,27 @@ class Loop:
             (loss / count if count > 1 else loss).backward()
             losses.append(main.item())
             if count > 1:
-                previous = self._micro_norm(previous, count, small)
+                previous = self._micro_norm(previous, count, small, last=j == count - 1)
         self.drawn += count
         return {"batch": batch, "count": count, "losses": losses, "terms": terms, "small": small}
 
-    def _micro_norm(self, previous, count: int, small: list):
-        """|g_j|^2 of micro-batch j's own gradient, from the accumulated gradient's change (no extra backward)."""
+    def _micro_norm(self, previous, count: int, small: list, last: bool):
+        """|g_j|^2 of micro-batch j's own gradient, from the accumulated gradient's change (no extra backward).
+
+        ``previous`` holds the accumulated gradient before micro-batch j; it becomes the
+        difference in place (no new buffer), and then the accumulated gradient again, except
+        after the last micro-batch, when nothing needs it.
+        """
         grads = [p.grad for p in self.params if p.grad is not None]
         with torch.no_grad():
             if previous is None:
-                previous = [g.clone() for g in grads]
-                diff = previous
+                norms = torch._foreach_norm(grads)
+                previous = [g.clone() for g in grads] if not last else None
             else:
-                diff = torch._foreach_sub(grads, previous)
-                torch._foreach_copy_(previous, grads)
-            norms = torch._foreach_norm(diff)
+                torch._foreach_sub_(previous, grads)  # -(g_j / count): the same norm
+                norms = torch._foreach_norm(previous)
+                if not last:
+                    torch._foreach_copy_(previous, grads)
             small.append(float(torch.stack(norms).square().sum()) * count * count)
         return previous
 
