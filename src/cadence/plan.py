@@ -694,9 +694,8 @@ def read_plan_file(path, extra_keys: "tuple[str, ...]" = ()) -> dict[str, Any]:
         raise PlanError(f"the plan file {_short_value(name)} is not UTF-8 text", field="plan") from None
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates) if suffix == ".json" else yaml.load(text, _loader())
-    except _Duplicate as e:
-        raise PlanError(f"the plan file {_short_value(name)} gives {e.args[0]!r} twice; give each key once",
-                        field="plan") from None
+    except PlanError as e:  # a key given twice (raised by the loaders below)
+        raise PlanError(f"the plan file {_short_value(name)} {e}; give each key once", field="plan") from None
     except (ValueError, yaml.YAMLError, RecursionError) as e:
         first = " ".join(str(e).split())[:160]
         raise PlanError(f"the plan file {_short_value(name)} is not valid {suffix[1:].upper()}: {first}",
@@ -730,15 +729,11 @@ def read_plan_file(path, extra_keys: "tuple[str, ...]" = ()) -> dict[str, Any]:
     return data
 
 
-class _Duplicate(Exception):
-    pass
-
-
 def _no_duplicates(pairs):
     out = {}
     for key, value in pairs:
         if key in out:
-            raise _Duplicate(key)
+            raise PlanError(f"gives {_short_value(key)} twice")
         out[key] = value
     return out
 
@@ -755,7 +750,7 @@ def _yaml_loader():
                 key = self.construct_object(key_node, deep=deep)
                 if isinstance(key, (str, int, float, bool)) or key is None:
                     if key in seen:
-                        raise _Duplicate(key)
+                        raise PlanError(f"gives {_short_value(key)} twice")
                     seen.add(key)
             return super().construct_mapping(node, deep=deep)
     return Loader
