@@ -290,3 +290,26 @@ def test_folder_checks_close_what_they_open(tmp_path):
         assert has_user_files(tmp_path)  # stops at the first entry: the directory listing must still be closed
         gc.collect()
     assert not [w for w in seen if issubclass(w.category, ResourceWarning)]
+
+
+def test_controllers_report_their_state_in_metrics_csv(tmp_path):
+    """metrics.csv logs each controller's state after the step: a plateau's scale and drops, noise_batch's B_simple."""
+    import pandas as pd
+
+    cfg = digits_config(channels={"lr": "plateau(cosine(peak=0.05), monitor='train_loss', patience=0, factor=0.5)",
+                                  "batch": "noise_batch(start=64, max=256, min_observations=3)"},
+                        horizon=30, micro_batch=32, eval_every=3)
+    train(cfg, tmp_path / "run")
+    m = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert {"lr.scale", "lr.reductions", "batch.b_simple"} <= set(m.columns)
+    drops = int(m["lr.reductions"].iloc[-1])
+    assert drops >= 1 and m["lr.scale"].iloc[-1] == 0.5 ** drops
+    assert (m["lr.reductions"].diff().fillna(0) >= 0).all()
+    assert m["batch.b_simple"].notna().sum() >= 25 and (m["batch.b_simple"].dropna() > 0).all()
+
+
+def test_a_number_written_as_text_is_a_constant_channel():
+    from cadence.plan import Plan
+
+    plan = Plan({"lr": "1e-3", "batch": "256"}, horizon=10, micro_batch=32)
+    assert plan.values() == {"lr": 1e-3, "batch": 256}

@@ -77,6 +77,14 @@ def unit_of(unit: "str | Unit") -> Unit:
     raise PlanError(f"a plan's unit must be 'step', 'sample' or 'token'; got {_short_value(unit)}", field="unit")
 
 
+def _is_count_literal(text: str) -> bool:
+    """A plain decimal number ("256", "1e-4"), which a channel takes as a constant."""
+    try:
+        return math.isfinite(float(text)) and not any(c in text for c in "_") and text.strip() == text
+    except ValueError:
+        return False
+
+
 def _is_count(text: str) -> bool:
     try:
         parse_count(text)
@@ -86,6 +94,8 @@ def _is_count(text: str) -> bool:
 
 
 def _schedule(name: str, value) -> Schedule:
+    if isinstance(value, str) and _is_count_literal(value):  # "256" in a YAML file or on a command line
+        value = float(value)
     if _is_number(value):
         value = Constant(float(value))
     try:
@@ -357,6 +367,22 @@ class Plan:
                 v = self._whole_batch(v)
             out[name] = v
         self._cache = (self._tick, out)
+        return out
+
+    @property
+    def diagnostics(self) -> list[str]:
+        """Names of what the controllers report about their state (``<channel>.<name>``), e.g. ``lr.scale``."""
+        return [f"{name}.{key}" for name in self._order for key in self.schedules[name].diagnostic_names]
+
+    def diagnose(self) -> dict[str, float | None]:
+        """The controllers' reports now (see :attr:`diagnostics`): numbers, None when unknown."""
+        out = {}
+        for name in self._order:
+            s = self.schedules[name]
+            if s.diagnostic_names:
+                report = s.diagnose(self.states[name])
+                for key in s.diagnostic_names:
+                    out[f"{name}.{key}"] = report.get(key)
         return out
 
     def _whole_batch(self, v: float) -> int:

@@ -583,7 +583,8 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
 
     channels = list(cfg.channels)
     signals = signals_of(cfg, workload)
-    header = ["step", "samples", "tokens", *channels, *signals]
+    reports = plan.diagnostics  # controllers' state after the step: lr.scale, batch.b_simple, ...
+    header = ["step", "samples", "tokens", *channels, *signals, *reports]
     keep = start if start > 0 else None  # nothing checkpointed: the files start over
     metrics = _Rows(out / "metrics.csv", header, keep, offsets.get("metrics.csv"))
     try:
@@ -607,8 +608,9 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
             row = loop.run_step()
             if row is None:  # a guard skipped the step: no row, the clock did not move
                 continue
+            diagnosis = plan.diagnose() if reports else {}
             metrics.write([step, plan.clock.samples, plan.clock.tokens, *(row[c] for c in channels),
-                           *(row.get(n) for n in signals)])
+                           *(row.get(n) for n in signals), *(diagnosis[n] for n in reports)])
             dt = time.perf_counter() - t0
             elapsed += dt
             timing.write([step, f"{dt:.6f}"])

@@ -31,6 +31,7 @@ class Controller(Schedule):
             self.needs_total = self.schedule.needs_total
             self.monitors = tuple(self.schedule.monitors)
             self.inputs = tuple(self.schedule.inputs)
+            self.diagnostic_names = tuple(self.schedule.diagnostic_names)
 
     def _watch(self, monitor: str | None = None, channel: str | None = None) -> None:
         """Add this controller's own signal and channel to those of what it wraps."""
@@ -54,6 +55,11 @@ class Controller(Schedule):
         if self.schedule is not None and self.schedule.stateful:
             return self.schedule.preview(t, ctx, inputs)
         return self.evaluate(t, ctx)
+
+    def diagnose(self, state) -> dict:
+        """What the wrapped controller reports (a controller adds its own)."""
+        inner = self.schedule
+        return inner.diagnose(state["inner"]) if inner is not None and inner.diagnostic_names else {}
 
     def inner_init(self) -> Any:
         return None if self.schedule is None else self.schedule.init()

@@ -53,6 +53,7 @@ class NoiseBatch(Controller):
             raise ScheduleError(f"noise_batch: min_observations must be a whole number; got {min_observations!r}")
         self.noise = NoiseScale(self.beta)
         self.monitors = NOISE_SIGNALS
+        self.diagnostic_names = ("b_simple",)
 
     def _check(self, ctx) -> None:
         pass
@@ -76,6 +77,9 @@ class NoiseBatch(Controller):
 
     def value(self, state: dict, clock, inputs=None) -> float:
         return float(state["batch"])
+
+    def diagnose(self, state: dict) -> dict:
+        return {"b_simple": state["b_simple"]}
 
     def check_state(self, state: dict) -> str | None:
         batch, count = state["batch"], state["noise"]["count"]

@@ -45,6 +45,7 @@ class Plateau(Controller):
         self.rule = PlateauRule(mode=mode, factor=float(factor), patience=int(patience), threshold=float(threshold),
                                 threshold_mode=threshold_mode, cooldown=int(cooldown), eps=float(eps))
         self._watch(monitor=monitor)
+        self.diagnostic_names = (*self.diagnostic_names, "scale", "reductions")
 
     def init(self) -> dict:
         return {"inner": self.inner_init(), "rule": self.rule.init()}
@@ -59,6 +60,10 @@ class Plateau(Controller):
             current = max(base * rule["scale"], min(base, self.floor))
             rule = self.rule.observe(rule, float(metric), current, min(base, self.floor), at=clock.position)
         return {"inner": inner, "rule": rule}
+
+    def diagnose(self, state: dict) -> dict:
+        rule = state["rule"]
+        return {**super().diagnose(state), "scale": rule["scale"], "reductions": len(rule["reductions"])}
 
     def check_state(self, state: dict) -> str | None:
         return self.rule.check(state["rule"]) or (None if self.schedule is None else self.schedule.check_state(state["inner"]))

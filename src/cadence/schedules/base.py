@@ -368,6 +368,12 @@ class Schedule(abc.ABC):
         came from). A schedule has nothing to update."""
         return state
 
+    diagnostic_names: tuple[str, ...] = ()  # what diagnose() reports about a controller's state
+
+    def diagnose(self, state: Any) -> dict[str, float | None]:
+        """Numbers that say what a controller's state is doing (logged by the runner); none for a schedule."""
+        return {}
+
     def check_state(self, state: Any) -> str | None:
         """Why ``state`` (of the right shape, from a checkpoint) is not one this controller can
         be in, or None when it can. A schedule has no state to check."""
