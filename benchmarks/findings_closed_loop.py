@@ -588,14 +588,7 @@ def _figures(planner: Planner, chosen: dict, df: pd.DataFrame, figures: Path, ta
         axes[0].set_ylabel("LR")
         axes[1].set_ylabel("validation loss")
         axes[1].set_ylim(top=0.6)
-        for ax in axes:
-            ax.set_xlabel("step")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-        fig.suptitle(f"{group}: plateau vs cosine, seed 0", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(figures / f"plateau-{group}.png", dpi=110)
-        plt.close(fig)
+        _finish(fig, axes, "step", f"{group}: plateau vs cosine, seed 0", figures / f"plateau-{group}.png")
 
     # refinement: the refined schedule and its source's gradient norms, seed 0
     for group in ("lm", "digits", "digits-cnn"):
@@ -620,14 +613,22 @@ def _figures(planner: Planner, chosen: dict, df: pd.DataFrame, figures: Path, ta
             axes[2].plot(ev.step + 1, ev.val_loss, label=lab)
         axes[2].set_ylabel("validation loss")
         axes[2].set_ylim(top=float(np.nanquantile(mr.val_loss, 0.5)) * 1.5)
-        for ax in axes:
-            ax.set_xlabel("step")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-        fig.suptitle(f"{group}: schedule refinement (Defazio et al. 2023) from a linear-decay run, seed 0", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(figures / f"refine-{group}.png", dpi=110)
-        plt.close(fig)
+        _finish(fig, axes, "step", f"{group}: schedule refinement (Defazio et al. 2023) from a linear-decay run, seed 0", figures / f"refine-{group}.png")
+
+
+
+def _finish(fig, axes, xlabel: str, title: str, path) -> None:
+    """The figures' common ending: x label, grid and legend on every panel, a small title, saved and closed."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes:
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
