@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/fuzz_run.py                      # 100,000 inputs, 45-65 min on 2 cores
     .venv/bin/python benchmarks/fuzz_run.py --total 5000 --entries specs,cli
+    .venv/bin/python benchmarks/fuzz_run.py --total 3000 --entries plans,plan-files   # issue 10: the closed loop
     .venv/bin/python benchmarks/fuzz_run.py --src /path/to/other/checkout/src   # fuzz another tree
 
 The inputs come from the grammar in tests/fuzz/strategies.py, drawn by hypothesis with the
@@ -34,7 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 
 # Share of the total per entry point, set by the cost of one case (run.json cases train a model).
-SHARES = {"specs": 0.50, "torch": 0.14, "cli": 0.18, "curves": 0.07, "laws": 0.09, "run_json": 0.02}
+SHARES = {"specs": 0.50, "torch": 0.14, "cli": 0.18, "curves": 0.07, "laws": 0.09, "run_json": 0.02, "plans": 0.06,
+          "plan-files": 0.04}
 BATCH = 500
 HARD_HANG_S = 120.0  # a case still running after this is killed with its process and recorded
 
@@ -77,6 +79,8 @@ def _child(args) -> int:
     if args.child in ("cli", "run_json"):
         corpus = harness.Corpus(workdir / "corpus")
         corpus.warm_up()
+    if args.child in ("plans", "plan-files"):
+        harness.warm_up_plans(workdir / "warm-plans")
     cases = workdir / "cases"
     cases.mkdir(exist_ok=True)
     entry = {
@@ -88,6 +92,9 @@ def _child(args) -> int:
                                                                    cpu_s=harness.TRAINING_CPU_LIMIT_S)),
         "cli": (S.cli_argv(), lambda c, d: harness.guard(harness.check_cli, c, d, corpus,
                                                          cpu_s=harness.cli_cpu_limit(c))),
+        "plans": (S.plan_case(), lambda c, d: harness.guard(harness.check_plan, c)),
+        "plan-files": (S.plan_file_case(), lambda c, d: harness.guard(harness.check_plan_file, c, d,
+                                                                      cpu_s=harness.plan_file_cpu_limit(c))),
     }
     strategy, check = entry[args.child]
     result = {"entry": args.child, "cadence": str(Path(cadence.__file__).parent), "count": 0, "cpu_s": 0.0,
@@ -105,6 +112,8 @@ def _child(args) -> int:
         if kind in ("time", "memory") and args.child == "cli":  # one per command: each has its own cause
             words = [a for a in case[:2] if isinstance(a, str)]
             key += " | " + " ".join(words[:2] if words[:1] == ["forecast"] else words[:1])
+        elif kind in ("time", "memory") and args.child == "plan-files":
+            key += " | " + case["command"]
         f = result["failures"].setdefault(key, {"kind": kind, "where": where, "detail": detail, "count": 0,
                                                 "examples": []})
         f["count"] += 1
@@ -125,7 +134,7 @@ def _child(args) -> int:
 
     threading.Thread(target=watchdog, daemon=True).start()
 
-    needs_dir = args.child in ("curves", "laws", "run_json", "cli")
+    needs_dir = args.child in ("curves", "laws", "run_json", "cli", "plan-files")
 
     def one(case):
         d = Path(tempfile.mkdtemp(dir=cases)) if needs_dir else None

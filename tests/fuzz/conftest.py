@@ -1,6 +1,6 @@
 import pytest
 
-from fuzz.harness import Corpus, warm_up_library
+from fuzz.harness import Corpus, warm_up_library, warm_up_plans
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +20,9 @@ def scratch(tmp_path_factory):
 def _warm(tmp_path_factory):
     """Imports and torch's first optimizer cost seconds once; the 2 s limit is for the cases."""
     warm_up_library(tmp_path_factory.mktemp("fuzz-warm"))
+
+
+@pytest.fixture(scope="session")
+def plan_warm(tmp_path_factory):
+    """Plans' first-call costs (controllers, yaml, a plot, a logreg run) outside the limits."""
+    warm_up_plans(tmp_path_factory.mktemp("fuzz-plan-warm"))

@@ -8,6 +8,13 @@ Properties (issue 9):
   line on stderr (``cadence: error: ...``), never a traceback;
 * no case takes more than 2 s of CPU or grows the process by more than 1 GiB.
 
+Plans (issue 10, ``check_plan``, ``check_plan_file``): every value a Plan gives is a finite
+number >= 0 and its batch a whole number of micro-batches; a refused call (observe, advance,
+load_state_dict, set_horizon) leaves the plan as it was; state_dict() is JSON (no NaN) and a
+fresh plan that loads it gives the same values ever after; a tampered state is refused with
+PlanError; preview() equals stepping values()/advance() without observations; a plan file's
+YAML tags are never run, alias bombs are bounded, and an error names only flags the command has.
+
 A check function takes one generated case and raises :class:`Violation` when a property
 fails; a CadenceError ends a case as a pass. ``guard`` runs a check under the limits:
 an interval timer (SIGPROF, CPU time, so a loaded machine does not fail a case) raises
@@ -550,7 +557,9 @@ def _check_success(argv, r: CliResult, cwd: Path) -> None:
 
     args = _args(argv)
     command = args.command
-    if command == "schedule":
+    if command == "schedule" and getattr(args, "plan", None) is not None:
+        _check_plan_schedule(args, r, cwd)
+    elif command == "schedule":
         from cadence.time import Rates
 
         rates = Rates(args.samples_per_step, args.tokens_per_sample, args.steps_per_epoch)
@@ -833,3 +842,506 @@ def check_run_json(case: dict, workdir: Path, corpus: Corpus) -> None:
         check_result(argv, r, workdir)
     finally:
         torch.set_num_threads(threads)
+
+
+# -- plans (issue 10) ---------------------------------------------------------------------------
+
+PLAN_MAX_STEPS = 400  # optimizer steps driven per case, over all its "steps" operations
+PLAN_PREVIEW_STEPS = 1500  # steps of a fresh plan compared between preview() and values()/advance()
+PLAN_PREVIEW_UNITS = 200_000  # a horizon (in the plan's unit) above this is previewed with stop=
+PLAN_SIGNAL_KEYS = ("train_loss", "val_loss", "grad_norm", "noise_g2", "noise_trace", "loss_z", "val_accuracy")
+
+
+def build_plan(case: dict):
+    """Plan(channels, horizon, unit, rates, micro_batch=...) from a plan case."""
+    from cadence import Plan, Rates
+
+    rates = case["rates"]
+    if isinstance(rates, tuple) and rates and rates[0] == "not-rates":
+        rates = rates[1]
+    elif rates is not None:
+        rates = Rates(*rates)
+    kwargs = {} if isinstance(case["micro_batch"], str) and case["micro_batch"] == "absent" else \
+        {"micro_batch": case["micro_batch"]}
+    return Plan(case["channels"], case["horizon"], case["unit"], rates, **kwargs)
+
+
+def _plan_snapshot(plan) -> tuple:
+    """What a refused call must leave as it was: clock, controller states, horizon records."""
+    return plan.clock.counters(), repr(plan.states), plan.horizons, plan.horizon
+
+
+def check_plan_values(plan, vals, what: str) -> None:
+    """values(): one finite number >= 0 per channel; the batch a whole number of micro-batches."""
+    if not isinstance(vals, dict) or set(vals) != set(plan.schedules):
+        raise Violation("wrong", f"{what}: values() has keys {sorted(map(str, vals))[:6]}, the plan has channels "
+                        f"{sorted(plan.schedules)[:6]}", "Plan.values")
+    m = plan.micro_batch or 1
+    for name, v in vals.items():
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise Violation("wrong", f"{what}: values()[{name!r}] is a {type(v).__name__}", "Plan.values")
+        if not math.isfinite(v) or v < 0:
+            raise Violation("wrong", f"{what}: values()[{name!r}] = {v!r} at {plan.clock.counters()}", "Plan.values")
+        if name == "batch" and (not float(v).is_integer() or v < m or int(v) % m):
+            raise Violation("wrong", f"{what}: batch {v!r} is not a whole number (>= 1) of micro-batches of {m}",
+                            "Plan.values")
+
+
+def _state_json(plan, what: str) -> str:
+    state = plan.state_dict()
+    try:
+        return json.dumps(state, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise Violation("wrong", f"{what}: state_dict() is not JSON-safe ({type(e).__name__}: {_line(e)})",
+                        "Plan.state_dict") from None
+
+
+class _Drive:
+    """A plan and its resumed twins, driven by the same calls: every outcome must agree."""
+
+    def __init__(self, case: dict) -> None:
+        self.case = case
+        self.plans = [build_plan(case)]
+        self.steps = 0
+        self.trusted = True  # no tampered state has been accepted: every accepted call must keep working
+
+    @property
+    def plan(self):
+        return self.plans[0]
+
+    def values(self, what: str):
+        """Every twin's values(), checked and equal; None when the plan refuses (an untrusted plan only)."""
+        outs = [attempt(p.values) for p in self.plans]
+        if any(failed(o) for o in outs):
+            if self.trusted and failed(outs[0]) and not self.plan.done:
+                raise Violation("wrong", f"{what}: values() refused mid-run at {self.plan.clock.counters()}: "
+                                f"{_line(outs[0])}", "Plan.values")
+            if not all(failed(o) for o in outs):
+                raise Violation("wrong", f"{what}: values() refused by one resumed twin only", "Plan.load_state_dict")
+            return None
+        for p, vals in zip(self.plans, outs):
+            check_plan_values(p, vals, what)
+        for vals in outs[1:]:
+            if vals.keys() != outs[0].keys() or any(not _same(vals[k], outs[0][k]) for k in vals):
+                raise Violation("wrong", f"{what}: a plan resumed from state_dict() gives {vals}, the original "
+                                f"{outs[0]}"[:400], "Plan.load_state_dict")
+        return outs[0]
+
+    def call(self, method: str, *args, must_accept: bool = False):
+        """``method(*args)`` on every twin; a refusal leaves each unchanged; all twins agree."""
+        results = []
+        for p in self.plans:
+            before = _plan_snapshot(p)
+            r = attempt(getattr(p, method), *args)
+            if failed(r) and _plan_snapshot(p) != before:
+                raise Violation("wrong", f"a refused {method}() changed the plan ({_line(r)})", f"Plan.{method}")
+            results.append(r)
+        if len({failed(r) for r in results}) > 1:
+            raise Violation("wrong", f"{method}{args!r:.100}: the original and its resumed twin disagree "
+                            f"(one refused: {_line(next(r for r in results if failed(r)))})", "Plan.load_state_dict")
+        if must_accept and failed(results[0]):
+            raise Violation("wrong", f"{method}() refused valid input {args!r:.120}: {_line(results[0])}",
+                            f"Plan.{method}")
+        return results[0]
+
+    def run(self, n: int, profile: str, seed: int) -> None:
+        rng = random.Random(seed)
+        keys = list(dict.fromkeys([*self.plan.monitors, *PLAN_SIGNAL_KEYS]))
+        for _ in range(n):
+            if self.steps >= PLAN_MAX_STEPS or self.plan.done:
+                return
+            vals = self.values(f"step {self.steps} ({profile})")
+            if vals is None:
+                return
+            if rng.random() < 0.04:
+                self.call("skip")
+                continue
+            if profile != "silent" and rng.random() < 0.8:
+                signals = _random_signals(rng, profile, keys, list(vals))
+                self.call("observe", signals, must_accept=profile == "clean" and self.trusted)
+            args = ()
+            if rng.random() < 0.15:
+                args = (int(vals["batch"]) if "batch" in vals else rng.choice([0, 1, 8, 32]),)
+            r = self.call("advance", *args)
+            if failed(r):
+                return  # this plan cannot count a step without being told its size
+            self.steps += 1
+
+    def roundtrip(self) -> None:
+        text = _state_json(self.plan, "roundtrip")
+        fresh = build_plan(self.case)
+        r = attempt(fresh.load_state_dict, json.loads(text))
+        if failed(r):
+            raise Violation("wrong", f"a fresh plan refuses its twin's state_dict(): {_line(r)}", "Plan.load_state_dict")
+        again = _state_json(fresh, "roundtrip")
+        if json.loads(again) != json.loads(text):
+            raise Violation("wrong", "state_dict() after load_state_dict(state) differs from state", "Plan.load_state_dict")
+        self.plans = [self.plan, fresh]
+        self.values("after a state_dict() round trip")
+
+    def load(self, state, must_refuse: str | None) -> None:
+        from cadence.errors import PlanError
+
+        plan = self.plan
+        before, vals = _plan_snapshot(plan), attempt(plan.values)
+        r = attempt(plan.load_state_dict, state)
+        if failed(r):
+            if not isinstance(r, PlanError):
+                raise Violation("wrong", f"load_state_dict() refused with {type(r).__name__}, not PlanError",
+                                "Plan.load_state_dict")
+            after = attempt(plan.values)
+            if _plan_snapshot(plan) != before or failed(after) != failed(vals) or \
+                    (not failed(vals) and any(not _same(after[k], vals[k]) for k in vals)):
+                raise Violation("wrong", f"a refused load_state_dict() changed the plan ({_line(r)})",
+                                "Plan.load_state_dict")
+            return
+        if must_refuse:
+            raise Violation("wrong", f"load_state_dict() accepted a state with {must_refuse}", "Plan.load_state_dict")
+        self.trusted = False
+        self.plans = [plan]
+        _state_json(plan, "after an accepted tampered state")
+        self.values("after an accepted tampered state")
+
+
+def _random_signals(rng: random.Random, profile: str, keys: list, channels: list) -> dict:
+    out = {}
+    for key in keys:
+        if rng.random() < 0.4:
+            continue
+        if key == "noise_g2":
+            v = rng.uniform(-0.01, 0.05)
+        elif key == "noise_trace":
+            v = rng.uniform(0.0, 10.0)
+        elif rng.random() < 0.5:
+            v = rng.choice([1.5, 1.5, 1.4, 2.0])
+        else:
+            v = 2.0 + rng.random()
+        if rng.random() < 0.1:
+            v = None
+        if profile in ("noisy", "hostile") and rng.random() < 0.3:
+            v = rng.choice([math.nan, math.inf, -math.inf, np.float32(v or 1.0), np.float64(v or 1.0), np.int64(3), 0,
+                            -1.0, 1e308, -1e308, 5e-324, -0.0, np.float16(65504), 2**70, np.float32("nan")])
+        if profile == "hostile" and rng.random() < 0.05:
+            v = rng.choice(["1.0", True, np.bool_(True), [], b"1", 1j, 10**400, np.uint64(2**63), {}])
+        out[key] = v
+    if profile in ("noisy", "hostile") and channels and rng.random() < 0.1:
+        out[rng.choice(channels)] = rng.choice([0.0, 1e308, math.nan, 3.0])  # a signal named like a channel
+    if profile == "hostile" and rng.random() < 0.03:
+        out[rng.choice([1, None, b"k", ("a",)])] = 1.0
+    return out
+
+
+def _find_dicts(node, key: str, path=()):
+    """Paths to every dict under ``node`` that has ``key``."""
+    found = []
+    if isinstance(node, dict):
+        if key in node:
+            found.append(path)
+        for k, v in node.items():
+            found += _find_dicts(v, key, (*path, k))
+    return found
+
+
+def _at(node, path):
+    for k in path:
+        node = node[k]
+    return node
+
+
+def must_refuse_states(state: dict) -> list[tuple[str, object]]:
+    """Edits of a real state_dict() that load_state_dict() must refuse: (what, state)."""
+    out = []
+
+    def edit(what, fn):
+        s = json.loads(json.dumps(state))
+        fn(s)
+        out.append((what, s))
+
+    for junk in (None, [], "x", {}, 1):
+        out.append((f"the whole state {junk!r}", junk))
+    edit("format cadence.plan/2", lambda s: s.__setitem__("format", "cadence.plan/2"))
+    edit("no format", lambda s: s.pop("format"))
+    edit("another unit", lambda s: s.__setitem__("unit", "token" if s["unit"] != "token" else "step"))
+    edit("an extra channel", lambda s: s["channels"].__setitem__("zz", "constant(value=1.0, warmup=0)"))
+    edit("no channels", lambda s: s.__setitem__("channels", {}))
+    edit("channels as a list", lambda s: s.__setitem__("channels", list(s["channels"])))
+    if state.get("horizons"):
+        def other_horizon(s):
+            s["horizons"][0][1] += 1
+            if len(s["horizons"]) == 1:
+                s["horizon"] = s["horizons"][0][1]
+        edit("another horizon", other_horizon)
+        edit("a horizon record that starts at 1", lambda s: s["horizons"][0].__setitem__(0, 1))
+        edit("a horizon record with mode 'x'", lambda s: s["horizons"][0].__setitem__(2, "x"))
+    edit("horizons 'x'", lambda s: s.__setitem__("horizons", "x"))
+    for key, bad in (("step", -1), ("step", True), ("step", 1.5), ("step", 2**53 + 1), ("step", "3"), ("step", None),
+                     ("samples", -1), ("tokens", 10**400), ("skipped", -1)):
+        edit(f"clock {key}={bad!r}", lambda s, key=key, bad=bad: s["clock"].__setitem__(key, bad))
+    edit("a clock without skipped", lambda s: s["clock"].pop("skipped"))
+    edit("a clock with an extra key", lambda s: s["clock"].__setitem__("epoch", 0))
+    edit("clock []", lambda s: s.__setitem__("clock", []))
+    edit("states {}", lambda s: s.__setitem__("states", {}))
+    edit("an extra controller state", lambda s: s["states"].__setitem__("zz", None))
+    edit("states with NaN", lambda s: s["states"].__setitem__(next(iter(s["states"])), math.nan))
+    for name, value in state["states"].items():
+        for path in _find_dicts(value, "rule"):
+            for key, bad in (("scale", 2.0), ("scale", 0), ("scale", -0.5), ("scale", math.nan), ("scale", "x"),
+                             ("bad", -1), ("observations", 1.5), ("cooldown", True), ("best", "x"), ("best", [])):
+                edit(f"{name} rule {key}={bad!r}",
+                     lambda s, n=name, p=path, k=key, b=bad: _at(s["states"][n], p)["rule"].__setitem__(k, b))
+        for path in _find_dicts(value, "noise"):
+            for key, bad in (("batch", 1e18), ("batch", -1.0), ("batch", math.nan), ("batch", "x")):
+                edit(f"{name} noise batch={bad!r}",
+                     lambda s, n=name, p=path, k=key, b=bad: _at(s["states"][n], p).__setitem__(k, b))
+            edit(f"{name} noise count -1", lambda s, n=name, p=path: _at(s["states"][n], p)["noise"].__setitem__(
+                "count", -1))
+    return out
+
+
+def check_plan(case: dict) -> None:
+    """A Plan built from generated input, driven step by step, round-tripped, tampered with and previewed."""
+    d = _Drive(case)
+    d.values("after construction")
+    for op in case["ops"]:
+        name = op[0]
+        if name == "steps":
+            d.run(op[1], op[2], op[3])
+        elif name == "observe":
+            d.call("observe", op[1])
+        elif name == "advance":
+            args = [op[1]] if op[2] is None else [op[1], op[2]]
+            if not failed(d.call("advance", *args)):
+                d.values(f"after advance{tuple(args)!r:.60}")
+        elif name == "skip":
+            d.call("skip")
+        elif name == "roundtrip":
+            d.roundtrip()
+        elif name == "tamper":
+            state = d.plan.state_dict()
+            d.load(random_mutation(state, random.Random(op[1])), None)
+        elif name == "refuse":
+            options = must_refuse_states(d.plan.state_dict())
+            what, state = options[op[1] % len(options)]
+            d.load(state, what)
+        elif name == "preview":
+            _check_preview_call(d.plan, op[1])
+        elif name == "set_horizon":
+            args = [op[1]] if op[2] is None else [op[1], op[2]]
+            if not failed(d.call("set_horizon", *args)):
+                d.values("after set_horizon")
+    _state_json(d.plan, "at the end")
+    for twin in d.plans[1:]:
+        if json.loads(_state_json(twin, "at the end")) != json.loads(_state_json(d.plan, "at the end")):
+            raise Violation("wrong", "a resumed twin's state_dict() differs from the original's after the same calls",
+                            "Plan.load_state_dict")
+    if case["preview_check"]:
+        check_preview_steps(case)
+
+
+def _check_preview_call(plan, stop) -> None:
+    """preview(stop): bounded (a large or open-ended horizon is previewed with stop), well-formed, no side effect."""
+    if stop is None and (plan.horizon is None or plan.horizon > PLAN_PREVIEW_UNITS):
+        stop = 1000
+    before = _plan_snapshot(plan)
+    pv = attempt(plan.preview, stop)
+    if _plan_snapshot(plan) != before:
+        raise Violation("wrong", "preview() changed the plan", "Plan.preview")
+    if failed(pv):
+        return
+    _check_preview_arrays(plan, pv, stop)
+
+
+def _check_preview_arrays(plan, pv, stop) -> int:
+    keys = ["step", "samples", "tokens", *plan.schedules]
+    if not isinstance(pv, dict) or sorted(pv) != sorted(keys):
+        raise Violation("wrong", f"preview() has keys {sorted(pv)[:8]}", "Plan.preview")
+    n = len(pv["step"])
+    if any(not isinstance(pv[k], np.ndarray) or pv[k].shape != (n,) for k in keys):
+        raise Violation("wrong", "preview() arrays differ in length", "Plan.preview")
+    if n == 0 or (stop is not None and n > stop) or not np.array_equal(pv["step"], np.arange(n)):
+        raise Violation("wrong", f"preview(stop={stop!r}) has {n} steps", "Plan.preview")
+    m = plan.micro_batch or 1
+    for k in keys:
+        a = pv[k].astype(np.float64)
+        if not np.all(np.isfinite(a)) or np.any(a < 0):
+            i = int(np.argmax(~np.isfinite(a) | (a < 0)))
+            raise Violation("wrong", f"preview()[{k!r}] is {a[i]!r} at step {i}", "Plan.preview")
+        if k == "batch" and (np.any(a < m) or np.any(a % m)):
+            raise Violation("wrong", f"preview() batch is not a whole number of micro-batches of {m}", "Plan.preview")
+    if np.any(np.diff(pv["samples"]) < 0) or np.any(np.diff(pv["tokens"]) < 0):
+        raise Violation("wrong", "preview() samples or tokens decrease", "Plan.preview")
+    return n
+
+
+def check_preview_steps(case: dict) -> None:
+    """A fresh plan's preview() equals stepping it with values()/advance() and no observation."""
+    plan = build_plan(case)
+    h = plan.horizon
+    stop = None if h is not None and h <= PLAN_PREVIEW_UNITS else 300
+    pv = attempt(plan.preview, stop)
+    if failed(pv):
+        return
+    n = _check_preview_arrays(plan, pv, stop)
+    for k in range(min(n, PLAN_PREVIEW_STEPS)):
+        c = plan.clock
+        counters = (c.step, c.samples, c.tokens)
+        want = (int(pv["step"][k]), int(pv["samples"][k]), int(pv["tokens"][k]))
+        if counters != want:
+            raise Violation("wrong", f"preview() says step, samples, tokens = {want} before step {k}; stepping "
+                            f"gives {counters}", "Plan.preview")
+        if plan.done:
+            raise Violation("wrong", f"preview() has {n} steps but the plan is done after {k}", "Plan.preview")
+        vals = attempt(plan.values)
+        if failed(vals):
+            raise Violation("wrong", f"values() refused at step {k} where preview() gave values: {_line(vals)}",
+                            "Plan.values")
+        for name in plan.schedules:
+            if not _same(vals[name], pv[name][k]):
+                raise Violation("wrong", f"preview()[{name!r}][{k}] = {pv[name][k]!r} but values() at that step gives "
+                                f"{vals[name]!r}", "Plan.preview")
+        r = attempt(plan.advance)
+        if failed(r):
+            raise Violation("wrong", f"advance() refused at step {k} where preview() goes on: {_line(r)}",
+                            "Plan.advance")
+    if stop is None and n <= PLAN_PREVIEW_STEPS and not plan.done:
+        raise Violation("wrong", f"preview() ends after {n} steps but the plan is not done then "
+                        f"({plan.clock.counters()}, horizon {h})", "Plan.preview")
+
+
+# -- plan files (issue 10) ----------------------------------------------------------------------
+
+
+def plan_file_cpu_limit(case: dict) -> float:
+    """`run` trains (TRAINING_CPU_LIMIT_S); `schedule --plan` gets CPU_LIMIT_S."""
+    return TRAINING_CPU_LIMIT_S if case["command"] == "run" else CPU_LIMIT_S
+
+
+def plan_file_argv(case: dict) -> list[str]:
+    name = "plan" + case["suffix"]
+    if case["command"] == "run":
+        return ["run", "logreg", "--plan", name, "--out", "out", "--no-progress", *case["flags"]]
+    argv = ["schedule", "--plan", name, *case["flags"]]
+    if case["command"] == "csv":
+        argv.append("--csv")
+    elif case["command"] == "plot":
+        argv += ["--plot", "plan.png"]
+    return argv
+
+
+def _command_flags(command: str) -> set[str]:
+    from cadence.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    return set(sub.choices[command]._option_string_actions)
+
+
+def check_plan_file(case: dict, workdir: Path) -> None:
+    """`cadence schedule --plan FILE` or `cadence run logreg --plan FILE` on a generated plan file."""
+    import torch
+
+    (workdir / ("plan" + case["suffix"])).write_bytes(case["content"])
+    argv = plan_file_argv(case)
+    os.chdir(workdir)
+    threads = torch.get_num_threads()
+    try:
+        r = run_cli(argv)
+        if (workdir / "PWNED").exists():
+            raise Violation("executed", "a YAML tag in the plan file ran code", argv[0])
+        check_result(argv, r, workdir)
+    finally:
+        torch.set_num_threads(threads)
+        _close_figures()
+    if r.code != 0:
+        m = re.match(r"cadence: error: (--[A-Za-z][\w-]*)", r.err.strip())
+        if m and m.group(1) not in _command_flags(argv[0]):
+            raise Violation("wrong", f"the error names {m.group(1)}, a flag `cadence {argv[0]}` does not have: "
+                            f"{r.err.strip()[:160]!r}", argv[0])
+    elif argv[0] == "run":
+        _check_plan_run(case, workdir)
+
+
+def _check_plan_run(case: dict, workdir: Path) -> None:
+    from cadence.cli.common import PLAN_FILE_SETTINGS
+    from cadence.plan import read_plan_file
+
+    data = read_plan_file(workdir / ("plan" + case["suffix"]), PLAN_FILE_SETTINGS)
+    manifest = json.loads((workdir / "out" / "run.json").read_text())
+    if data.get("unit", "step") == "step" and isinstance(data.get("horizon"), int) and "--steps" not in case["flags"] \
+            and manifest["step"] != data["horizon"]:
+        raise Violation("wrong", f"a plan of {data['horizon']} steps ran {manifest['step']} steps", "run --plan")
+    rows = (workdir / "out" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    micro = manifest["config"].get("micro_batch") or 1
+    for name in data["channels"]:
+        if name not in header:
+            raise Violation("wrong", f"metrics.csv has no column for channel {name!r}", "run --plan")
+        i = header.index(name)
+        for row in rows[1:]:
+            v = float(row.split(",")[i])
+            if not math.isfinite(v) or v < 0 or (name == "batch" and (v % micro or v < micro)):
+                raise Violation("wrong", f"metrics.csv has {name} = {v!r}", "run --plan")
+
+
+def _check_plan_schedule(args, r: CliResult, cwd: Path) -> None:
+    """`cadence schedule --plan FILE` exited 0: the summary, the CSV or the figure is the library's preview."""
+    from cadence.cli.common import PLAN_FILE_SETTINGS
+    from cadence.plan import Plan, read_plan_file
+    from cadence.time import Rates, Unit
+
+    data = read_plan_file(cwd / args.plan, PLAN_FILE_SETTINGS)
+    rates = Rates(args.samples_per_step, args.tokens_per_sample, args.steps_per_epoch)
+    if rates.samples_per_step is None and isinstance(data.get("batch_size"), int):
+        rates = Rates(data["batch_size"], rates.tokens_per_sample, rates.steps_per_epoch)
+    plan = Plan(data["channels"], horizon=data.get("horizon"), unit=data.get("unit", "step"), rates=rates,
+                micro_batch=data.get("micro_batch") if "batch" in data["channels"] else None)
+    pv = plan.preview()
+    _check_preview_arrays(plan, pv, None)
+    channels = list(plan.schedules)
+    n = pv["step"].size
+    unit = {Unit.STEP: "step", Unit.SAMPLE: "sample", Unit.TOKEN: "token"}[plan.unit]
+    if args.csv:
+        columns = ["step", "samples", "tokens", *channels]
+        rows = r.out.splitlines()
+        if rows[:1] != [",".join(columns)] or len(rows) != n + 1:
+            raise Violation("wrong", f"schedule --plan --csv: {len(rows)} lines and header {rows[:1]!r:.80} for {n} "
+                            f"steps of {columns}"[:300], "schedule --plan")
+        arrays = [pv[c].tolist() for c in columns]
+        for i in (0, n // 2, n - 1):
+            if rows[i + 1] != ",".join(repr(a[i]) for a in arrays):
+                raise Violation("wrong", f"schedule --plan --csv row {i} differs from Plan.preview()", "schedule --plan")
+    elif args.plot:
+        if not (cwd / args.plot).is_file() or not (cwd / args.plot).stat().st_size:
+            raise Violation("wrong", f"schedule --plan --plot exited 0 without writing {args.plot}", "schedule --plan")
+    else:
+        first = f"plan on a {unit} clock, horizon {plan.horizon} {unit}s: {n} optimizer steps"
+        lines = r.out.splitlines()
+        if lines[:1] != [first] or len(lines) < 2 + len(channels):
+            raise Violation("wrong", f"schedule --plan printed {lines[:1]!r:.120}, expected {first!r}", "schedule --plan")
+    _finite_output(r, "schedule --plan")
+
+
+def warm_up_plans(workdir: Path) -> None:
+    """First-call costs of plans (controllers, preview, yaml, plots, a logreg run) outside the limits."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    check_plan({"channels": {"lr": "plateau(cosine(peak=1e-3), patience=1)", "batch": "ramp(8, 32, 10)",
+                             "weight_decay": "scale_with(linear(peak=0.1), reference=8)"},
+                "horizon": 20, "unit": "step", "rates": None, "micro_batch": 8,
+                "ops": [("steps", 10, "noisy", 1), ("roundtrip",), ("refuse", 1), ("preview", None)],
+                "preview_check": True})
+    check_plan({"channels": {"batch": "noise_batch(start=16, max=64, min_observations=1)"}, "horizon": "1Ksa",
+                "unit": "sample", "rates": (16, 4, None), "micro_batch": 8, "ops": [("steps", 5, "clean", 2)],
+                "preview_check": True})
+    cases = [{"suffix": ".yaml", "content": b"horizon: 3\neval_every: 1\nchannels: {lr: 'cosine(peak=0.1)'}\n",
+              "command": "run", "flags": []},
+             {"suffix": ".yaml", "content": b"horizon: 20\nchannels: {lr: 'cosine(peak=0.1)', batch: 'ramp(8, 32, 5)'}\n"
+              b"micro_batch: 8\n", "command": "plot", "flags": []},
+             {"suffix": ".json", "content": b'{"horizon": 20, "channels": {"lr": 0.1}}', "command": "csv", "flags": []}]
+    for i, case in enumerate(cases):
+        d = workdir / f"plan-warm-{i}"
+        d.mkdir(exist_ok=True)
+        cwd = os.getcwd()
+        try:
+            check_plan_file(case, d)
+        finally:
+            os.chdir(cwd)

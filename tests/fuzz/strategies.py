@@ -823,3 +823,515 @@ def cli_argv(draw):
         extra = d(st.one_of(st.sampled_from(["--nope", "-", "--", "--total", "--csv=1", "-h"]), ARG_TEXT))
         argv.insert(d(st.integers(0, len(argv))), extra)
     return argv
+
+
+# -- plans (issue 10) ------------------------------------------------------------------------------
+# Plan(channels, horizon, unit, rates, micro_batch=...) driven through values/observe/advance/skip,
+# state_dict round trips, tampered states and preview. Signals for the stepping loop are drawn at run
+# time from the case's seed and profile (a few hundred steps are too many to draw one by one).
+# A share of the cases is drawn "clean" (no malformed part anywhere) so that most plans get built
+# and driven; the others may hold a bad value in any part.
+
+PLAN_CHANNELS = ["lr", "weight_decay", "beta1", "momentum", "batch", "loss.z"]
+ODD_CHANNELS = ["", "1lr", "a.b.c", "lr ", "λ", "x" * 70, "loss.", ".z", "a-b", "__class__", "BATCH", "batch ",
+                "loss.z.w", 3, None, ("lr",)]
+MONITORS = ["val_loss", "train_loss", "grad_norm", "loss_z", "val_accuracy", "noise_g2", "x"]
+BAD_MONITORS = ["", " ", "x" * 120, 3, None, "\ud800"]
+# Specs that hold on any clock (no duration in optimizer steps, which a moving batch refuses).
+CLOCK_FREE_SPECS = ["cosine(peak=1e-3)", "cosine(peak=0.1, warmup='5%')", "linear(peak=0.1, final=0.01)",
+                    "constant(value=0.01)", "wsd(peak=1e-3, decay='20%')", "rex(peak=1e-2)",
+                    "piecewise(points=[[0, 0.1], ['50%', 0.05]])", "onecycle(peak=0.1)",
+                    "multistep(peak=0.1, milestones=['50%'])", "warmup(cosine(peak=0.1), duration='10%')",
+                    "clip(cosine(peak=0.1), floor=0.01)", "scale(linear(peak=0.1), by=0.5)"]
+
+
+def _arg(draw, name, good, bad, clean, p_bad=3):
+    """``name=value`` text: a good value mostly, a bad one (or any number text) p_bad% of the time."""
+    if not clean and chance(draw, p_bad, 100):
+        return f"{name}={weighted(draw, (3, st.sampled_from(bad)), (1, NUMBER_TEXT), (1, literal_text(1)))}"
+    return f"{name}={draw(st.sampled_from(good))}"
+
+
+def _args(draw, items, clean, p=4):
+    """Each optional ``(name, good, bad)`` included with probability p/10."""
+    return [_arg(draw, n, g, b, clean) for n, g, b in items if draw(st.integers(0, 9)) < p]
+
+
+@st.composite
+def inner_spec(draw, clean, depth, others):
+    """The schedule under a controller."""
+    options = [(8, st.sampled_from(CLOCK_FREE_SPECS)), (3, st.sampled_from(SIMPLE_SPECS))]
+    if not clean:
+        options.append((1, simple_spec()))
+    if depth < 2:
+        options.append((2, controller_text(clean, depth + 1, others)))
+    return weighted(draw, *options)
+
+
+@st.composite
+def plateau_text(draw, clean=True, depth=0, others=()):
+    args = [draw(inner_spec(clean, depth, others))]
+    if _include(draw, 6):
+        monitor = repr(draw(st.sampled_from(["val_loss", "val_loss", "train_loss", "grad_norm", "loss_z"])))
+        args.append(_arg(draw, "monitor", [monitor], [repr(m) for m in BAD_MONITORS] + ["None", "1"], clean))
+    args += _args(draw, [
+        ("mode", ["'min'", "'max'"], ["'MIN'", "''", "'mean'", "None"]),
+        ("factor", ["0.5", "0.1", "0.9", "0.99", "0.25"], ["0", "1", "1.5", "-0.5", "nan", "1e-320", "True"]),
+        ("patience", ["0", "1", "2", "5", "10"], ["-1", "1.5", "2.0", "10**10", "10000000000", "True", "'2'"]),
+        ("threshold", ["1e-4", "0", "0.1", "0.01"], ["-1", "inf", "nan", "1e308"]),
+        ("threshold_mode", ["'rel'", "'abs'"], ["'REL'", "''", "None"]),
+        ("cooldown", ["0", "1", "3"], ["-1", "0.5", "1e10"]),
+        ("floor", ["0", "1e-5", "0.01", "0.0"], ["-1", "inf", "nan", "1e308"]),
+        ("eps", ["1e-8", "0"], ["-1", "inf"]),
+    ], clean)
+    return f"plateau({', '.join(args)})"
+
+
+@st.composite
+def noise_batch_text(draw, micro=8, clean=True):
+    start = draw(st.sampled_from([str(micro * k) for k in (2, 2, 4, 8)] + ([] if clean else ["1", "2"])))
+    args = [_arg(draw, "start", [start], ["0", "-1", "nan", "inf", "0.5", "1e308", "10**400"], clean),
+            _arg(draw, "max", [str(int(start) * k) for k in (1, 4, 16, 64)], ["0", "1", "nan", "inf", "1e308"], clean)]
+    args += _args(draw, [
+        ("beta", ["0.9", "0.5", "0", "0.99", "0.95"], ["1", "-0.1", "nan", "1.5"]),
+        ("growth", ["1", "1.1", "1.5", "2"], ["0.5", "0", "inf", "nan"]),
+        ("min_observations", ["1", "2", "5", "20"], ["0", "-1", "1.5", "2.0", "10**400", "True"]),
+    ], clean, p=6)
+    if draw(st.integers(0, 9)) == 0:
+        args = [a.split("=", 1)[1] for a in args[:2]] + args[2:]  # positional start, max
+    return f"noise_batch({', '.join(args)})"
+
+
+@st.composite
+def scale_with_text(draw, clean=True, depth=0, others=("batch",)):
+    """scale_with(inner, reference=..., channel=one of ``others``, power=...)."""
+    args = [draw(inner_spec(clean, depth, others)),
+            _arg(draw, "reference", ["16", "32", "64", "1", "0.5", "128"], ["0", "-1", "nan", "inf", "1e-320"], clean)]
+    channel = draw(st.sampled_from(list(others) or ["batch"]))
+    if channel != "batch" or _include(draw, 4):
+        args.append(_arg(draw, "channel", [repr(channel)], ["'nope'", "''", "1", "None", repr("x" * 120)], clean))
+    args += _args(draw, [("power", ["0.5", "1", "-1", "0", "4", "-4", "1.0"], ["5", "-5", "nan", "inf"])], clean)
+    return f"scale_with({', '.join(args)})"
+
+
+@st.composite
+def ramp_text(draw, micro=8, clean=True):
+    sizes = [str(micro * k) for k in (1, 2, 4, 8, 16)]
+    start = draw(st.sampled_from(sizes))
+    end = draw(st.sampled_from(sizes + [start]))
+    durations = ["'30%'", "'10%'", "'0.2dur'", "'50%'"] + ([] if clean else ["3", "10", "'500sa'", "'2Ktok'", "'1ep'"])
+    duration = weighted(draw, (6, st.sampled_from(durations)), (0 if clean else 1, duration_text()))
+    shape = weighted(draw, (6, st.sampled_from(["'linear'", "'cosine'", "'exp'", "'doubling'"])),
+                     (0 if clean else 1, st.sampled_from(["'Linear'", "''", "'log'", "None"])))
+    if shape == "'doubling'" and clean:
+        end = str(int(start) * draw(st.sampled_from([1, 2, 4, 8])))
+    if not clean and chance(draw, 1, 10):
+        start, end = draw(NUMBER_TEXT), draw(NUMBER_TEXT)
+    args = [start, end, duration] if draw(st.booleans()) else [f"start={start}", f"end={end}", f"duration={duration}"]
+    if _include(draw, 6):
+        args.append(f"shape={shape}")
+    return f"ramp({', '.join(args)})"
+
+
+@st.composite
+def controller_text(draw, clean=True, depth=0, others=()):
+    if others:
+        return weighted(draw, (3, plateau_text(clean, depth, others)), (2, scale_with_text(clean, depth, others)))
+    return draw(plateau_text(clean, depth, others))
+
+
+PLAN_NUMBERS = [0.1, 0, 1, 16, 32, 1e-3, 0.5, 2**53, 1e308, 5e-324, -1, -0.0, float("nan"), float("inf"), 10**400,
+                True, None, [], {}, b"1"]
+
+
+@st.composite
+def channel_value(draw, name, micro, names=("batch",), clean=True):
+    """A channel's value: a spec or controller text, a number, or (not clean) something that is neither."""
+    # channels it may read without a cycle: those before it, and the batch (which reads none when clean)
+    names = [n for n in names if isinstance(n, str)]
+    before = names[:names.index(name)] if name in names else names
+    others = tuple(dict.fromkeys([*before, *(["batch"] if "batch" in names and name != "batch" else [])]))
+    if name == "batch":
+        options = [(4, ramp_text(micro, clean)), (3, noise_batch_text(micro, clean)),
+                   (2, st.sampled_from([micro, micro * 2, micro * 4, float(micro * 4)])),
+                   (1, st.sampled_from([f"constant(value={micro * 4})", f"linear(peak={micro * 8}, final={micro})",
+                                        f"cosine(peak={micro * 16})", f"step(peak={micro * 8}, every='10%')"]))]
+        if not clean:
+            options += [(1, st.sampled_from([micro * 3 + 1, 1, f"linear(peak={micro * 8})"])), (1, simple_spec()),
+                        (1, st.sampled_from(PLAN_NUMBERS)), (1, scale_with_text(clean, 0, others or ("lr",)))]
+        return weighted(draw, *options)
+    options = [(10, st.sampled_from(CLOCK_FREE_SPECS)), (3, st.sampled_from(SIMPLE_SPECS)),
+               (7, plateau_text(clean, 0, others)), (2, ramp_text(micro, clean)),
+               (2, st.sampled_from([0.1, 1e-3, 0.9, 0.0, 1, 16]))]
+    if others:
+        options.append((4, scale_with_text(clean, 0, others)))
+    if not clean:
+        options += [(2, simple_spec()), (1, st.sampled_from(PLAN_NUMBERS)), (1, spec())]
+    return weighted(draw, *options)
+
+
+PLAN_HORIZONS = ["600K", "2Mtok", "64Ksa", "3ep", "100st", "1Ksa", "4Ktok", "2ep", "1K", "10", "0.5K"]
+BAD_PLAN_HORIZONS = ["50%", "0.5dur", "1.5", "2**10", "1e3", "", "x", " 10", "10 ", "-5", "0", None, 0, -1, 1.0,
+                     10.0, 10.5, True, 2**53, 2**53 + 1, 10**30, 10**400, float("nan"), float("inf"), [], b"10",
+                     2**26 + 1]
+
+
+@st.composite
+def plan_horizon(draw, clean=True):
+    options = [(10, st.integers(1, 300)), (2, st.integers(301, 5000)), (2, st.sampled_from(PLAN_HORIZONS))]
+    if not clean:
+        options += [(1, duration_string()), (2, st.sampled_from(BAD_PLAN_HORIZONS))]
+    return weighted(draw, *options)
+
+
+@st.composite
+def plan_unit(draw, clean=True):
+    from cadence.time import Unit
+
+    options = [(10, st.sampled_from(["step", "step", "sample", "token"])),
+               (2, st.sampled_from(["st", "sa", "tok", "steps", "samples", "tokens", Unit.STEP, Unit.TOKEN]))]
+    if not clean:
+        options.append((2, st.sampled_from(["epoch", "", "STEP", None, 1, "ep", "dur", Unit.EPOCH, "step "])))
+    return weighted(draw, *options)
+
+
+PLAN_RATE_VALUES = [None, None, 1, 2, 8, 16, 32, 64.0, 0.5, 128, 3]
+PLAN_BAD_RATES = [0, -1, float("nan"), float("inf"), 1e308, 5e-324, True, "3", 10**400, 1e-3]
+TOKEN_UNITS = ("token", "tok", "tokens")
+
+
+@st.composite
+def plan_rates(draw, unit="step", clean=True):
+    """(samples_per_step, tokens_per_sample, steps_per_epoch), None, or something that is not Rates."""
+    token = unit in TOKEN_UNITS or getattr(unit, "value", None) == "tok"
+    if not token and draw(st.integers(0, 3)) == 0:
+        return None
+    if not clean and draw(st.integers(0, 4)) == 0:
+        return ("not-rates", draw(st.sampled_from([(1, 2, 3), {"samples_per_step": 8}, "8", 8])))
+    rates = [draw(st.sampled_from(PLAN_RATE_VALUES)) for _ in range(3)]
+    if token and rates[1] is None and (clean or draw(st.integers(0, 4))):
+        rates[1] = draw(st.sampled_from([1, 4, 16, 128, 0.5, 3]))
+    if not clean and draw(st.integers(0, 2)) == 0:
+        rates[draw(st.integers(0, 2))] = draw(st.sampled_from(PLAN_BAD_RATES))
+    return tuple(rates)
+
+
+SIGNAL_VALUES = [None, 0.0, 1.0, 1.5, -1.0, 1e308, -1e308, 5e-324, -0.0, float("nan"), float("inf"), float("-inf"),
+                 0, 7, 2**70, 10**400, -(10**400), True, False, "1.0", "", b"1", [], {}, 1j]
+
+
+def _numpy_signals():
+    import numpy as np
+
+    return [np.float32("nan"), np.float32(1.25), np.float16(65504), np.float64("inf"), np.int64(3), np.int8(-1),
+            np.bool_(True), np.uint64(2**63), np.longdouble(1.5)]
+
+
+@st.composite
+def explicit_signals(draw):
+    keys = st.sampled_from(MONITORS + PLAN_CHANNELS) | st.text(max_size=4) | st.integers(-2, 2)
+    values = st.sampled_from(SIGNAL_VALUES + _numpy_signals())
+    if chance(draw, 1, 10):
+        return draw(st.sampled_from([None, [], "val_loss", [("val_loss", 1.0)], 1.0]))
+    return draw(st.dictionaries(keys, values, max_size=4))
+
+
+ADVANCE_ARGS = [None, None, None, 0, 1, 8, 16, 32, 64, -1, 1.5, 2.0, True, 2**53, 2**53 + 1, 10**400, float("nan"),
+                "8", []]
+
+
+@st.composite
+def plan_ops(draw):
+    """What the case does with the plan, in order (the harness caps the total steps)."""
+    import numpy as np
+
+    step_op = st.tuples(st.just("steps"), st.integers(1, 200),
+                        st.sampled_from(["clean", "clean", "clean", "noisy", "noisy", "hostile", "silent"]),
+                        st.integers(0, 2**32))
+    other = st.one_of(
+        st.tuples(st.just("observe"), explicit_signals()),
+        st.tuples(st.just("advance"), st.sampled_from(ADVANCE_ARGS + [np.int64(16)]), st.sampled_from(ADVANCE_ARGS)),
+        st.tuples(st.just("skip")),
+        st.tuples(st.just("roundtrip")),
+        st.tuples(st.just("tamper"), st.integers(0, 2**32)),
+        st.tuples(st.just("refuse"), st.integers(0, 60)),
+        st.tuples(st.just("preview"), st.sampled_from([None, None, 1, 5, 100, 0, -1, 1.5, True, 2**70])),
+        st.tuples(st.just("set_horizon"), st.sampled_from([1, 50, 100, 400, 10**6, 0, -1, 1.5, None, 2**53 + 1]),
+                  st.sampled_from(["replan", "stretch", "x", None])),
+    )
+    ops = [draw(step_op)] if draw(st.integers(0, 9)) < 8 else []
+    ops += draw(st.lists(st.one_of(step_op, other, other), max_size=7))
+    if draw(st.integers(0, 9)) < 6:
+        ops.append(("roundtrip",))
+    return ops
+
+
+@st.composite
+def plan_channels(draw, micro, clean=True):
+    if not clean and chance(draw, 1, 15):
+        return draw(st.sampled_from([{}, [], "lr", None, [("lr", "cosine(peak=1)")], 5]))
+    n = draw(st.integers(1, 4))
+    names = draw(st.lists(st.sampled_from(PLAN_CHANNELS), min_size=n, max_size=n, unique=True))
+    if not clean and chance(draw, 1, 8):
+        names.append(draw(st.sampled_from(ODD_CHANNELS)))
+    if not clean and chance(draw, 1, 20):  # about the limit of 64 channels
+        names += [f"c{i}" for i in range(draw(st.sampled_from([59, 60, 64])))]
+    return {name: draw(channel_value(name, micro, names=tuple(n for n in names if isinstance(n, str)), clean=clean))
+            for name in names}
+
+
+@st.composite
+def plan_case(draw):
+    """One Plan built from generated channels, horizon, unit, rates and micro_batch, and what is done to it."""
+    import numpy as np
+
+    clean = draw(st.integers(0, 9)) < 6
+    micro = draw(st.sampled_from([1, 2, 4, 8, 8, 16]))
+    unit = draw(plan_unit(clean))
+    options = [(3, st.just("absent")), (2, st.just(None)), (8, st.just(micro))]
+    if not clean:
+        options.append((2, st.sampled_from([0, -1, 3, 2.0, True, "8", np.int64(8), 10**400, micro * 3])))
+    return {
+        "channels": draw(plan_channels(micro, clean)),
+        "horizon": draw(plan_horizon(clean)),
+        "unit": unit,
+        "rates": draw(plan_rates(unit, clean)),
+        "micro_batch": weighted(draw, *options),
+        "ops": draw(plan_ops()),
+        "preview_check": draw(st.integers(0, 9)) < 7,
+    }
+
+
+# -- plan files (issue 10) -------------------------------------------------------------------------
+
+PLAN_FILE_SETTINGS_VALUES = {
+    "batch_size": [8, 16, 32, 0, -1, "8", 1.5, True, 10**20],
+    "micro_batch": [8, 4, 16, 3, 0, None, "x"],
+    "eval_every": [1, 2, 3, 0, "x"],
+    "seed": [0, 1, -1, 2**70, "x"],
+    "checkpoint_every": [1, 2, 100, 0],
+    "optimizer": ["adamw", "sgd", "adam", ""],
+    "weight_decay": [0.0, 0.01, -1, "x"],
+    "clip": [None, 1.0, -1.0, 0],
+    "skip_nonfinite": [False, True, "yes"],
+    "device": ["cpu", "cuda", "meta", ""],
+    "size": [None, "small", "huge"],
+    "workload": ["logreg", "digits", "x"],
+}
+YAML_TAGS = [
+    '!!python/object/apply:os.system ["touch PWNED"]', "!!python/object/apply:builtins.exec ['open(\"PWNED\", \"w\")']",
+    "!!python/name:os.system", "!!python/module:os", "!!python/object/new:builtins.dict {}", '!!binary "aGk="',
+    "!!set {a, b}", "!!timestamp 2001-12-14", "!!omap [{a: 1}]", "!custom 1", "!!str 5", "!!int '5'",
+    "!!float 'nan'", "!!python/tuple [1, 2]", "!<tag:yaml.org,2002:python/object/apply:os.system> ['touch PWNED']",
+    "!!null ''", "!!bool yes",
+]
+
+
+def billion_laughs(depth: int, width: int = 9) -> list[str]:
+    """YAML lines defining anchors l0..l<depth>, each a list of ``width`` aliases to the previous one,
+    as the items of a list under key ``seed`` (a setting the plan file may hold); the last is *l<depth>."""
+    lines = ["seed:", '  - &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, depth + 1):
+        lines.append(f"  - &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]")
+    return lines
+
+
+@st.composite
+def plan_doc(draw, run: bool = False, small: bool = False):
+    """A plan file's mapping: mostly valid (a run's: tiny horizons), sometimes with wrong types or keys.
+    ``small``: no horizon past 20,000 units (for --csv, which prints a row per step: work asked for)."""
+    micro = draw(st.sampled_from([4, 8, 16]))
+    n = draw(st.integers(1, 3))
+    extra = ["weight_decay", "batch", "batch", "momentum", "loss.z"] if run else ["weight_decay", "batch", "momentum",
+                                                                                   "loss.z"]
+    names = ["lr"] + draw(st.lists(st.sampled_from(extra), max_size=n - 1, unique=True))
+    channels = {}
+    for name in names:
+        if run:
+            channels[name] = draw(run_channel(name, micro))
+        else:
+            channels[name] = draw(channel_value(name, micro, names=tuple(names), clean=draw(st.integers(0, 9)) < 7))
+            if not isinstance(channels[name], (str, int, float)) or isinstance(channels[name], bool):
+                channels[name] = 0.1 if not chance(draw, 1, 4) else channels[name]
+    doc = {}
+    if run:
+        unit = draw(st.sampled_from(["step", "step", "step", "sample", None]))
+        if unit == "sample":
+            doc["horizon"] = draw(st.sampled_from([64, 100, "128sa", "200"]))
+        else:
+            doc["horizon"] = draw(st.integers(3, 8))
+        if unit is not None:
+            doc["unit"] = unit
+        doc["eval_every"] = draw(st.sampled_from([1, 2, 3]))
+        if "batch" in channels or _include(draw, 2):
+            doc["micro_batch"] = micro
+            doc["batch_size"] = micro * 2 if "batch" not in channels else None
+            if doc["batch_size"] is None:
+                del doc["batch_size"]
+        if _include(draw, 3):
+            doc["checkpoint_every"] = draw(st.sampled_from([1, 2, 100]))
+        if _include(draw, 2):
+            doc["seed"] = draw(st.integers(0, 3))
+        if _include(draw, 2):
+            doc["optimizer"] = draw(st.sampled_from(["sgd", "adamw"]))
+        if "momentum" in channels and _include(draw, 8):
+            doc["optimizer"] = "sgd"  # adamw has no momentum to drive
+        if _include(draw, 1):
+            doc["workload"] = "logreg"
+    else:
+        if _include(draw, 8):
+            big = [] if small else ["2M", "600K", "64Ksa", "2Mtok"]
+            huge = [] if small else [10**7, 2**26 - 1]
+            doc["horizon"] = weighted(draw, (12, st.integers(1, 400)), (2, st.integers(401, 20_000)),
+                                      (3, st.sampled_from(big + ["3ep", "1Ksa", "4Ktok", "50%", "10", "1e3", "x", ""])),
+                                      (1, st.sampled_from(huge + [2**26 + 1, 2**53, 10**30, 0, -1, 1.5, True, None, [],
+                                                                  {}, float("nan"), float("inf")])))
+        if _include(draw, 4):
+            doc["unit"] = weighted(draw, (8, st.sampled_from(["step", "sample", "token"])),
+                                   (1, st.sampled_from(["st", "tok", "epoch", "", None, 1, [], "STEP"])))
+        for key in draw(st.lists(st.sampled_from(sorted(PLAN_FILE_SETTINGS_VALUES)), max_size=3, unique=True)):
+            doc[key] = draw(st.sampled_from(PLAN_FILE_SETTINGS_VALUES[key]))
+        if "batch" in channels and _include(draw, 8):
+            doc["micro_batch"] = micro
+    doc["channels"] = channels
+    if chance(draw, 1, 8):  # wrong types and unknown keys
+        what = draw(st.integers(0, 5))
+        if what == 0:
+            doc["channels"] = draw(st.sampled_from([[], "lr", None, 1, {}, [["lr", "cosine(peak=1)"]],
+                                                    {"lr": ["cosine(peak=1)"]}, {"lr": {"peak": 1}}, {"lr": True},
+                                                    {"lr": None}, {1: "cosine(peak=1)"}, {"lr": 10**400}]))
+        elif what == 1:
+            doc[draw(st.sampled_from(["steps", "lr", "Channels", "horizon_steps", "plan", "total", "units", "x", ""]))] = 1
+        elif what == 2:
+            del doc["channels"]
+        elif what == 3:
+            doc["horizon"] = draw(st.sampled_from([[], {}, 1.5, True, 10**400, "1e999", -(10**30)]))
+        elif what == 4:
+            doc = draw(st.sampled_from([[doc], "plan", 1, None, [], []]))
+        else:
+            doc = draw(mutate_tree(doc))
+    return doc
+
+
+@st.composite
+def run_channel(draw, name, micro):
+    """A channel a small logreg run can honour (logreg measures val_loss, train_loss, grad_norm)."""
+    if name == "batch":
+        return weighted(draw, (3, st.sampled_from([f"ramp({micro}, {micro * 4}, 3)", f"ramp({micro * 2}, {micro * 8}, "
+                                                   f"'50%', shape='doubling')", micro * 2])),
+                        (2, st.just(f"noise_batch(start={micro * 2}, max={micro * 8}, min_observations=1)")))
+    if name == "lr":
+        return weighted(draw, (3, st.sampled_from(SIMPLE_SPECS[:8])),
+                        (2, st.sampled_from(["plateau(cosine(peak=0.1), patience=0, factor=0.5)",
+                                             "plateau(linear(peak=0.1), monitor='train_loss', patience=1)",
+                                             "plateau(warmup(cosine(peak=0.1), 2), mode='min', cooldown=1, patience=0)",
+                                             "scale_with(cosine(peak=0.1), reference=16)",
+                                             "scale_with(plateau(cosine(peak=0.1), patience=0), reference=8, power=1)",
+                                             "plateau(cosine(peak=0.1), monitor='val_accuracy', mode='max', patience=0)"
+                                             ])))
+    if name == "loss.z":
+        return 0.01  # logreg has no z-loss: refused, one line
+    return draw(st.sampled_from([0.01, "linear(peak=0.01)", "cosine(peak=0.9)", 0.9]))
+
+
+def _yaml_text(draw, doc) -> str:
+    import yaml
+
+    style = draw(st.sampled_from([None, False, True]))
+    return yaml.safe_dump(doc, default_flow_style=style, allow_unicode=draw(st.booleans()), sort_keys=draw(st.booleans()))
+
+
+@st.composite
+def plan_file_bytes(draw, suffix: str, run: bool = False, small: bool = False):
+    """The bytes of a plan file: a rendered plan, or a broken one (duplicates, tags, alias bombs, nesting, bytes)."""
+    yaml_like = suffix.lower() in (".yaml", ".yml")
+    doc = draw(plan_doc(run=run, small=small))
+    kind = 0 if run and draw(st.integers(0, 9)) < 9 else draw(st.integers(0, 39))
+    try:
+        text = _yaml_text(draw, doc) if yaml_like else json.dumps(doc, indent=draw(st.sampled_from([None, 2])))
+    except (TypeError, ValueError, OverflowError):
+        text = "channels: {lr: 1}\n"
+    if kind < 22:
+        pass
+    elif kind < 24:  # a key given twice, at the top or inside channels
+        if yaml_like:
+            text = draw(st.sampled_from([text + "horizon: 5\n", "channels:\n  lr: 'cosine(peak=1)'\n  lr: 0.1\n"
+                                         "horizon: 10\n", text + "channels: {lr: 0.1}\n", "horizon: 10\nhorizon: 10\n"
+                                         "channels: {lr: 0.1}\n", "channels: {lr: 0.1, lr: 0.1}\n",
+                                         "channels: {lr: 0.1, 'lr': 0.2}\n"]))
+        else:
+            text = draw(st.sampled_from(['{"horizon": 5, "horizon": 6, "channels": {"lr": 0.1}}',
+                                         '{"channels": {"lr": 0.1, "lr": "cosine(peak=1)"}, "horizon": 10}',
+                                         '{"channels": {"lr": 0.1}, "channels": {"lr": 0.1}}']))
+    elif kind < 27 and yaml_like:  # YAML tags: never constructed
+        tag = draw(st.sampled_from(YAML_TAGS))
+        where = draw(st.integers(0, 4))
+        base = 'channels: {lr: "cosine(peak=1)"}\nhorizon: 10\n'
+        text = [f"horizon: {tag}\nchannels: {{lr: 0.1}}\n", f"channels:\n  lr: {tag}\nhorizon: 10\n",
+                f"{base}seed: {tag}\n", f"{base}unit: {tag}\n", f"{tag}\n"][where]
+    elif kind < 30 and yaml_like:  # anchors and aliases: a billion laughs, and ordinary ones
+        depth = draw(st.sampled_from([2, 4, 6, 8, 9, 10]))
+        lines = billion_laughs(depth)
+        target = draw(st.sampled_from(["unit", "horizon", "channel", "extra", "setting", "key", "merge", "legit"]))
+        alias = f"*l{depth}"
+        tail = {"unit": [f"unit: {alias}", 'channels: {lr: "cosine(peak=1)"}', "horizon: 10"],
+                "horizon": ['channels: {lr: "cosine(peak=1)"}', f"horizon: {alias}"],
+                "channel": [f'channels: {{lr: "cosine(peak=1)", weight_decay: {alias}}}', "horizon: 10"],
+                "extra": ['channels: {lr: "cosine(peak=1)"}', "horizon: 10", f"nope: {alias}"],
+                "setting": ['channels: {lr: "cosine(peak=1)"}', "horizon: 10", f"device: {alias}"],
+                "key": ['channels: {lr: "cosine(peak=1)"}', "horizon: 10", f"? {alias}\n: 1"],
+                "merge": ['channels: {lr: "cosine(peak=1)"}', "horizon: 10", f"<<: {alias}"],
+                "legit": ["base: &b {lr: 'cosine(peak=1)'}", "channels: *b", "horizon: 10"]}[target]
+        text = "\n".join(lines + tail) + "\n" if target != "legit" else "\n".join(tail) + "\n"
+    elif kind < 32:  # deep nesting
+        n = draw(st.sampled_from([50, 500, 1000, 5000, 50_000]))
+        text = draw(st.sampled_from([f"channels: {'[' * n}{']' * n}\n", "channels:\n" + "".join(
+            "  " * (i + 1) + f"k{i}:\n" for i in range(min(n, 3000))), '{"channels": ' + "[" * n + "]" * n + "}",
+            '{"channels": ' + '{"a": ' * n + "1" + "}" * n + "}"]))
+    elif kind < 33:  # huge numbers
+        text = draw(st.sampled_from(["channels: {lr: 1.0e+999}\nhorizon: 10\n", "channels: {lr: .inf}\nhorizon: 10\n",
+                                     "channels: {lr: .nan}\nhorizon: 10\n", "channels: {lr: 0.1}\nhorizon: 1" + "0" * 400
+                                     + "\n", "channels: {lr: 1" + "0" * 5000 + "}\nhorizon: 10\n",
+                                     '{"channels": {"lr": 1e999}, "horizon": 10}', '{"channels": {"lr": NaN}}',
+                                     '{"channels": {"lr": 0.1}, "horizon": 1' + "0" * 5000 + "}",
+                                     '{"channels": {"lr": Infinity}, "horizon": 10}']))
+    elif kind < 35:
+        text = draw(mutate_text(text))
+    elif kind < 36:
+        text = draw(st.sampled_from(["", "null", "---\n...\n", "---\na: 1\n---\nb: 2\n", "[]", "1", "\t", "channels:\n\t"
+                                     "lr: 0.1\n", "%YAML 1.1\n---\nchannels: {lr: 0.1}\n", "\x00", "channels: {lr: 0.1}"
+                                     " # comment\nhorizon: 10 # 10 steps\n", "channels: {lr: 0.1}\r\nhorizon: 10\r\n"]))
+    elif kind < 37:  # over the size limit
+        return b"# " + b"x" * (1 << 20) + b"\nchannels: {lr: 0.1}\n"
+    else:  # bytes that are not UTF-8, a BOM, raw binary
+        data = text.encode("utf-8", "surrogatepass")
+        return draw(st.sampled_from([b"\xff\xfe" + text.encode("utf-16-le"), b"\xef\xbb\xbf" + data,
+                                     text.replace("lr", "l\xe9").encode("latin-1", "replace"), data + b"\xed\xa0\x80",
+                                     b"\x80" + data])) if chance(draw, 4, 5) else draw(st.binary(max_size=80))
+    return text.encode("utf-8", errors="surrogatepass")
+
+
+RATE_FLAG_VALUES = mostly(["1", "8", "32", "128", "0.5", "3"], ["0", "-1", "nan", "x", "1e308", "5e-324"], k=12)
+
+
+@st.composite
+def plan_file_case(draw):
+    """`cadence schedule --plan FILE [--csv|--plot]` on a generated file, or a tiny `cadence run logreg --plan`."""
+    command = draw(st.sampled_from(["schedule", "schedule", "csv", "csv", "plot"] * 4 + ["run", "run"]))  # 1 in 11
+    run = command == "run"
+    suffix = weighted(draw, (8, st.sampled_from([".yaml", ".json", ".yml"])),
+                      (1, st.sampled_from([".txt", "", ".YAML", ".json.bak", ".Yml"])))
+    content = draw(plan_file_bytes(suffix if suffix.lower() in (".yaml", ".yml", ".json") else ".yaml", run=run,
+                                   small=command == "csv"))
+    flags = []
+    if run:
+        if chance(draw, 1, 10):
+            flags = draw(st.sampled_from([["--lr", "cosine(peak=0.1)"], ["--steps", "4"], ["--seed", "1"],
+                                          ["--micro-batch", "8"], ["--unit", "step"]]))
+    else:
+        for f in ("--samples-per-step", "--tokens-per-sample", "--steps-per-epoch"):
+            if _include(draw, 3):
+                flags += [f, draw(RATE_FLAG_VALUES)]
+        if chance(draw, 1, 20):
+            flags += draw(st.sampled_from([["cosine(peak=1)"], ["--total", "10"], ["--unit", "tok"], ["--overwrite"]]))
+    return {"suffix": suffix, "content": content, "command": command, "flags": flags}

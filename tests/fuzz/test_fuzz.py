@@ -2,7 +2,10 @@
 
 Each test draws cases from the grammar in strategies.py and asserts the properties in
 harness.py: only cadence's own errors escape, the CLI ends with exit 0 and a correct result
-or one line on stderr, and no case takes more than 2 s of CPU or 1 GiB.
+or one line on stderr, and no case takes more than 2 s of CPU or 1 GiB. Plans (issue 10):
+a Plan driven step by step (values finite and >= 0, batches whole micro-batches, exact
+resume from JSON state, tampered states refused without a change, preview equal to
+stepping), and plan files through `cadence schedule --plan` and `cadence run logreg --plan`.
 """
 
 import tempfile
@@ -12,8 +15,8 @@ from hypothesis import given
 
 from fuzz import strategies as S
 from fuzz.harness import (
-    TRAINING_CPU_LIMIT_S, check_cli, check_curve, check_law, check_run_json, check_schedule, check_torch, cli_cpu_limit,
-    guard,
+    TRAINING_CPU_LIMIT_S, check_cli, check_curve, check_law, check_plan, check_plan_file, check_run_json, check_schedule,
+    check_torch, cli_cpu_limit, guard, plan_file_cpu_limit,
 )
 from fuzz.settings import fuzz_settings
 
@@ -60,3 +63,16 @@ def test_run_json_resume(case, scratch, corpus):
 def test_cli_arguments(argv, scratch, corpus):
     with _workdir(scratch) as d:
         guard(check_cli, argv, Path(d), corpus, cpu_s=cli_cpu_limit(argv))
+
+
+@fuzz_settings(60, shrink=False)
+@given(case=S.plan_case())
+def test_plans(case):
+    guard(check_plan, case)
+
+
+@fuzz_settings(40, shrink=False)
+@given(case=S.plan_file_case())
+def test_plan_files(case, scratch, plan_warm):
+    with _workdir(scratch) as d:
+        guard(check_plan_file, case, Path(d), cpu_s=plan_file_cpu_limit(case))
