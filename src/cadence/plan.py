@@ -51,6 +51,9 @@ __all__ = ["Plan", "FORMAT", "BATCH", "UNITS", "MAX_CHANNELS", "PLAN_KEYS", "rea
 FORMAT = "cadence.plan/1"
 BATCH = "batch"
 MAX_CHANNELS = 64
+MAX_BATCH = 2**40  # samples in one step's batch: beyond it the counters could not add a step exactly
+MAX_PREVIEW_STEPS = 2**20  # optimizer steps one preview() covers (about 60 MB of arrays, a second of CPU)
+MAX_PLAN_NODES = 100_000  # values (after YAML anchors are expanded) a plan file may hold
 UNITS = {"step": Unit.STEP, "st": Unit.STEP, "steps": Unit.STEP, "sample": Unit.SAMPLE, "sa": Unit.SAMPLE,
          "samples": Unit.SAMPLE, "token": Unit.TOKEN, "tok": Unit.TOKEN, "tokens": Unit.TOKEN}
 _UNIT_NAME = {Unit.STEP: "step", Unit.SAMPLE: "sample", Unit.TOKEN: "token"}
@@ -97,7 +100,11 @@ def _schedule(name: str, value) -> Schedule:
     if isinstance(value, str) and _is_count_literal(value):  # "256" in a YAML file or on a command line
         value = float(value)
     if _is_number(value):
-        value = Constant(float(value))
+        try:
+            value = Constant(float(value))
+        except OverflowError:
+            raise PlanError(f"channel {name!r}: {_short_value(value)} is too large for a value", field="channels") \
+                from None
     try:
         return parse(value)
     except CadenceError as e:
@@ -267,6 +274,9 @@ class Plan:
         else:
             if tps is None:
                 raise PlanError("a plan on a token clock needs the run's tokens per sample", field="tokens_per_sample")
+            if not float(tps).is_integer():
+                raise PlanError(f"a plan on a token clock needs a whole number of tokens per sample; got {tps!r}",
+                                field="tokens_per_sample")
             rates = Rates(samples_per_step=1.0 / tps, tokens_per_sample=tps,
                           steps_per_epoch=None if samples_per_epoch is None else samples_per_epoch * tps)
             length = None if per_step is None else per_step * tps
@@ -333,6 +343,8 @@ class Plan:
         tokens = 0 if per is None or tps is None else per * tps
         if not (float(samples).is_integer() and float(tokens).is_integer() and tokens <= MAX_TOTAL_STEPS):
             return None
+        if tps is not None and per is not None and not float(tps).is_integer() and math.floor(per * tps) != per * tps:
+            return None
         return int(samples), int(tokens)
 
     def _check_first_batch(self) -> None:
@@ -386,9 +398,10 @@ class Plan:
         return out
 
     def _whole_batch(self, v: float) -> int:
-        if not math.isfinite(v) or v < 1:
-            raise PlanError(f"channel 'batch' gives {v!r} samples at {self._where()}; a batch is at least 1 sample",
-                            field="batch")
+        """A batch value as whole micro-batches: rounded down, at least one micro-batch."""
+        if not math.isfinite(v) or v > MAX_BATCH:
+            raise PlanError(f"channel 'batch' gives {v!r} samples at {self._where()}; a batch is a finite number of "
+                            f"samples up to {MAX_BATCH} (2**40)", field="batch")
         m = self.micro_batch or 1
         return max(m, int(v // m) * m)
 
@@ -408,7 +421,15 @@ class Plan:
             if not isinstance(key, str) or not (value is None or _is_number(value)):
                 raise PlanError(f"signal {_short_value(key)} must be a number or None; got {_short_value(value)}",
                                 field="signals")
-        seen = {**self._values(), **signals}
+        seen = dict(self._values())
+        for key, value in signals.items():  # numbers as floats (an int too large for one is infinite)
+            if value is None or isinstance(value, float):
+                seen[key] = value
+            else:
+                try:
+                    seen[key] = float(value)
+                except OverflowError:
+                    seen[key] = math.inf if value > 0 else -math.inf
         states = dict(self.states)
         for name in self._order:
             s = self._effective[name]
@@ -426,32 +447,46 @@ class Plan:
         if samples is None and tokens is None and self._fixed_counts is not None:  # a constant batch
             self._advance_fixed()
             return self.clock
+        per, tps = self.rates.samples_per_step, self.rates.tokens_per_sample
         if samples is None:
-            samples = self._values()[BATCH] if BATCH in self.schedules else self.rates.samples_per_step
-            if samples is None:
-                if self.unit is not Unit.STEP:
-                    raise PlanError(f"advance: this plan counts {_UNIT_NAME[self.unit]}s; say how many samples the "
-                                    "step used", field="samples")
+            if BATCH in self.schedules:
+                samples = self._values()[BATCH]
+            elif per is not None:  # whole samples: the clock after k steps holds floor(k * samples_per_step)
+                samples = math.floor((self._step + 1) * per) - math.floor(self._step * per)
+            elif self.unit is not Unit.STEP:
+                raise PlanError(f"advance: this plan counts {_UNIT_NAME[self.unit]}s; say how many samples the "
+                                "step used", field="samples")
+            else:
                 samples = 0
-        if not (_is_number(samples) and float(samples).is_integer() and 0 <= samples <= MAX_TOTAL_STEPS):
-            raise PlanError(f"advance: samples must be a whole number >= 0; got {_short_value(samples)}", field="samples")
+        samples = self._whole("samples", samples)
         if tokens is None:
-            tps = self.rates.tokens_per_sample
-            tokens = 0 if tps is None else round(samples * tps)
             if tps is None and self.unit is Unit.TOKEN:
                 raise PlanError("advance: this plan counts tokens; say how many the step used", field="tokens")
-        counts = {}
-        for name, value in (("samples", samples), ("tokens", tokens)):
-            if _is_number(value) and float(value).is_integer() and 0 <= value <= MAX_TOTAL_STEPS:
-                counts[name] = int(value)
-            else:
-                raise PlanError(f"advance: {name} must be a whole number >= 0; got {_short_value(value)}", field=name)
-        self.clock = self.clock.advanced(counts["samples"], counts["tokens"])
+            # tokens seen = floor(samples seen * tokens per sample), whole at every step
+            tokens = 0 if tps is None else math.floor((self._samples + samples) * tps) - math.floor(self._samples * tps)
+        tokens = self._whole("tokens", tokens)
+        for name, total in (("samples", self._samples + samples), ("tokens", self._tokens + tokens)):
+            if total > MAX_TOTAL_STEPS:
+                raise LimitError(f"advance: the clock would count {total} {name}; at most {MAX_TOTAL_STEPS} (2**53) "
+                                 "are counted exactly", field=name)
+        self.clock = self.clock.advanced(samples, tokens)
         return self.clock
+
+    @staticmethod
+    def _whole(name: str, value) -> int:
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            if 0 <= value <= MAX_TOTAL_STEPS:
+                return int(value)
+        elif _is_number(value) and math.isfinite(value) and float(value).is_integer() and 0 <= value <= MAX_TOTAL_STEPS:
+            return int(value)
+        raise PlanError(f"advance: {name} must be a whole number from 0 to 2**53; got {_short_value(value)}", field=name)
 
     def _advance_fixed(self) -> None:
         """advance() of a plan whose every step has the same counts, without building the new Clock
         (the hot path of a Scheduler step)."""
+        if self._samples + self._fixed_counts[0] > MAX_TOTAL_STEPS or self._tokens + self._fixed_counts[1] > MAX_TOTAL_STEPS:
+            raise LimitError(f"advance: the clock would count more than {MAX_TOTAL_STEPS} (2**53) samples or tokens",
+                             field="samples")
         self._step += 1
         self._samples += self._fixed_counts[0]
         self._tokens += self._fixed_counts[1]
@@ -477,6 +512,7 @@ class Plan:
     def preview(self, stop: int | None = None) -> dict[str, np.ndarray]:
         """Every channel over the optimizer steps from the clock's start to the horizon (or ``stop`` steps),
         before any observation: controllers as they start (see :mod:`cadence.controllers.base`).
+        At most ``MAX_PREVIEW_STEPS`` (2**20) steps per call: give ``stop`` for a longer plan.
 
         Returns arrays ``step``, ``samples``, ``tokens`` (the counters before each step) and
         one per channel. Vectorised: on a step clock each channel is one evaluation of all
@@ -488,8 +524,10 @@ class Plan:
         if stop is not None and (not _is_int(stop) or stop < 1):
             raise PlanError(f"preview: stop must be a whole number of steps >= 1; got {_short_value(stop)}", field="stop")
         ctx = dataclasses.replace(self._frame, horizon=self.horizon).context
+        if self.horizon is None and stop is None:
+            raise PlanError("preview: an open-ended plan (no horizon) needs stop", field="stop")
         self._walked = None
-        positions, samples, tokens = self._preview_clock(ctx, stop, MAX_VALUES)
+        positions, samples, tokens = self._preview_clock(ctx, stop, MAX_PREVIEW_STEPS)
         walked, self._walked = self._walked, None
         out = {"step": np.arange(positions.size, dtype=np.int64), "samples": samples, "tokens": tokens}
         at = {Unit.STEP: out["step"], Unit.SAMPLE: samples, Unit.TOKEN: tokens}[self.unit].astype(np.float64)
@@ -508,6 +546,9 @@ class Plan:
         return out
 
     def _whole_batches(self, values: np.ndarray) -> np.ndarray:
+        if values.size and not np.all(values <= MAX_BATCH):
+            raise PlanError(f"channel 'batch' gives {float(np.max(values))!r} samples; a batch is a finite number of "
+                            f"samples up to {MAX_BATCH} (2**40)", field="batch")
         m = self.micro_batch or 1
         return np.maximum(m, np.floor(values / m) * m).astype(np.int64)
 
@@ -525,21 +566,24 @@ class Plan:
                 raise PlanError("preview: an open-ended plan needs stop", field="stop")
             count = count if stop is None else min(count, stop)
             if count > limit:
-                raise LimitError(f"preview: {count} steps; at most {limit} (2**26) are previewed at once", field="stop")
+                raise LimitError(f"preview: {count} steps; at most {limit} (2**20) are previewed at once: give stop",
+                                 field="stop")
             k = np.arange(count, dtype=np.int64)
             if not per:
                 zeros = np.zeros(count, dtype=np.int64)
                 return k.astype(np.float64) * length, zeros, zeros.copy()
-            samples = k * int(per) if float(per).is_integer() else (k * per).astype(np.int64)
-            tokens = samples * int(tps) if tps and float(tps).is_integer() else (samples * (tps or 0)).astype(np.int64)
-            return k.astype(np.float64) * length, samples, tokens
+            samples = k * int(per) if float(per).is_integer() else np.floor(k * per).astype(np.int64)
+            tokens = samples * int(tps) if tps and float(tps).is_integer() else np.floor(samples * (tps or 0)).astype(np.int64)
+            position = {Unit.STEP: k.astype(np.float64), Unit.SAMPLE: samples.astype(np.float64),
+                        Unit.TOKEN: tokens.astype(np.float64)}[self.unit]
+            return position, samples, tokens
         # the batch moves the clock: walk it in blocks of steps that share one batch size; a block
         # that holds one batch doubles the next block's length, a block cut short halves it
         batch = self._effective[BATCH]
         if batch.inputs:
             raise PlanError("preview: the batch channel reads another channel; preview it step by step", field="batch")
         per_unit = {Unit.STEP: None, Unit.SAMPLE: 1.0, Unit.TOKEN: float(tps or 0)}[self.unit]
-        per_token = int(round(tps or 0))
+        per_token = int(tps or 0)  # whole on a token clock (checked when the plan is built)
         pos, n_samples, n_tokens, steps, block = 0.0, 0, 0, 0, 256
         chunks = []
         end = math.inf if self.horizon is None else self.horizon
@@ -569,10 +613,12 @@ class Plan:
             n_samples += this * run
             n_tokens += this * per_token * run
         if steps > limit:
-            raise LimitError(f"preview: more than {limit} (2**26) steps; give stop", field="stop")
+            raise LimitError(f"preview: more than {limit} (2**20) steps; give stop", field="stop")
         self._walked = np.concatenate([c[3] for c in chunks])
-        return (np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks]),
-                np.concatenate([c[2] for c in chunks]))
+        samples = np.concatenate([c[1] for c in chunks])
+        tokens = (np.concatenate([c[2] for c in chunks]) if self.unit is Unit.TOKEN or not tps
+                  else np.floor(samples * tps).astype(np.int64))  # tokens seen = floor(samples seen * tokens per sample)
+        return np.concatenate([c[0] for c in chunks]), samples, tokens
 
     # -- changing the horizon ---------------------------------------------------------------
     def set_horizon(self, horizon: int, mode: str = "replan") -> None:
@@ -656,6 +702,7 @@ class Plan:
             raise PlanError("the plan state has a horizon but no horizon records", field="state")
         first = records[0][1] if records else None
         if first != (self._records[0][1] if self._records else None):
+            # set_horizon() at position 0 replaces the first record: such a state is another plan's
             raise PlanError(f"the state belongs to a plan with horizon {_short_value(first)}; this plan's horizon "
                             f"is {_short_value(self._records[0][1] if self._records else None)}", field="state")
         states = state["states"]
@@ -726,6 +773,9 @@ def read_plan_file(path, extra_keys: "tuple[str, ...]" = ()) -> dict[str, Any]:
         first = " ".join(str(e).split())[:160]
         raise PlanError(f"the plan file {_short_value(name)} is not valid {suffix[1:].upper()}: {first}",
                         field="plan") from None
+    if _too_many_values(data):
+        raise LimitError(f"the plan file {_short_value(name)} holds more than {MAX_PLAN_NODES:,} values once its "
+                         "YAML anchors are expanded", field="plan")
     if not isinstance(data, dict):
         raise PlanError(f"a plan file holds a mapping with keys {', '.join(PLAN_KEYS)}; {_short_value(name)} holds "
                         f"{type(data).__name__}", field="plan")
@@ -790,3 +840,22 @@ def _loader():
     if _LazyLoader.loader is None:
         _LazyLoader.loader = _yaml_loader()
     return _LazyLoader.loader
+
+
+def _too_many_values(data) -> bool:
+    """Whether ``data`` holds more than MAX_PLAN_NODES values, counting a value each time an alias repeats it
+    (an anchor bomb is refused after that many steps, never expanded)."""
+    stack, seen = [data], 0
+    while stack:
+        value = stack.pop()
+        seen += 1
+        if seen > MAX_PLAN_NODES:
+            return True
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str) and len(value) > MAX_PLAN_FILE_BYTES:
+            return True
+    return False

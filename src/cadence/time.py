@@ -191,6 +191,10 @@ class Rates:
             raise DurationError(f"samples_per_step * tokens_per_sample must be a positive finite number of tokens per "
                                 f"step; {self.samples_per_step!r} * {self.tokens_per_sample!r} gives {self.tokens_per_step!r}",
                                 field="tokens_per_sample")
+        for name in ("samples_per_step", "tokens_per_sample", "steps_per_epoch"):
+            v = getattr(self, name)
+            if v is not None and _float(v) > MAX_TOTAL_STEPS:
+                raise LimitError(f"{name} is {_short(v)}; at most {MAX_TOTAL_STEPS} (2**53)", field=name)
         if self.steps_per_epoch is not None and not 1.0 / float(self.steps_per_epoch) > 0:
             raise DurationError(f"steps_per_epoch is too large to convert epochs; got {self.steps_per_epoch!r}",
                                 field="steps_per_epoch")

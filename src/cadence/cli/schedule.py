@@ -76,17 +76,21 @@ def _cmd_plan(args) -> None:
 
     if args.spec is not None or args.total is not None:
         raise CadenceError("a plan file has its channels and horizon: drop SPEC and --total, or drop --plan")
-    data = read_plan_file(args.plan, common.PLAN_FILE_SETTINGS)
     rates = common.rates(args)
-    if rates.samples_per_step is None and isinstance(data.get("batch_size"), int):
-        rates = Rates(samples_per_step=data["batch_size"], tokens_per_sample=rates.tokens_per_sample,
-                      steps_per_epoch=rates.steps_per_epoch)
     try:
+        data = read_plan_file(args.plan, common.PLAN_FILE_SETTINGS)
+        if rates.samples_per_step is None and isinstance(data.get("batch_size"), int) \
+                and not isinstance(data["batch_size"], bool):
+            rates = Rates(samples_per_step=data["batch_size"], tokens_per_sample=rates.tokens_per_sample,
+                          steps_per_epoch=rates.steps_per_epoch)
         plan = Plan(data["channels"], horizon=data.get("horizon"), unit=data.get("unit", "step"), rates=rates,
                     micro_batch=data.get("micro_batch") if "batch" in data["channels"] else None)
         preview = plan.preview()
     except CadenceError as e:
-        raise type(e)(f"{args.plan}: {e}", field=e.field) from None
+        rate = e.field in ("samples_per_step", "tokens_per_sample", "steps_per_epoch")  # flags this command has
+        message = str(e) if str(e).startswith(("the plan file", "cannot read the plan file", "a plan file")) \
+            else f"{args.plan}: {e}"
+        raise type(e)(message, field=e.field if rate else None) from None
     channels = list(plan.schedules)
     unit = {Unit.STEP: "step", Unit.SAMPLE: "sample", Unit.TOKEN: "token"}[plan.unit]
     if args.csv:

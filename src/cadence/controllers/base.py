@@ -75,5 +75,8 @@ def finite(value: Any) -> float | None:
     """A signal's value as a float, or None when it is missing or not a finite number."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
     return value if np.isfinite(value) else None

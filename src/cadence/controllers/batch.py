@@ -103,7 +103,7 @@ class ScaleWith(Controller):
             raise ScheduleError(f"scale_with: channel must name another channel of the plan, such as 'batch'; "
                                 f"got {channel!r:.60}")
         self.reference = self._number("reference", reference, low=0, low_open=True)
-        self.power = self._number("power", power, low=-4, high=4)
+        self.power = self._number("power", power, low=0, high=4)
         self.channel = channel
         self._watch(channel=channel)
 
@@ -119,7 +119,12 @@ class ScaleWith(Controller):
     def preview(self, t, ctx, inputs: dict):
         base = super().preview(t, ctx, inputs)
         other = inputs.get(self.channel)
-        return base if other is None else base * (np.asarray(other, dtype=np.float64) / self.reference) ** self.power
+        if other is None:
+            return base
+        # the same Python arithmetic as value(), once per distinct value: numpy's power may differ in the last bit
+        distinct, index = np.unique(np.asarray(other, dtype=np.float64), return_inverse=True)
+        factors = np.array([(float(x) / self.reference) ** self.power for x in distinct])
+        return base * factors[index]
 
     def value(self, state: dict, clock, inputs=None) -> float:
         base = self.inner_value(state, clock, inputs)

@@ -9,6 +9,8 @@ and never raises a value that the schedule itself put below the floor.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from cadence.controllers.base import Controller
@@ -58,7 +60,11 @@ class Plateau(Controller):
                 and not isinstance(metric, (bool, np.bool_)):
             base = self.inner_value(state, clock, signals)  # a plan's signals carry the step's channel values
             current = max(base * rule["scale"], min(base, self.floor))
-            rule = self.rule.observe(rule, float(metric), current, min(base, self.floor), at=clock.position)
+            try:
+                metric = float(metric)
+            except OverflowError:  # an int too large for a float
+                metric = math.inf if metric > 0 else -math.inf
+            rule = self.rule.observe(rule, metric, current, min(base, self.floor), at=clock.position)
         return {"inner": inner, "rule": rule}
 
     def diagnose(self, state: dict) -> dict:
