@@ -348,3 +348,84 @@ def test_library_names_the_channel_that_differs_among_long_specs():
     with pytest.raises(PlanError) as e:
         mine.load_state_dict(theirs.state_dict())
     assert "'weight_decay'" in str(e.value)[:200], str(e.value)
+
+
+# -- regressions of the defects the plan fuzz entries found (docs/reliability.md) ----------------
+
+def test_huge_ints_are_errors_or_infinite_metrics_not_overflow():
+    from cadence import Plan
+    from cadence.errors import CadenceError
+
+    plan = Plan({"lr": "plateau(cosine(peak=0.1))", "batch": "noise_batch(start=2, max=8)"}, horizon=10, micro_batch=1)
+    plan.observe({"val_loss": 10**400, "noise_g2": 10**400, "noise_trace": 1.0})  # an int too large: infinite
+    assert json.loads(json.dumps(plan.state_dict(), allow_nan=False))
+    for call in (lambda: Plan({"lr": 10**400}, horizon=10), lambda: Plan({"lr": 0.1}, horizon=10).advance(samples=10**400),
+                 lambda: Plan({"lr": 0.1}, horizon=10).advance(samples=1, tokens=10**400)):
+        with pytest.raises(CadenceError):
+            call()
+
+
+def test_counters_stop_at_2_to_the_53():
+    from cadence import Plan
+    from cadence.errors import LimitError
+
+    plan = Plan({"lr": 0.1}, horizon=10)
+    plan.advance(samples=2**53)
+    with pytest.raises(LimitError):
+        plan.advance(samples=1)
+    assert plan.clock.samples == 2**53 and plan.clock.step == 1
+
+
+@pytest.mark.parametrize("rates, unit", [({"samples_per_step": 0.5}, "step"), ({"samples_per_step": 3, "tokens_per_sample": 0.5}, "step"),
+                                         ({"samples_per_step": 3, "tokens_per_sample": 0.5}, "sample")])
+def test_fractional_rates_count_the_same_in_preview_and_stepping(rates, unit):
+    from cadence import Plan, Rates
+
+    make = lambda: Plan({"lr": "cosine(peak=0.1)"}, horizon=40, unit=unit, rates=Rates(**rates))  # noqa: E731
+    preview, plan, rows = make().preview(), make(), []
+    while not plan.done:
+        rows.append((plan.clock.step, plan.clock.samples, plan.clock.tokens, plan.values()["lr"]))
+        plan.advance()
+    assert [tuple(r) for r in zip(preview["step"], preview["samples"], preview["tokens"], preview["lr"])] == rows
+
+
+def test_a_token_clock_needs_whole_tokens_per_sample():
+    from cadence import Plan, Rates
+    from cadence.errors import PlanError
+
+    with pytest.raises(PlanError, match="whole number of tokens per sample"):
+        Plan({"lr": 0.1, "batch": 1}, horizon=4, unit="token", rates=Rates(tokens_per_sample=0.5))
+
+
+def test_a_batch_schedule_below_one_micro_batch_holds_one():
+    from cadence import Plan
+
+    plan = Plan({"batch": "cosine(peak=64)"}, horizon=100, micro_batch=8)
+    seen = []
+    while not plan.done:
+        seen.append(plan.values()["batch"])
+        plan.advance()
+    assert min(seen) == 8 and seen[0] == 64 and all(b % 8 == 0 for b in seen)
+
+
+def test_scale_with_preview_equals_stepping_bit_for_bit():
+    from cadence import Plan, Rates
+
+    channels = {"wd": "clip(cosine(peak=0.1), floor=0.01)", "b1": "scale_with(constant(value=0.01), reference=1, channel='wd')"}
+    make = lambda: Plan(channels, horizon="64Ksa", unit="sample", rates=Rates(samples_per_step=3))  # noqa: E731
+    preview, plan = make().preview(), make()
+    for k in range(len(preview["step"])):
+        assert plan.values()["b1"] == preview["b1"][k]
+        plan.advance()
+
+
+def test_a_yaml_anchor_bomb_is_refused_quickly(tmp_path, capsys):
+    lines = ["seed: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        lines.append(f"size: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" if i == 1 else f"x{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]")
+    text = "\n".join(lines).replace("size:", "clip:") + "\nhorizon: 10\nchannels: {lr: '0.1'}\nworkload: *l8\n"
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    assert main(["schedule", "--plan", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "100,000 values" in err
