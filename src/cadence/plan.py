@@ -54,6 +54,7 @@ MAX_CHANNELS = 64
 MAX_BATCH = 2**40  # samples in one step's batch: beyond it the counters could not add a step exactly
 MAX_PREVIEW_STEPS = 2**20  # optimizer steps one preview() covers (about 60 MB of arrays, a second of CPU)
 MAX_PLAN_NODES = 100_000  # values (after YAML anchors are expanded) a plan file may hold
+MAX_PLAN_DEPTH = 32  # brackets nested in a plan file (YAML's and JSON's parsers recurse on them)
 UNITS = {"step": Unit.STEP, "st": Unit.STEP, "steps": Unit.STEP, "sample": Unit.SAMPLE, "sa": Unit.SAMPLE,
          "samples": Unit.SAMPLE, "token": Unit.TOKEN, "tok": Unit.TOKEN, "tokens": Unit.TOKEN}
 _UNIT_NAME = {Unit.STEP: "step", Unit.SAMPLE: "sample", Unit.TOKEN: "token"}
@@ -182,9 +183,9 @@ class Plan:
                                 f"'loss.z'; got {_short_value(name)}", field="channels")
         if rates is not None and not isinstance(rates, Rates):
             raise PlanError(f"rates must be a cadence.Rates; got {type(rates).__name__}", field="rates")
-        if micro_batch is not None and (not _is_int(micro_batch) or micro_batch < 1):
-            raise PlanError(f"micro_batch must be a whole number of samples >= 1; got {_short_value(micro_batch)}",
-                            field="micro_batch")
+        if micro_batch is not None and (not _is_int(micro_batch) or not 1 <= micro_batch <= MAX_BATCH):
+            raise PlanError(f"micro_batch must be a whole number of samples from 1 to 2**40; got "
+                            f"{_short_value(micro_batch)}", field="micro_batch")
         self.unit = unit_of(unit)
         self.rates = rates or Rates()
         self.micro_batch = None if micro_batch is None else int(micro_batch)
@@ -263,6 +264,9 @@ class Plan:
         samples_per_epoch = None
         if r.steps_per_epoch is not None and r.samples_per_step is not None:
             samples_per_epoch = float(r.steps_per_epoch) * float(r.samples_per_step)
+        if self.unit is not Unit.STEP and per_step is not None and not float(per_step).is_integer():
+            raise PlanError(f"a plan on a {_UNIT_NAME[self.unit]} clock needs a whole number of samples per step; "
+                            f"got {per_step!r}", field="samples_per_step")
         if self.unit is Unit.STEP:
             rates = Rates(samples_per_step=per_step, tokens_per_sample=tps,
                           steps_per_epoch=None if per_step is None or samples_per_epoch is None
@@ -765,6 +769,10 @@ def read_plan_file(path, extra_keys: "tuple[str, ...]" = ()) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise PlanError(f"the plan file {_short_value(name)} is not UTF-8 text", field="plan") from None
+    depth = _bracket_depth(text)
+    if depth > MAX_PLAN_DEPTH:
+        raise LimitError(f"the plan file {_short_value(name)} nests brackets {depth} deep; at most {MAX_PLAN_DEPTH}",
+                         field="plan")
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates) if suffix == ".json" else yaml.load(text, _loader())
     except PlanError as e:  # a key given twice (raised by the loaders below)
@@ -859,3 +867,15 @@ def _too_many_values(data) -> bool:
         elif isinstance(value, str) and len(value) > MAX_PLAN_FILE_BYTES:
             return True
     return False
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of [ and { in ``text`` (quotes not parsed: brackets in a spec count too)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
