@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            raise CadenceError("name a command: schedule, list, gallery, workloads, run, bench, report, forecast or "
+            raise CadenceError("name a command: schedule, list, gallery, workloads, run, bench, report, refine, forecast or "
                                "recommend (see 'cadence --help')")
         result = args.handler(args)
         return EXIT_OK if result is None else int(result)
