@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import re
@@ -485,15 +486,25 @@ class Plan:
             return int(value)
         raise PlanError(f"advance: {name} must be a whole number from 0 to 2**53; got {_short_value(value)}", field=name)
 
-    def _advance_fixed(self) -> None:
+    def counters_at(self, step: int) -> dict[str, int]:
+        """The clock's counters after ``step`` steps at the run's constant rates (no ``batch`` channel):
+        samples = floor(step * samples_per_step), tokens = floor(samples * tokens_per_sample), as advance()
+        and preview() count them."""
+        per, tps = self.rates.samples_per_step, self.rates.tokens_per_sample
+        samples = 0 if per is None else math.floor(step * per)
+        return {"step": step, "samples": samples, "tokens": 0 if tps is None else math.floor(samples * tps),
+                "skipped": self._skipped}
+
+    def _advance_fixed(self, steps: int = 1) -> None:
         """advance() of a plan whose every step has the same counts, without building the new Clock
-        (the hot path of a Scheduler step)."""
-        if self._samples + self._fixed_counts[0] > MAX_TOTAL_STEPS or self._tokens + self._fixed_counts[1] > MAX_TOTAL_STEPS:
+        (the hot path of a Scheduler step); ``steps=-1`` counts the last such step back."""
+        samples, tokens = self._fixed_counts[0] * steps, self._fixed_counts[1] * steps
+        if self._samples + samples > MAX_TOTAL_STEPS or self._tokens + tokens > MAX_TOTAL_STEPS:
             raise LimitError(f"advance: the clock would count more than {MAX_TOTAL_STEPS} (2**53) samples or tokens",
                              field="samples")
-        self._step += 1
-        self._samples += self._fixed_counts[0]
-        self._tokens += self._fixed_counts[1]
+        self._step += steps
+        self._samples += samples
+        self._tokens += tokens
         self._clock = None
         self._tick += 1
 
@@ -774,7 +785,7 @@ def read_plan_file(path, extra_keys: "tuple[str, ...]" = ()) -> dict[str, Any]:
         raise LimitError(f"the plan file {_short_value(name)} nests brackets {depth} deep; at most {MAX_PLAN_DEPTH}",
                          field="plan")
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates) if suffix == ".json" else yaml.load(text, _loader())
+        data = json.loads(text, object_pairs_hook=_no_duplicates) if suffix == ".json" else yaml.load(text, _yaml_loader())
     except PlanError as e:  # a key given twice (raised by the loaders below)
         raise PlanError(f"the plan file {_short_value(name)} {e}; give each key once", field="plan") from None
     except (ValueError, yaml.YAMLError, RecursionError) as e:
@@ -822,12 +833,12 @@ def _no_duplicates(pairs):
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def _yaml_loader():
+    """yaml.SafeLoader that refuses a key given twice in one mapping (safe_load keeps the last); built once."""
     import yaml
 
     class Loader(yaml.SafeLoader):
-        """yaml.SafeLoader that refuses a key given twice in one mapping (safe_load keeps the last)."""
-
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
@@ -838,16 +849,6 @@ def _yaml_loader():
                     seen.add(key)
             return super().construct_mapping(node, deep=deep)
     return Loader
-
-
-class _LazyLoader:
-    loader = None
-
-
-def _loader():
-    if _LazyLoader.loader is None:
-        _LazyLoader.loader = _yaml_loader()
-    return _LazyLoader.loader
 
 
 def _too_many_values(data) -> bool:

@@ -340,13 +340,7 @@ class Clock:
         The hot path of every training step: the new clock shares this one's frame (and its
         ``context`` object) and is not validated again.
         """
-        new = object.__new__(Clock)
-        fields = new.__dict__
-        fields.update(self.__dict__)
-        fields["step"] = self.step + 1
-        fields["samples"] = self.samples + samples
-        fields["tokens"] = self.tokens + tokens
-        return new
+        return self.advanced_to(self.step + 1, self.samples + samples, self.tokens + tokens, self.skipped)
 
     def advanced_to(self, step: int, samples: int, tokens: int, skipped: int) -> "Clock":
         """This clock's frame with other counters (whole numbers >= 0, not checked again)."""

@@ -292,11 +292,7 @@ class Scheduler(LRScheduler):
         plan = self.plan
         if plan.unit is not Unit.STEP:
             raise CadenceError("Scheduler: only a plan on a step clock can be set to a step; call step() to advance")
-        per = plan.rates.samples_per_step or 0
-        tps = plan.rates.tokens_per_sample or 0
-        plan.clock = plan.clock.with_counters({"step": step, "samples": int(step * per), "tokens": int(step * per * tps),
-                                               "skipped": plan.clock.skipped})
-        plan._cache = None
+        plan.clock = plan.clock.with_counters(plan.counters_at(step))
 
     @property
     def total_steps(self) -> int | None:
@@ -324,11 +320,7 @@ class Scheduler(LRScheduler):
             self._apply()
         except CadenceError:
             if old is None:  # the hot path kept no clock: count the step back
-                plan._step -= 1
-                plan._samples -= plan._fixed_counts[0]
-                plan._tokens -= plan._fixed_counts[1]
-                plan._clock = None
-                plan._tick += 1
+                plan._advance_fixed(-1)
             else:
                 plan.clock = old  # the clock only moves to a step whose values are valid
             raise
@@ -451,10 +443,8 @@ class Scheduler(LRScheduler):
         extra = state_dict.get("plan") or {}
         if not isinstance(extra, Mapping):
             raise CadenceError(f"Scheduler.load_state_dict: plan must be a mapping; got {type(extra).__name__}")
-        per = self.plan.rates.samples_per_step or 0
-        tps = self.plan.rates.tokens_per_sample or 0
-        clock = extra.get("clock", {"step": step, "samples": int(step * per), "tokens": int(step * per * tps),
-                                    "skipped": 0})  # a state of an earlier release: constant rates
+        # a state of an earlier release has no clock: its counters at the run's constant rates
+        clock = extra.get("clock", {**self.plan.counters_at(step), "skipped": 0})
         if not (isinstance(clock, Mapping) and clock.get("step") == step):
             raise CadenceError(f"Scheduler.load_state_dict: the plan's clock ({_short_value(clock)}) is not at step {step}")
         plan_state = {"format": PLAN_FORMAT, "unit": "step", "horizon": totals[-1][1] if totals else None,
