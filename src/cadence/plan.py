@@ -85,7 +85,7 @@ def unit_of(unit: "str | Unit") -> Unit:
 def _is_count_literal(text: str) -> bool:
     """A plain decimal number ("256", "1e-4"), which a channel takes as a constant."""
     try:
-        return math.isfinite(float(text)) and not any(c in text for c in "_") and text.strip() == text
+        return math.isfinite(float(text)) and "_" not in text and text.strip() == text
     except ValueError:
         return False
 
