@@ -429,3 +429,19 @@ def test_a_yaml_anchor_bomb_is_refused_quickly(tmp_path, capsys):
     assert main(["schedule", "--plan", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "100,000 values" in err
+
+
+def test_a_horizon_past_2_to_the_53_is_refused_when_changed_too():
+    """Found by the torch fuzz entry: set_total(10**400) reached numpy with a Python int of 401 digits."""
+    import torch
+
+    from cadence import Plan
+    from cadence.errors import LimitError
+    from cadence.torch import Scheduler
+
+    sched = Scheduler(torch.optim.Adam(torch.nn.Linear(2, 2).parameters()), "cosine(peak=0.1)", total_steps=219)
+    with pytest.raises(LimitError, match="set_total: total_steps"):
+        sched.set_total(10**400)
+    assert sched.total_steps == 219
+    with pytest.raises(LimitError):
+        Plan({"lr": "cosine(peak=0.1)"}, horizon=10).set_horizon(2**54)

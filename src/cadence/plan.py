@@ -649,6 +649,9 @@ class Plan:
         if not isinstance(mode, str) or mode not in _MODES:
             raise PlanError(f"set_horizon: mode must be one of {', '.join(map(repr, _MODES))}; got {_short_value(mode)}",
                             field="mode")
+        if horizon > MAX_TOTAL_STEPS:
+            raise LimitError(f"set_horizon: the horizon is {_short_value(horizon)}; at most {MAX_TOTAL_STEPS} (2**53) "
+                             f"{_UNIT_NAME[self.unit]}s are counted exactly", field="horizon")
         at = self.clock.position
         if horizon <= at:
             raise PlanError(f"set_horizon: the new horizon ({horizon}) must be past the clock ({at})", field="horizon")

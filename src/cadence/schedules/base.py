@@ -201,6 +201,9 @@ class Schedule(abc.ABC):
         """Validate against a run described by ``ctx`` (any clock unit) and return it; see :meth:`bind`."""
         if ctx.total is None and self.needs_total:
             raise ScheduleError(f"{self.name}() needs the run's length (a horizon)", field="horizon")
+        if ctx.total is not None and not 0 < ctx.total <= MAX_TOTAL_STEPS:
+            raise LimitError(f"{self.name}(): a run of {_short_value(ctx.total)} is outside (0, {MAX_TOTAL_STEPS}] "
+                             "(2**53, the most counted exactly)", field="horizon")
         total_steps = None if ctx.total is None else int(math.ceil(ctx.total))
         try:
             self._validate(ctx)

@@ -348,7 +348,8 @@ class Scheduler(LRScheduler):
             plan._records, plan.horizon, plan.clock = old[0], old[1], old[2]
             plan._bind()
             plan._cache = None
-            raise type(e)(_unchannel(str(e), self.schedules), field=e.field) from None
+            message = _unchannel(str(e), self.schedules).replace("set_horizon: the horizon", "set_total: total_steps", 1)
+            raise type(e)(message, field=e.field) from None
 
     # -- values -----------------------------------------------------------------------------
     def value(self, field: str, step: int) -> float:
