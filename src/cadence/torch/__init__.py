@@ -325,6 +325,28 @@ class Scheduler(LRScheduler):
                 plan.clock = old  # the clock only moves to a step whose values are valid
             raise
 
+    def advance(self, samples: int | None = None, tokens: int | None = None) -> None:
+        """Count one optimizer step that used ``samples`` and ``tokens`` (what the step really
+        drew; by default the plan's batch) and set the optimizer to the next step's values.
+
+        The client of a loop whose batches vary (the last batch of an epoch, a sampler that
+        packs tokens) calls this instead of :meth:`step`; see :meth:`cadence.Plan.advance`.
+        """
+        plan = self.plan
+        old = plan.clock
+        plan.advance(samples, tokens)
+        try:
+            self._apply()
+        except CadenceError:
+            plan.clock = old
+            raise
+
+    def skip(self) -> None:
+        """Count a step that was not applied (a guard refused it, or a mixed-precision gradient
+        scaler found inf/NaN gradients): only the clock's ``skipped`` counter moves, so the
+        next step uses the same values (see docs/runner.md, "The training step")."""
+        self.plan.skip()
+
     def set_total(self, total_steps: int, mode: str = "replan") -> None:
         """Change the planned length from the current step on; values of earlier steps never change.
 
