@@ -11,6 +11,10 @@ loop that drives it does, per optimizer step (docs/plans.md)::
     plan.observe(signals)         # controllers see what the step measured
     plan.advance(samples=..., tokens=...)   # the clock moves; a skipped step calls skip()
 
+Guards (:mod:`cadence.guards`, ``guards={'loss_spike': {'sigma': 6}}``) judge a step between
+its gradients and its optimizer step: ``plan.guard(signals)`` is ``'apply'``, ``'skip'`` (the
+loop calls ``skip()`` instead of stepping) or ``'rollback'``; their state is saved with the plan's.
+
 The value used at a step is a function of the clock before it and of the controllers'
 recorded state only: never of how often anything was called. ``state_dict()`` is plain
 JSON-safe data tagged ``cadence.plan/1``; ``load_state_dict()`` refuses a state of other
@@ -40,7 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from cadence.errors import CadenceError, DurationError, LimitError, PlanError
+from cadence.errors import CadenceError, DurationError, LimitError, PlanError, TrainingDiverged
+from cadence.guards import LossSpike, Rollback, make_guards
 from cadence.schedules import Replanned, Schedule, parse
 from cadence.schedules.base import _short_value
 from cadence.schedules.families import Constant
@@ -61,7 +66,7 @@ UNITS = {"step": Unit.STEP, "st": Unit.STEP, "steps": Unit.STEP, "sample": Unit.
 _UNIT_NAME = {Unit.STEP: "step", Unit.SAMPLE: "sample", Unit.TOKEN: "token"}
 _CHANNEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?$")
 _MODES = ("replan", "stretch")
-PLAN_KEYS = ("unit", "horizon", "channels")
+PLAN_KEYS = ("unit", "horizon", "channels", "guards")
 MAX_PLAN_FILE_BYTES = 1 << 20
 
 
@@ -170,10 +175,13 @@ class Plan:
             sample, steps per epoch).
         micro_batch: samples per micro-batch, when a ``batch`` channel is realised by
             gradient accumulation: batch values are whole multiples of it.
+        guards: ``{name: settings}`` of :mod:`cadence.guards` (``loss_spike``, ``grad_spike``,
+            ``rollback``), or guard objects; see :meth:`guard`.
     """
 
     def __init__(self, channels: Mapping[str, Any], horizon: "int | str | None" = None, unit: "str | Unit" = "step",
-                 rates: Rates | None = None, *, micro_batch: int | None = None) -> None:
+                 rates: Rates | None = None, *, micro_batch: int | None = None,
+                 guards: "Mapping[str, Any] | None" = None) -> None:
         if not isinstance(channels, Mapping) or not channels:
             raise PlanError("a plan needs at least one channel, as in {'lr': 'cosine(peak=3e-4)'}", field="channels")
         if len(channels) > MAX_CHANNELS:
@@ -191,6 +199,8 @@ class Plan:
         self.rates = rates or Rates()
         self.micro_batch = None if micro_batch is None else int(micro_batch)
         self.schedules: dict[str, Schedule] = {name: _schedule(name, s) for name, s in channels.items()}
+        self.guards = make_guards(guards)
+        self.guard_states = {name: g.init() for name, g in self.guards.items()}
         self._order = self._dependency_order()
         self.monitors: dict[str, list[str]] = {}
         for name in self._order:
@@ -389,7 +399,8 @@ class Plan:
     @property
     def diagnostics(self) -> list[str]:
         """Names of what the controllers report about their state (``<channel>.<name>``), e.g. ``lr.scale``."""
-        return [f"{name}.{key}" for name in self._order for key in self.schedules[name].diagnostic_names]
+        return [*(f"{name}.{key}" for name in self._order for key in self.schedules[name].diagnostic_names),
+                *(f"{name}.skipped" for name, g in self.guards.items() if isinstance(g, LossSpike))]
 
     def diagnose(self) -> dict[str, float | None]:
         """The controllers' reports now (see :attr:`diagnostics`): numbers, None when unknown."""
@@ -400,6 +411,9 @@ class Plan:
                 report = s.diagnose(self.states[name])
                 for key in s.diagnostic_names:
                     out[f"{name}.{key}"] = report.get(key)
+        for name, g in self.guards.items():
+            if isinstance(g, LossSpike):
+                out[f"{name}.skipped"] = self.guard_states[name]["skipped"]
         return out
 
     def _whole_batch(self, v: float) -> int:
@@ -512,6 +526,42 @@ class Plan:
         """Count a step that a guard skipped: no value, state or counter moves but ``skipped``."""
         self.clock = self.clock.skipped_one()
         return self.clock
+
+    def guard(self, signals: Mapping[str, Any]) -> str:
+        """The guards' verdict on the step about to be applied: ``'apply'``, ``'skip'`` or ``'rollback'``.
+
+        Called once per step, after its gradients and signals and before its optimizer step.
+        On ``'skip'`` the loop does not apply the update and calls :meth:`skip`; on
+        ``'rollback'`` it restores its last checkpoint (or, with none, skips). Each spike guard
+        reads its signal from ``signals`` (None or missing: not measured). Raises
+        TrainingDiverged when more than a guard's ``max_in_a_row`` steps in a row were skipped.
+        A plan without guards always answers ``'apply'``.
+        """
+        if not self.guards:
+            return "apply"
+        if not isinstance(signals, Mapping):
+            raise PlanError(f"signals must be a mapping of names to numbers; got {type(signals).__name__}",
+                            field="signals")
+        states = self.guard_states
+        spikes = [(n, g) for n, g in self.guards.items() if isinstance(g, LossSpike)]
+        fired = {n: g.check(states[n], signals.get(g.signal)) for n, g in spikes}
+        skip = any(fired.values())
+        new = dict(states)
+        for n, g in spikes:
+            new[n] = g.record(states[n], signals.get(g.signal), applied=not skip, fired=fired[n])
+        verdict = "skip" if skip else "apply"
+        rollback = self.guards.get("rollback")
+        if isinstance(rollback, Rollback):
+            roll, new["rollback"] = rollback.record(states["rollback"], self._step + self._skipped, skip)
+            if roll:
+                verdict = "rollback"
+        self.guard_states = new
+        for n, g in spikes:
+            if g.gives_up(new[n]):
+                raise TrainingDiverged(f"{new[n]['in_a_row']} steps in a row were skipped by the guards (more than "
+                                       f"{n}'s max_in_a_row={g.max_in_a_row}, the last at step {self._step}): the "
+                                       f"{g.signal} stays high")
+        return verdict
 
     @property
     def done(self) -> bool:
@@ -691,6 +741,8 @@ class Plan:
             "channels": self.channels,
             "clock": self.clock.counters(),
             "states": json.loads(json.dumps(self.states)),
+            **({"guards": {n: {"config": g.config(), "state": json.loads(json.dumps(self.guard_states[n]))}
+                           for n, g in self.guards.items()}} if self.guards else {}),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -732,6 +784,7 @@ class Plan:
             if problem:
                 raise PlanError(f"the plan state of channel {name!r} is not one {s.name}() can be in: {problem}",
                                 field="state")
+        guard_states = self._guard_states_of(state)
         old = (self._records, self.horizon, self.clock, self.states, self._effective)
         try:
             self._records = [[int(a), int(b), str(m)] for a, b, m in records]
@@ -743,6 +796,7 @@ class Plan:
                 raise PlanError(f"the plan state's clock is not valid: {e}", field="state") from None
             self.clock, self.states = clock, json.loads(json.dumps(states))
             self.values()
+            self.guard_states = guard_states
         except Exception as e:  # noqa: BLE001 - whatever a bad state breaks, the plan is left as it was
             self._records, self.horizon, self.clock, self.states, self._effective = old
             if isinstance(e, PlanError):
@@ -750,6 +804,28 @@ class Plan:
             if isinstance(e, CadenceError):
                 raise PlanError(f"the plan state does not fit this plan: {e}", field="state") from None
             raise PlanError(f"the plan state does not fit this plan ({type(e).__name__}: {e})", field="state") from None
+
+    def _guard_states_of(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """The guard states in a plan state, checked against this plan's guards."""
+        theirs = state.get("guards", {})
+        mine = {n: g.config() for n, g in self.guards.items()}
+        if not isinstance(theirs, dict) or not all(isinstance(v, dict) and set(v) == {"config", "state"}
+                                                   for v in theirs.values()):
+            raise PlanError("the plan state's guards must map names to {config, state}", field="state")
+        if {n: v["config"] for n, v in theirs.items()} != mine:
+            def show(d):
+                return ", ".join(f"{n}({', '.join(f'{k}={v}' for k, v in c.items())})" if isinstance(c, dict)
+                                 else f"{n}(?)" for n, c in d.items())[:400] or "none"
+            raise PlanError(f"the state belongs to a plan with other guards ({show({n: v['config'] for n, v in theirs.items()})}); "
+                            f"this plan's guards: {show(mine)}", field="state")
+        out = {}
+        for name, g in self.guards.items():
+            value = theirs[name]["state"]
+            problem = g.check_state(value) if _plain(value) else "it is not plain data"
+            if problem:
+                raise PlanError(f"the plan state of guard {name!r} is not valid: {problem}", field="state")
+            out[name] = json.loads(json.dumps(value))
+        return out
 
     def __repr__(self) -> str:
         driven = ", ".join(f"{n}={s.spec()}" for n, s in self.schedules.items())
@@ -820,6 +896,8 @@ def read_plan_file(path, extra_keys: "tuple[str, ...]" = ()) -> dict[str, Any]:
                             f"{_short_value(value)}", field="channels")
     if "unit" in data:
         unit_of(data["unit"])
+    if "guards" in data:
+        make_guards(data["guards"])
     horizon = data.get("horizon")
     if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, (int, str))):
         raise PlanError(f"the plan file's horizon must be a whole number or a duration such as '2Mtok'; got "
