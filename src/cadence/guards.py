@@ -40,7 +40,7 @@ from typing import Any
 from cadence.errors import CadenceError, PlanError, TrainingDiverged
 from cadence.schedules.base import _short_value
 
-__all__ = ["LossSpike", "Rollback", "GUARDS", "make_guards", "VERDICTS"]
+__all__ = ["LossSpike", "Rollback", "GUARDS", "make_guards", "settings_of", "VERDICTS"]
 
 VERDICTS = ("apply", "skip", "rollback")
 MAX_WINDOW = 1 << 16  # values a spike guard keeps: its state is saved in every checkpoint
@@ -261,6 +261,12 @@ GUARDS = {
 _SETTINGS = {"loss_spike": ("window", "sigma", "min_history", "signal", "max_in_a_row"),
              "grad_spike": ("window", "sigma", "min_history", "max_in_a_row"),
              "rollback": ("spikes", "within", "max_rollbacks")}
+
+
+def settings_of(name: str, guard: "LossSpike | Rollback") -> dict[str, Any]:
+    """The settings of ``guard`` as a ``guards`` mapping writes them under ``name`` (every default filled)."""
+    config = guard.config()
+    return {key: config[key] for key in _SETTINGS[name]}
 
 
 def make_guards(guards: "Mapping[str, Any] | None") -> dict[str, "LossSpike | Rollback"]:

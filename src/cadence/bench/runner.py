@@ -54,6 +54,7 @@ from cadence._atomic import atomic_write, kill_point, stable_temp
 from cadence.bench.workloads import WORKLOADS, get_workload, parameter_count
 from cadence.controllers import NOISE_SIGNALS, noise_scale
 from cadence.errors import CadenceError, LimitError, PlanError, RunError, TrainingDiverged
+from cadence.guards import settings_of
 from cadence.plan import BATCH, Plan
 from cadence.torch import OptimizerFields, optimizer_channels
 
@@ -99,6 +100,7 @@ class RunConfig:
     checkpoint_every: int = 100
     skip_nonfinite: bool = False  # guard: skip a step whose loss or gradient is not finite, instead of stopping
     device: str = "cpu"  # "cuda" trains on a GPU; only CPU runs are bit-reproducible across a kill
+    guards: dict | None = None  # the plan's guards, {name: settings} (cadence.guards): loss_spike, grad_spike, rollback
 
     def resolved(self) -> "RunConfig":
         """Fill workload defaults and validate; the result is what run.json records."""
@@ -162,7 +164,10 @@ def resolve(config: RunConfig) -> "tuple[RunConfig, Plan]":
             terms = ", ".join(f"loss.{t}" for t in w.loss_terms) or "none"
             raise PlanError(f"channel {name!r}: {cfg.workload} has no loss term {name[5:]!r} (its terms: {terms})",
                             field="channels")
+    if cfg.guards is not None and not isinstance(cfg.guards, dict):
+        raise PlanError(f"guards must map guard names to their settings; got {str(cfg.guards)[:60]!r}", field="guards")
     plan = _make_plan(cfg, w)
+    cfg.guards = {name: settings_of(name, g) for name, g in plan.guards.items()} or None
     _optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))], plan)  # every optimizer channel names a field it has
     cfg.channels, cfg.horizon = plan.channels, plan.horizon
     if cfg.unit == "step" and cfg.horizon > MAX_STEPS:
@@ -206,7 +211,7 @@ def _make_plan(cfg: RunConfig, w) -> Plan:
         raise PlanError(f"batch_size {cfg.batch_size} is not a whole number of micro-batches of {cfg.micro_batch}",
                         field="micro_batch")
     return Plan(channels, horizon=cfg.horizon, unit=cfg.unit, rates=w.rates(cfg.batch_size),
-                micro_batch=cfg.micro_batch if BATCH in channels else None)
+                micro_batch=cfg.micro_batch if BATCH in channels else None, guards=cfg.guards)
 
 
 def signals_of(cfg: RunConfig, w) -> list[str]:
@@ -215,6 +220,7 @@ def signals_of(cfg: RunConfig, w) -> list[str]:
     if _accumulates(cfg):
         names += list(NOISE_SIGNALS)
     names += [f"loss_{name[5:]}" for name in cfg.channels if name.startswith("loss.")]
+    names += list(getattr(w, "monitor_names", ()))
     return names + list(w.metrics)
 
 
@@ -243,9 +249,10 @@ _FIELD_TYPES = {  # what run.json may hold for each RunConfig field (before vali
     "workload": (str,), "channels": (dict,), "horizon": (int,), "unit": (str,), "seed": (int,), "size": (str, type(None)),
     "batch_size": (int, type(None)), "micro_batch": (int, type(None)), "optimizer": (str,),
     "weight_decay": (int, float, type(None)), "clip": (int, float, type(None)), "eval_every": (int, type(None)),
-    "checkpoint_every": (int,), "skip_nonfinite": (bool,), "device": (str,),
+    "checkpoint_every": (int,), "skip_nonfinite": (bool,), "device": (str,), "guards": (dict, type(None)),
 }
 CONFIG_FIELDS = tuple(_FIELD_TYPES)
+_OPTIONAL_FIELDS = {"guards": None}  # fields a run.json written before they existed may lack: their default
 
 
 def _read_json(path: Path, what: str) -> object:
@@ -267,6 +274,7 @@ def _check_manifest(data: object, path: Path) -> dict:
         raise RunError(f"{path} was written by cadence 0.1 (its config has 'plan' and 'steps'); resume it with that "
                        "release, or start a new run")
     fields = list(CONFIG_FIELDS)
+    config = {**{k: v for k, v in _OPTIONAL_FIELDS.items() if k not in config}, **config}
     missing = [k for k in fields if k not in config]
     unknown = [str(k)[:40] for k in config if k not in fields]
     if missing or unknown:
@@ -410,7 +418,7 @@ class _Rows:
     """
 
     def __init__(self, path: Path, header: list[str], keep: int | None, recorded: int | None = None) -> None:
-        self.path = path
+        self.path, self.header = path, list(header)
         head = (",".join(header) + "\n").encode()
         if keep is None:
             with open(path, "wb") as f:
@@ -608,6 +616,13 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
             row = loop.run_step()
             if row is None:  # a guard skipped the step: no row, the clock did not move
                 continue
+            if row == "rollback":
+                metrics, timing = _roll_back(loop, out, cfg, settings, saved, step, metrics, timing)
+                manifest["rollbacks"] = [dict(r) for r in loop.rollbacks]
+                warn(f"{out}: repeated loss spikes up to step {step}; rolled back to the checkpoint of step {saved} "
+                     f"and going on with the data after the spike (rollback {len(loop.rollbacks)} of at most "
+                     f"{plan.guards['rollback'].max_rollbacks})")
+                continue
             diagnosis = plan.diagnose() if reports else {}
             metrics.write([step, plan.clock.samples, plan.clock.tokens, *(row[c] for c in channels),
                            *(row.get(n) for n in signals), *(diagnosis[n] for n in reports)])
@@ -653,6 +668,35 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
     return manifest
 
 
+def _roll_back(loop: "Loop", out: Path, cfg: RunConfig, settings: str, saved: int | None, step: int,
+               metrics: "_Rows", timing: "_Rows") -> "tuple[_Rows, _Rows]":
+    """Restore the last checkpoint after the guards asked for it, keep the data cursor where it is
+    (the batches that led to the spike are not seen again), and checkpoint that at once.
+
+    The rollback is a function of the run's data and state, so a run killed before the new
+    checkpoint replays the same steps from the old one and rolls back the same way.
+    """
+    policy = loop.plan.guards["rollback"]
+    if saved is None:
+        raise TrainingDiverged(f"repeated loss spikes up to step {step} and no checkpoint yet to roll back to "
+                               f"(the first is due at step {cfg.checkpoint_every})")
+    if len(loop.rollbacks) >= policy.max_rollbacks:
+        raise TrainingDiverged(f"repeated loss spikes up to step {step} after {len(loop.rollbacks)} rollbacks "
+                               f"(max_rollbacks={policy.max_rollbacks})")
+    drawn, rollbacks = loop.drawn, [*loop.rollbacks, {"at_step": step, "to_step": saved, "drawn": loop.drawn}]
+    metrics.close()
+    timing.close()
+    checkpoint = out / "checkpoint.pt"
+    elapsed, offsets = _load_checkpoint(checkpoint, cfg, settings, loop)
+    loop.drawn, loop.rollbacks = drawn, rollbacks
+    metrics = _Rows(out / "metrics.csv", metrics.header, saved, offsets.get("metrics.csv"))
+    timing = _Rows(out / "timing.csv", timing.header, saved, offsets.get("timing.csv"))
+    state = {"step": saved, "elapsed": elapsed, "rows": {"metrics.csv": metrics.size, "timing.csv": timing.size},
+             "settings": settings, **loop.state_dict()}
+    atomic_write(checkpoint, lambda tmp: torch.save(state, tmp), temp=stable_temp(checkpoint))
+    return metrics, timing
+
+
 def make_loop(cfg: RunConfig, workload, plan: Plan) -> "Loop":
     """The model (seeded by ``cfg.seed``), its optimizer and the Loop that trains it under ``plan``.
 
@@ -694,6 +738,8 @@ class Loop:
        here), and the gradient noise scale from the micro-batches' own gradients;
     4. ``guards``: a non-finite loss or gradient stops the run as diverged, or, with
        ``skip_nonfinite``, skips the step (no optimizer step, the clock does not move);
+       then the plan's guards (``plan.guard``) may skip it too, or ask for a rollback to
+       the last checkpoint (which ``train`` does);
     5. ``optimizer_step``;
     6. ``observe``: the plan's controllers see the step's signals;
     7. ``advance_clock``: steps + 1, samples and tokens + what the step really used;
@@ -709,6 +755,8 @@ class Loop:
         self.cfg, self.workload, self.model, self.opt, self.plan, self.fields = cfg, workload, model, opt, plan, fields
         self.drawn = 0  # micro-batches drawn so far (the data cursor; skipped steps draw too)
         self.skips_in_a_row = 0
+        self.rollbacks: list[dict] = []  # {at_step, to_step, drawn} of each rollback to a checkpoint
+        self.monitored = bool(getattr(workload, "monitor_names", ()))
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.terms = [name[5:] for name in plan.schedules if name.startswith("loss.")]
         self.clip = cfg.clip if cfg.clip is not None else math.inf
@@ -775,6 +823,8 @@ class Loop:
         signals = {"train_loss": float(np.mean(work["losses"])), "grad_norm": grad_norm}
         for t, vals in work["terms"].items():
             signals[f"loss_{t}"] = float(np.mean(vals))
+        if self.monitored:  # measured in the step's last forward pass (tiny-lm: attention and output logits)
+            signals.update(self.workload.monitors(self.model))
         if self.noise:
             g2 = trace = None
             if work["count"] > 1 and math.isfinite(grad_norm):
@@ -783,12 +833,13 @@ class Loop:
         return signals
 
     # 4
-    def guards(self, signals: dict) -> bool:
-        """True: take the step. False: skip it. Raises TrainingDiverged when the run cannot go on."""
+    def guards(self, signals: dict) -> str:
+        """'apply', 'skip' or 'rollback' (see :meth:`cadence.Plan.guard`). Raises TrainingDiverged when the
+        run cannot go on."""
         bad = next((k for k in ("train_loss", "grad_norm") if not math.isfinite(signals[k])), None)
         if bad is None:
             self.skips_in_a_row = 0
-            return True
+            return self.plan.guard(signals)
         step = self.plan.clock.step
         if not self.cfg.skip_nonfinite:
             what = "training loss" if bad == "train_loss" else "gradient norm"
@@ -797,7 +848,7 @@ class Loop:
         if self.skips_in_a_row > MAX_SKIPS_IN_A_ROW:
             raise TrainingDiverged(f"{self.skips_in_a_row} steps in a row had a non-finite loss or gradient "
                                    f"(the last at step {step})")
-        return False
+        return "skip"
 
     # 5
     def optimizer_step(self) -> None:
@@ -825,13 +876,17 @@ class Loop:
         self.plan.observe(result)
         return result
 
-    def run_step(self) -> dict | None:
-        """One step in order; returns the row (values and signals), or None when a guard skipped it."""
+    def run_step(self) -> "dict | str | None":
+        """One step in order; returns the row (values and signals), None when a guard skipped it, or
+        'rollback' when the guards ask for the last checkpoint (the step is not applied)."""
         values = self.apply_values()
         work = self.micro_batches(values)
         signals = self.reduce_signals(work)
-        if not self.guards(signals):
+        verdict = self.guards(signals)
+        if verdict != "apply":
             self.opt.zero_grad(set_to_none=True)
+            if verdict == "rollback":
+                return verdict
             self.plan.skip()
             return None
         self.optimizer_step()
@@ -840,8 +895,11 @@ class Loop:
         return {**values, **signals, **self.evaluate()}
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "plan": self.plan.state_dict(),
-                "drawn": self.drawn}
+        state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "plan": self.plan.state_dict(),
+                 "drawn": self.drawn}
+        if self.rollbacks:
+            state["rollbacks"] = [dict(r) for r in self.rollbacks]
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         drawn = state["drawn"]
@@ -849,8 +907,14 @@ class Loop:
             raise ValueError(f"its data position {drawn!r} is not a whole number")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+        rollbacks = state.get("rollbacks", [])
+        if not (isinstance(rollbacks, list) and all(
+                isinstance(r, dict) and set(r) == {"at_step", "to_step", "drawn"} and all(
+                    isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in r.values()) for r in rollbacks)):
+            raise ValueError("its rollback records are not {at_step, to_step, drawn} whole numbers")
         self.plan.load_state_dict(state["plan"])
         self.drawn = drawn
+        self.rollbacks = [dict(r) for r in rollbacks]
 
 
 def _load_checkpoint(path: Path, cfg: RunConfig, settings: str, loop: Loop) -> tuple[float, dict]:
