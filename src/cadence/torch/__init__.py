@@ -10,14 +10,27 @@ wraps ``optimizer.step`` and never updates a value from the previous one: the va
 step k is ``schedule(k) * ratio`` for each param group, a pure function of the clock.
 
 Every value it sets is finite and >= 0 (schedules refuse anything else at the step that
-gives it), so no optimizer is ever handed a negative learning rate. Bad arguments and
-malformed checkpoint states raise :mod:`cadence.errors` types and leave the scheduler as
-it was.
+gives it), so no optimizer is ever handed a negative learning rate.
+
+Where it meets the rest of torch's scheduler protocol (docs/integrations.md, "The torch
+protocol"): each param group gets ``initial_lr`` as torch's schedulers set it; a
+:class:`StepOrderWarning` says once when ``step()`` ran before the optimizer's first step
+(seen through the optimizer's step hook, not by wrapping ``optimizer.step``); a step the
+optimizer did not take (a ``GradScaler`` found inf/NaN gradients) is counted with ``skip()``,
+or by :meth:`Scheduler.step_or_skip`, which asks the optimizer; a second writer of the
+learning rate (a torch scheduler beside it in a ``ChainedScheduler``, ``ReduceLROnPlateau``,
+the loop) is refused at the next ``step()`` instead of being silently overwritten, and
+``SequentialLR`` is refused when it is built. Bad arguments and malformed checkpoint states
+raise :mod:`cadence.errors` types and leave the scheduler as it was.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
+import warnings
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,11 +45,37 @@ from cadence.schedules.base import _short_value
 from cadence.schedules.limits import MAX_ITEMS, MAX_TOTAL_STEPS
 from cadence.time import Rates, Unit
 
-__all__ = ["Scheduler", "OptimizerFields", "optimizer_channels", "drivable"]
+__all__ = ["Scheduler", "StepOrderWarning", "OptimizerFields", "optimizer_channels", "drivable"]
 
 _FORMAT = "cadence.torch.Scheduler/1"
 _MODES = ("replan", "stretch")
 _BETAS = ("betas", "beta1", "beta2")
+_COMPOSE = "compose schedules in one spec instead (join, warmup, rewarm, decay_from, scale, plateau)"
+_QUIET = (os.path.dirname(torch.__file__) + os.sep, __file__)  # frames a warning points past
+
+
+class StepOrderWarning(UserWarning):
+    """``Scheduler.step()`` ran before the optimizer's first ``step()`` (torch's call-order warning)."""
+
+
+class _StepWatch:
+    """The optimizer's step post-hook: counts the optimizer's steps for ``step_or_skip`` and,
+    at the first one, has the scheduler check the call order (``owner``, a weak reference, is
+    cleared after that). ``found_inf`` is what a GradScaler handed an optimizer that skips
+    inside its own ``step()`` (``fused=True``); it is deleted when that step returns."""
+
+    __slots__ = ("steps", "found_inf", "owner")
+
+    def __init__(self, owner) -> None:
+        self.steps, self.found_inf, self.owner = 0, None, owner
+
+    def __call__(self, optimizer, args, kwargs) -> None:
+        self.steps += 1
+        self.found_inf = optimizer.__dict__.get("found_inf")
+        if self.owner is not None:
+            owner, self.owner = self.owner(), None
+            if owner is not None:
+                owner._check_order()
 
 
 def _is_int(value) -> bool:
@@ -119,6 +158,7 @@ class OptimizerFields:
                     raise CadenceError(f"{who}: param group {i}'s {name!r} is {_short_value(read(group))}, "
                                        "not a number a schedule can drive")
             self.io[name] = (read, write)
+        self._writes_cache = None
         self.ratios = {name: self._default_ratios(name) for name in fields}
         if ratios is not None:
             if not isinstance(ratios, Mapping):
@@ -144,7 +184,7 @@ class OptimizerFields:
             raise CadenceError(f"{self.who}: ratios[{name!r}] must be {n} finite numbers >= 0 (one per param group); "
                                f"got {_short_value(ratios)}")
         self.ratios[name] = [float(r) for r in ratios]
-        self.__dict__.pop("_writes_cache", None)
+        self._writes_cache = None
 
     def per_group(self, values: Mapping[str, float]) -> dict[str, list[float]]:
         return {name: [values[name] if r == 1.0 else values[name] * r for r in self.ratios[name]] for name in self.io}
@@ -157,7 +197,7 @@ class OptimizerFields:
         """
         groups = self.optimizer.param_groups
         lrs = None
-        for name, write, ratios, beta in self._writes():
+        for name, write, ratios, beta in self._writes_cache or self._writes():
             v = values[name]
             written = []
             for group, r in zip(groups, ratios):
@@ -175,7 +215,7 @@ class OptimizerFields:
 
     def _writes(self) -> list:
         """(field, writer, ratios, is a beta) per driven field, worked out once per change of ratios."""
-        writes = self.__dict__.get("_writes_cache")
+        writes = self._writes_cache
         if writes is None:
             writes = self._writes_cache = [(name, write, self.ratios[name], name in _BETAS)
                                            for name, (_, write) in self.io.items()]
@@ -205,6 +245,10 @@ class Scheduler(LRScheduler):
     Right after construction the groups hold the values for step 0; after the k-th
     ``step()`` they hold the values for step k. A controller (``plateau``) reads signals
     given to :meth:`observe` (``sched.observe({"val_loss": v})`` before ``sched.step()``).
+    Each group gets ``initial_lr`` (its lr before the scheduler set one) unless it has one.
+    A step the optimizer did not take is counted by :meth:`skip` (or :meth:`step_or_skip`).
+    The scheduler must be the only writer of ``lr``: ``step()`` refuses to run when
+    something else changed the value it set.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, schedule: "Schedule | str | Plan | Mapping[str, Schedule | str]",
@@ -248,8 +292,57 @@ class Scheduler(LRScheduler):
         self.rates = self.plan.rates
         self.fields = OptimizerFields(optimizer, fields, ratios)
         self.schedules: dict[str, Schedule] = {name: self.plan.schedules[name] for name in fields}
-        self.base_lrs = [float(g.get("lr", 0.0)) for g in optimizer.param_groups]
+        before = [g.get("lr") for g in optimizer.param_groups]
+        before = [lr.clone() if isinstance(lr, torch.Tensor) else lr for lr in before]  # _apply fills tensors in place
         self._apply()
+        # As torch's schedulers: each group's initial_lr is its lr before any scheduler set it
+        # (one a torch scheduler or an optimizer checkpoint already put there is kept).
+        for group, lr in zip(optimizer.param_groups, before):
+            if lr is not None and "initial_lr" not in group:
+                group["initial_lr"] = lr
+        self.base_lrs = [float(g["initial_lr"]) if "initial_lr" in g else 0.0 for g in optimizer.param_groups]
+        self._order_from = self.plan.clock.step
+        self._seen_steps = 0
+        self._watch_optimizer(armed=True)
+
+    def _watch_optimizer(self, armed: bool) -> None:
+        """Register the step post-hook that counts the optimizer's steps (None where the
+        optimizer runs no step hooks: one that skips ``Optimizer.__init__``)."""
+        self._watch = None
+        opt = self.optimizer
+        if not (getattr(type(opt).step, "hooked", False)
+                and isinstance(opt.__dict__.get("_optimizer_step_post_hooks"), dict)):
+            return
+        watch = _StepWatch(weakref.ref(self) if armed else None)
+        handle = opt.register_step_post_hook(watch)
+        weakref.finalize(self, handle.remove)  # a scheduler that is gone leaves no hook behind
+        self._watch = watch
+
+    def __getstate__(self) -> dict[str, Any]:  # copy.deepcopy: the copy hooks its own optimizer
+        state = dict(self.__dict__)
+        watch = state.pop("_watch", None)
+        state["_armed"] = watch is not None and watch.owner is not None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        armed = state.pop("_armed", False)
+        self.__dict__.update(state)
+        self._seen_steps = 0
+        self._watch_optimizer(armed)
+
+    def _check_order(self) -> None:
+        """At the optimizer's first step: warn if the clock moved since it was last set."""
+        early = self.plan.clock.step - self._order_from
+        if early > 0:
+            frame, level = sys._getframe(0), 1
+            while frame is not None and frame.f_code.co_filename.startswith(_QUIET):
+                frame, level = frame.f_back, level + 1
+            warnings.warn(
+                f"Scheduler.step() was called {early} time(s) before the optimizer's first step(), which therefore "
+                f"used the values of step {self.plan.clock.step}, not {self._order_from}: call optimizer.step() "
+                "before sched.step(); for a step the optimizer did not take (a GradScaler found inf/NaN "
+                "gradients, a guard refused it) call sched.skip() or sched.step_or_skip(); to resume at step k "
+                "use sched.load_state_dict() or sched.step(k)", StepOrderWarning, stacklevel=level)
 
     def _make_plan(self, total_steps: int | None) -> Plan:
         try:
@@ -277,7 +370,17 @@ class Scheduler(LRScheduler):
 
     @last_epoch.setter
     def last_epoch(self, value: int) -> None:  # torch code sometimes assigns it
+        if _is_int(value) and value == -1:  # SequentialLR "undoes" its children's first step
+            raise CadenceError(f"Scheduler.last_epoch: {value} is not a step (torch's SequentialLR sets -1 to undo a "
+                               f"first step, which a Scheduler never takes: it cannot drive one); {_COMPOSE}")
         self._seek(self._valid_step(value, "last_epoch"))
+        self._order_from = self.plan.clock.step
+
+    def _initial_step(self) -> None:  # torch's SequentialLR calls these on its children
+        raise CadenceError(f"Scheduler: torch's SequentialLR cannot drive a cadence Scheduler; {_COMPOSE}")
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        self._initial_step()
 
     @staticmethod
     def _valid_step(step, what: str) -> int:
@@ -302,14 +405,42 @@ class Scheduler(LRScheduler):
         """Give the plan's controllers what the step just taken measured (before :meth:`step`)."""
         self.plan.observe(signals)
 
+    def _other_writer(self) -> None:
+        """step()/advance(): refuse when the lr this scheduler set last was changed by someone else."""
+        written = self._written
+        if written is not None:
+            lr = self.optimizer.param_groups[0]["lr"]
+            if lr is not written[0] and lr != written[0]:
+                self._refuse_other_writer(lr, written[0], "advance")
+
+    def _refuse_other_writer(self, lr, expect, method: str = "step") -> None:
+        raise CadenceError(f"Scheduler.{method}: param group 0's lr is {_short_value(lr)}, not the {expect!r} this scheduler "
+                           "set: something else writes lr (a torch scheduler beside it in a ChainedScheduler, "
+                           "ReduceLROnPlateau, the loop, or optimizer.load_state_dict without the scheduler's "
+                           f"load_state_dict); a Scheduler must be its only writer: {_COMPOSE}", field="lr")
+
     def step(self, step: int | None = None) -> None:  # noqa: D401 - torch's name
-        """Advance the clock by one step, or set it to ``step``, and update the optimizer."""
+        """Advance the clock by one step, or set it to ``step``, and update the optimizer.
+
+        Raises CadenceError, changing nothing, when the learning rate it set last was changed
+        by something else since (another scheduler, ReduceLROnPlateau, the loop)."""
         plan = self.plan
-        hot = step is None and plan._fixed_counts is not None and plan._step < MAX_TOTAL_STEPS
-        old = None if hot else plan.clock
-        if hot:  # a constant batch: the clock object is rebuilt only when asked for
-            plan._advance_fixed()
-        elif step is None and old.step < MAX_TOTAL_STEPS:
+        if step is None:
+            written = self._written
+            if written is not None:  # did anything else change the lr since this scheduler set it?
+                lr = self.optimizer.param_groups[0]["lr"]
+                if lr is not written[0] and lr != written[0]:
+                    self._refuse_other_writer(lr, written[0])
+            if plan._fixed_counts is not None and plan._step < MAX_TOTAL_STEPS:
+                plan._advance_fixed()  # a constant batch: the clock object is rebuilt only when asked for
+                try:
+                    self._apply()
+                except CadenceError:
+                    plan._advance_fixed(-1)  # the hot path kept no clock: count the step back
+                    raise
+                return
+        old = plan.clock
+        if step is None and old.step < MAX_TOTAL_STEPS:
             plan.advance()
         elif isinstance(step, float) and not step.is_integer():
             raise CadenceError(f"Scheduler.step: step must be an int; got {step!r} (a metric for a controller such as "
@@ -319,11 +450,10 @@ class Scheduler(LRScheduler):
         try:
             self._apply()
         except CadenceError:
-            if old is None:  # the hot path kept no clock: count the step back
-                plan._advance_fixed(-1)
-            else:
-                plan.clock = old  # the clock only moves to a step whose values are valid
+            plan.clock = old  # the clock only moves to a step whose values are valid
             raise
+        if step is not None:  # a seek (a resume at step k) is not a step taken before the optimizer's
+            self._order_from = plan.clock.step
 
     def advance(self, samples: int | None = None, tokens: int | None = None) -> None:
         """Count one optimizer step that used ``samples`` and ``tokens`` (what the step really
@@ -333,6 +463,7 @@ class Scheduler(LRScheduler):
         packs tokens) calls this instead of :meth:`step`; see :meth:`cadence.Plan.advance`.
         """
         plan = self.plan
+        self._other_writer()
         old = plan.clock
         plan.advance(samples, tokens)
         try:
@@ -346,6 +477,34 @@ class Scheduler(LRScheduler):
         scaler found inf/NaN gradients): only the clock's ``skipped`` counter moves, so the
         next step uses the same values (see docs/runner.md, "The training step")."""
         self.plan.skip()
+
+    def step_or_skip(self, samples: int | None = None, tokens: int | None = None) -> bool:
+        """:meth:`step` if the optimizer took a step since the last call (or since the scheduler
+        was built), else :meth:`skip`; returns whether it stepped.
+
+        For a loop whose steps can be skipped without it knowing: a ``GradScaler`` that found
+        inf/NaN gradients does not call ``optimizer.step()`` (or, for an optimizer that skips
+        inside its own step, such as ``fused=True``, hands it the finding, which is read here).
+        ``samples``/``tokens`` go to :meth:`advance` for a step whose batch varies.
+        """
+        watch = self._watch
+        if watch is None:
+            raise CadenceError(f"Scheduler.step_or_skip: {type(self.optimizer).__name__} runs no step hooks "
+                               "(it skips torch.optim.Optimizer.__init__), so whether it stepped is unknown; "
+                               "call step() or skip()")
+        stepped = watch.steps != self._seen_steps
+        self._seen_steps = watch.steps
+        found_inf = watch.found_inf
+        if stepped and isinstance(found_inf, torch.Tensor) and bool(found_inf.item()):
+            stepped = False
+        if stepped:
+            if samples is None and tokens is None:
+                self.step()
+            else:
+                self.advance(samples, tokens)
+        else:
+            self.skip()
+        return stepped
 
     def set_total(self, total_steps: int, mode: str = "replan") -> None:
         """Change the planned length from the current step on; values of earlier steps never change.
@@ -402,7 +561,8 @@ class Scheduler(LRScheduler):
             values = self.plan._values()
         except CadenceError as e:
             raise type(e)(f"Scheduler: {e}", field=e.field) from None
-        lrs = self.fields.apply(values)
+        # the lrs written, when it drives lr as floats: what step() expects to find there next
+        self._written = lrs = self.fields.apply(values)
         if lrs is None:
             lrs = [float(g["lr"]) if not isinstance(g["lr"], torch.Tensor) else g["lr"].clone()
                    for g in self.optimizer.param_groups]
@@ -488,10 +648,11 @@ class Scheduler(LRScheduler):
             except CadenceError:
                 self.plan = saved_plan
                 raise
+            self._order_from = plan.clock.step  # resuming is not stepping before the optimizer
         except CadenceError as e:
             self.fields.ratios.clear()
             self.fields.ratios.update(old_ratios)
-            self.fields.__dict__.pop("_writes_cache", None)
+            self.fields._writes_cache = None
             self._apply()
             raise CadenceError(f"Scheduler.load_state_dict: {_unchannel(str(e), self.schedules)}", field=e.field) from None
 
