@@ -54,6 +54,7 @@ from cadence._atomic import atomic_write, kill_point, stable_temp
 from cadence.bench.workloads import WORKLOADS, get_workload, parameter_count
 from cadence.controllers import NOISE_SIGNALS, noise_scale
 from cadence.errors import CadenceError, LimitError, PlanError, RunError, TrainingDiverged
+from cadence.bench.distributed import Group, join
 from cadence.guards import settings_of
 from cadence.plan import BATCH, Plan
 from cadence.torch import OptimizerFields, optimizer_channels
@@ -107,9 +108,9 @@ class RunConfig:
         return resolve(self)[0]
 
 
-def resolve(config: RunConfig) -> "tuple[RunConfig, Plan]":
+def resolve(config: RunConfig, world: int = 1) -> "tuple[RunConfig, Plan]":
     """The config with every default filled in, and the plan it drives; raises on any bad setting
-    before anything is trained or written."""
+    before anything is trained or written. ``world``: processes sharing each step (torchrun)."""
     if not isinstance(config.workload, str):
         raise CadenceError(f"workload must be a name; got {config.workload!r}")
     w = get_workload(config.workload)
@@ -166,7 +167,7 @@ def resolve(config: RunConfig) -> "tuple[RunConfig, Plan]":
                             field="channels")
     if cfg.guards is not None and not isinstance(cfg.guards, dict):
         raise PlanError(f"guards must map guard names to their settings; got {str(cfg.guards)[:60]!r}", field="guards")
-    plan = _make_plan(cfg, w)
+    plan = _make_plan(cfg, w, world)
     cfg.guards = {name: settings_of(name, g) for name, g in plan.guards.items()} or None
     _optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))], plan)  # every optimizer channel names a field it has
     cfg.channels, cfg.horizon = plan.channels, plan.horizon
@@ -190,8 +191,9 @@ def _check_device(device) -> None:
                                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})", field="device")
 
 
-def _make_plan(cfg: RunConfig, w) -> Plan:
-    """The run's plan; fills ``batch_size`` (the first global batch) and ``micro_batch``."""
+def _make_plan(cfg: RunConfig, w, world: int = 1) -> Plan:
+    """The run's plan; fills ``batch_size`` (the first global batch) and ``micro_batch`` (per process:
+    by default the batch shared among the ``world`` processes)."""
     channels = dict(cfg.channels)
     if BATCH in channels:
         probe = Plan({BATCH: channels[BATCH]}, horizon=cfg.horizon, unit=cfg.unit,
@@ -206,12 +208,23 @@ def _make_plan(cfg: RunConfig, w) -> Plan:
     if cfg.batch_size > w.max_batch_size and cfg.micro_batch is None:
         raise LimitError(f"batch_size is {cfg.batch_size}; at most {w.max_batch_size} is supported in one pass "
                          "(give a micro-batch to accumulate)", field="batch_size")
-    cfg.micro_batch = cfg.batch_size if cfg.micro_batch is None else cfg.micro_batch
+    if cfg.micro_batch is None:
+        cfg.micro_batch = cfg.batch_size // world if cfg.batch_size % world == 0 else cfg.batch_size
     if BATCH not in channels and cfg.batch_size % cfg.micro_batch:
         raise PlanError(f"batch_size {cfg.batch_size} is not a whole number of micro-batches of {cfg.micro_batch}",
                         field="micro_batch")
-    return Plan(channels, horizon=cfg.horizon, unit=cfg.unit, rates=w.rates(cfg.batch_size),
-                micro_batch=cfg.micro_batch if BATCH in channels else None, guards=cfg.guards)
+    if world > 1 and cfg.batch_size % (cfg.micro_batch * world):
+        raise PlanError(f"the batch ({cfg.batch_size} samples) does not divide among {world} processes with "
+                        f"micro-batches of {cfg.micro_batch}: it must be a multiple of {cfg.micro_batch * world}",
+                        field="batch_size")
+    step = cfg.micro_batch * world  # a moving batch stays a whole number of micro-batches on every process
+    try:
+        return Plan(channels, horizon=cfg.horizon, unit=cfg.unit, rates=w.rates(cfg.batch_size),
+                    micro_batch=step if BATCH in channels else None, guards=cfg.guards)
+    except PlanError as e:
+        if world > 1 and e.field == "batch":
+            raise PlanError(f"{e} ({cfg.micro_batch} samples on each of {world} processes)", field="batch") from None
+        raise
 
 
 def signals_of(cfg: RunConfig, w) -> list[str]:
@@ -296,10 +309,11 @@ def _check_manifest(data: object, path: Path) -> dict:
         raise RunError(f"{path}: threads must be a whole number from 1 to {MAX_THREADS}; got {str(threads)[:40]!r}")
     segments = data.get("segments", [])
     if not (isinstance(segments, list) and len(segments) <= 10_000 and all(
-            isinstance(s, dict) and set(s) == {"from_step", "threads", "torch"} and isinstance(s["torch"], str)
+            isinstance(s, dict) and set(s) - {"world"} == {"from_step", "threads", "torch"} and isinstance(s["torch"], str)
             and all(isinstance(s[k], int) and not isinstance(s[k], bool) for k in ("from_step", "threads"))
+            and isinstance(s.get("world", 1), int) and not isinstance(s.get("world", 1), bool) and s.get("world", 1) >= 1
             for s in segments)):
-        raise RunError(f"{path}: segments must be a list of {{from_step, threads, torch}} records")
+        raise RunError(f"{path}: segments must be a list of {{from_step, threads, torch, world}} records")
     versions = data.get("versions", {})
     if not (isinstance(versions, dict) and all(isinstance(v, str) for v in versions.values())):
         raise RunError(f"{path}: versions must be an object of version strings")
@@ -472,14 +486,30 @@ class _Rows:
         self.file.close()
 
 
-def _progress(total: int, initial: int, enabled: bool, desc: str):
-    if not enabled:
+class _NoRows:
+    """Where a rank other than 0 writes its rows under torchrun: nowhere."""
+
+    def __init__(self, path: Path, header: list[str], keep: int | None, recorded: int | None = None) -> None:
+        self.path, self.header, self.size = path, list(header), 0
+
+    def write(self, values) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(plan: Plan, unit: str, progress, desc: str, elapsed: float = 0.0):
+    """What shows the run's progress on stderr (cadence.bench.logs.Progress), or None when not asked for."""
+    from cadence.bench.logs import Progress, progress_mode
+
+    mode = progress_mode(progress)
+    if mode is None:
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=False, file=sys.stderr)
+    return Progress(mode, desc, plan.horizon, initial=plan.clock.position, unit=unit, elapsed=elapsed)
 
 
 def _warn(message: str) -> None:
@@ -489,13 +519,18 @@ def _warn(message: str) -> None:
 # -- training -------------------------------------------------------------------------------
 
 def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwrite: bool = False,
-          progress: bool = False, threads: int | None = None, stop_after: int | None = None,
-          warn: Callable[[str], None] | None = None) -> dict:
+          progress: "bool | str | None" = False, threads: int | None = None, stop_after: int | None = None,
+          warn: Callable[[str], None] | None = None, tensorboard: "str | os.PathLike | None" = None) -> dict:
     """Run (or resume) one training run; returns its manifest.
 
     ``threads``: torch threads; on resume, None keeps the run's own count (bit-exact), another
     count is used with a warning and recorded. ``stop_after`` ends it early (tests).
     ``warn`` receives one-line warnings (default: ``warnings.warn``).
+    ``progress`` (on stderr): ``"bar"`` (or True) a tqdm bar, ``"lines"`` a line every 5% of the
+    horizon, None (or False) nothing; reading the workload's data is shown the same way.
+    ``tensorboard``: a folder where every metrics.csv row also goes as TensorBoard scalars (an
+    output, not a setting: a resumed run may log elsewhere or not at all; needs the
+    ``tensorboard`` extra). Recorded in run.json as ``tensorboard``, outside ``config``.
     Raises TrainingDiverged (the run folder stays resumable), RunError, and on SIGINT
     KeyboardInterrupt after marking the run ``interrupted``.
     """
@@ -503,6 +538,13 @@ def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwri
     warn = warn or _warn
     if resume and overwrite:
         raise RunError("resuming and overwriting a run contradict each other; choose one", field="overwrite")
+    from cadence.bench.logs import check_tensorboard_folder, progress_mode, require_tensorboard
+    from cadence.bench.workloads import data_progress
+
+    mode = progress_mode(progress)
+    if tensorboard is not None:
+        tensorboard = check_tensorboard_folder(tensorboard)
+        require_tensorboard()
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise CadenceError(f"threads must be a positive whole number; got {threads!r}", field="threads")
@@ -512,21 +554,43 @@ def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwri
         raise RunError("the run folder's name contains a NUL character", field="out")
     if os.path.lexists(out) and not out.is_dir():
         raise RunError(f"{out} exists and is not a folder", field="out")
-    if resume:
-        if not out.is_dir():
-            raise RunError(f"cannot resume: {out} holds no cadence run (no such folder)", field="out")
-        asked = config.resolved() if config.workload else None
-    else:
-        asked = config.resolved()  # validate before touching the disk
-    out.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out):
-        return _train_locked(asked, out, resume=resume, overwrite=overwrite, progress=progress, threads=threads,
-                             stop_after=stop_after, warn=warn)
+    if resume and not out.is_dir():
+        raise RunError(f"cannot resume: {out} holds no cadence run (no such folder)", field="out")
+    world = join_world = None
+    shown = contextlib.ExitStack()
+    try:
+        world = join(config.device if isinstance(config.device, str) else "cpu")  # torchrun: this process's rank
+        join_world = world.world if world is not None else 1
+        shown.enter_context(data_progress(mode if world is None or world.main else None))  # tiny-lm: reading its data
+        if resume:
+            asked = resolve(config, join_world)[0] if config.workload else None
+        else:
+            asked = resolve(config, join_world)[0]  # validate before touching the disk
+        main = world is None or world.main
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+        with folder_lock(out) if main else contextlib.nullcontext():  # rank 0 alone writes the folder
+            return _train_locked(asked, out, resume=resume, overwrite=overwrite, progress=mode if main else None,
+                                 threads=threads, stop_after=stop_after, warn=warn if main else (lambda m: None),
+                                 group=world, tensorboard=tensorboard)
+    finally:
+        shown.close()
+        if world is not None:
+            world.close()
 
 
-def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite: bool, progress: bool,
-                  threads: int | None, stop_after: int | None, warn: Callable[[str], None]) -> dict:
-    previous = prepare_out(out, resume=resume, overwrite=overwrite)
+def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite: bool, progress: "str | None",
+                  threads: int | None, stop_after: int | None, warn: Callable[[str], None],
+                  group: Group | None = None, tensorboard: Path | None = None) -> dict:
+    main = group is None or group.main
+
+    def write_manifest(manifest: dict) -> None:
+        if main:
+            _write_json(out / "run.json", manifest)
+    if group is None:
+        previous = prepare_out(out, resume=resume, overwrite=overwrite)
+    else:  # rank 0 prepares the folder; every rank gets its answer (or its error)
+        previous = group.share(lambda: prepare_out(out, resume=resume, overwrite=overwrite), "preparing the run folder")
     cfg = asked if previous is None else RunConfig(**previous["config"])
     if previous is not None and asked is not None and asdict(asked) != asdict(cfg):
         mine, theirs = asdict(asked), asdict(cfg)
@@ -542,13 +606,13 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
     if threads:
         torch.set_num_threads(threads)
     workload = get_workload(cfg.workload)
-    cfg, plan = resolve(cfg)
+    cfg, plan = resolve(cfg, group.world if group is not None else 1)
     fingerprint = workload.fingerprint()
     if previous is not None and previous.get("data") != fingerprint:
         raise RunError(f"cannot resume {out}: the {cfg.workload} data on this machine differs from the run's "
                        f"({fingerprint} vs {str(previous.get('data'))[:40]})")
 
-    loop = make_loop(cfg, workload, plan)
+    loop = make_loop(cfg, workload, plan, group)
     model = loop.model
     settings = json.dumps(asdict(cfg), sort_keys=True)
 
@@ -560,16 +624,20 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
     saved = start if start > 0 else None  # the step of the last checkpoint on disk
 
     segment = {"from_step": start, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if group is not None:
+        segment["world"] = group.world
     if start == 0:
         segments = [segment]  # nothing of an earlier attempt is kept
     else:
         segments = list(previous.get("segments") or
                         [{"from_step": 0, "threads": recorded or 0, "torch": previous.get("versions", {}).get("torch", "?")}])
         old = segments[-1]
-        if (old["threads"], old["torch"]) != (segment["threads"], segment["torch"]):
-            warn(f"resuming {out} with {segment['threads']} torch thread(s) and torch {segment['torch']} where it ran "
-                 f"with {old['threads']} and torch {old['torch']}: the rest of the run is not bit-identical to an "
-                 "uninterrupted one (recorded in run.json)")
+        if (old["threads"], old["torch"], old.get("world", 1)) != (segment["threads"], segment["torch"],
+                                                                     segment.get("world", 1)):
+            warn(f"resuming {out} with {segment['threads']} torch thread(s), torch {segment['torch']} and "
+                 f"{segment.get('world', 1)} process(es) where it ran with {old['threads']}, torch {old['torch']} and "
+                 f"{old.get('world', 1)}: the rest of the run is not bit-identical to an uninterrupted one "
+                 "(recorded in run.json)")
             segments.append(segment)
 
     rates = workload.rates(cfg.batch_size)
@@ -587,56 +655,71 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         "segments": segments,
         "bit_exact": len(segments) == 1,
     }
-    _write_json(out / "run.json", manifest)  # first: a folder with run files always has a manifest
+    if tensorboard is not None:
+        manifest["tensorboard"] = os.path.abspath(tensorboard)  # where this start or resume logs (not a setting)
+    write_manifest(manifest)  # first: a folder with run files always has a manifest
 
     channels = list(cfg.channels)
     signals = signals_of(cfg, workload)
     reports = plan.diagnostics  # controllers' state after the step: lr.scale, batch.b_simple, ...
     header = ["step", "samples", "tokens", *channels, *signals, *reports]
     keep = start if start > 0 else None  # nothing checkpointed: the files start over
-    metrics = _Rows(out / "metrics.csv", header, keep, offsets.get("metrics.csv"))
+    rows = _Rows if main else _NoRows  # torchrun: rank 0 alone writes
+    metrics = rows(out / "metrics.csv", header, keep, offsets.get("metrics.csv"))
     try:
-        timing = _Rows(out / "timing.csv", ["step", "wall_s"], keep, offsets.get("timing.csv"))
+        timing = rows(out / "timing.csv", ["step", "wall_s"], keep, offsets.get("timing.csv"))
     except BaseException:
         metrics.close()
         raise
 
     def save_checkpoint() -> None:
+        if not main:
+            return
         state = {"step": plan.clock.step, "elapsed": elapsed, "rows": {"metrics.csv": metrics.size, "timing.csv": timing.size},
                  "settings": settings, **loop.state_dict()}
         atomic_write(checkpoint, lambda tmp: torch.save(state, tmp), temp=stable_temp(checkpoint))
 
-    bar = _progress(plan.horizon, plan.clock.position, progress, f"{cfg.workload} seed {cfg.seed}")
+    bar = _progress(plan, cfg.unit, progress, f"{cfg.workload} seed {cfg.seed}", elapsed)
+    board = None
     step = start
     try:
+        if tensorboard is not None and main:  # the one place a TensorBoard writer is made: rank 0 alone writes
+            from cadence.bench.logs import TensorBoardLog
+
+            board = TensorBoardLog.open(tensorboard, header, start)  # hides what earlier processes logged from start on
         while not plan.done and (stop_after is None or plan.clock.step < stop_after):
             t0 = time.perf_counter()
             step = plan.clock.step
-            before = plan.clock.position
             row = loop.run_step()
             if row is None:  # a guard skipped the step: no row, the clock did not move
                 continue
             if row == "rollback":
                 metrics, timing = _roll_back(loop, out, cfg, settings, saved, step, metrics, timing)
+                if board is not None:
+                    board.restart(saved)  # the steps from `saved` on are logged again
                 manifest["rollbacks"] = [dict(r) for r in loop.rollbacks]
                 warn(f"{out}: repeated loss spikes up to step {step}; rolled back to the checkpoint of step {saved} "
                      f"and going on with the data after the spike (rollback {len(loop.rollbacks)} of at most "
                      f"{plan.guards['rollback'].max_rollbacks})")
                 continue
             diagnosis = plan.diagnose() if reports else {}
-            metrics.write([step, plan.clock.samples, plan.clock.tokens, *(row[c] for c in channels),
-                           *(row.get(n) for n in signals), *(diagnosis[n] for n in reports)])
+            values = [step, plan.clock.samples, plan.clock.tokens, *(row[c] for c in channels),
+                      *(row.get(n) for n in signals), *(diagnosis[n] for n in reports)]
+            metrics.write(values)
+            if board is not None:
+                board.row(values)
             dt = time.perf_counter() - t0
             elapsed += dt
             timing.write([step, f"{dt:.6f}"])
             kill_point("row")
             if bar is not None:
-                bar.set_postfix(loss=f"{row['train_loss']:.4f}", lr=f"{row['lr']:.3g}", refresh=False)
-                bar.update(plan.clock.position - before)
+                bar.update(plan.clock.position, plan.clock.step, loss=row["train_loss"], lr=row.get("lr"))
             if plan.clock.step % cfg.checkpoint_every == 0 or plan.done:
                 t1 = time.perf_counter()
                 metrics.flush()
                 timing.flush()
+                if board is not None:
+                    board.flush()
                 save_checkpoint()
                 saved = plan.clock.step
                 elapsed += time.perf_counter() - t1  # counted in train_seconds (not in that step's timing row)
@@ -647,7 +730,7 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
             manifest["skipped"] = plan.clock.skipped
     except TrainingDiverged as e:
         manifest.update(status="diverged", step=saved or 0, diverged_at=step)
-        _write_json(out / "run.json", manifest)
+        write_manifest(manifest)
         if saved is None:
             kept = (f"no checkpoint had been written yet (the first was due at step {cfg.checkpoint_every}); "
                     "resuming starts over")
@@ -656,15 +739,17 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         raise TrainingDiverged(f"{e}; stopped: {kept}") from None
     except KeyboardInterrupt:
         manifest.update(status="interrupted", step=saved or 0)
-        _write_json(out / "run.json", manifest)
+        write_manifest(manifest)
         raise
     finally:
         metrics.close()
         timing.close()
         if bar is not None:
             bar.close()
+        if board is not None:
+            board.close()
     manifest["train_seconds"] = round(elapsed, 3)
-    _write_json(out / "run.json", manifest)
+    write_manifest(manifest)
     return manifest
 
 
@@ -684,11 +769,18 @@ def _roll_back(loop: "Loop", out: Path, cfg: RunConfig, settings: str, saved: in
         raise TrainingDiverged(f"repeated loss spikes up to step {step} after {len(loop.rollbacks)} rollbacks "
                                f"(max_rollbacks={policy.max_rollbacks})")
     drawn, rollbacks = loop.drawn, [*loop.rollbacks, {"at_step": step, "to_step": saved, "drawn": loop.drawn}]
+    checkpoint = out / "checkpoint.pt"
+    if isinstance(metrics, _NoRows):  # torchrun, rank > 0: restore only; rank 0 rewrites the files
+        _load_checkpoint(checkpoint, cfg, settings, loop)
+        loop.drawn, loop.rollbacks = drawn, rollbacks
+        torch.distributed.barrier()
+        return metrics, timing
     metrics.close()
     timing.close()
-    checkpoint = out / "checkpoint.pt"
     elapsed, offsets = _load_checkpoint(checkpoint, cfg, settings, loop)
     loop.drawn, loop.rollbacks = drawn, rollbacks
+    if loop.group is not None:
+        torch.distributed.barrier()  # every rank has read the checkpoint before it is replaced
     metrics = _Rows(out / "metrics.csv", metrics.header, saved, offsets.get("metrics.csv"))
     timing = _Rows(out / "timing.csv", timing.header, saved, offsets.get("timing.csv"))
     state = {"step": saved, "elapsed": elapsed, "rows": {"metrics.csv": metrics.size, "timing.csv": timing.size},
@@ -697,7 +789,7 @@ def _roll_back(loop: "Loop", out: Path, cfg: RunConfig, settings: str, saved: in
     return metrics, timing
 
 
-def make_loop(cfg: RunConfig, workload, plan: Plan) -> "Loop":
+def make_loop(cfg: RunConfig, workload, plan: Plan, group: Group | None = None) -> "Loop":
     """The model (seeded by ``cfg.seed``), its optimizer and the Loop that trains it under ``plan``.
 
     Two param groups: weights with ``weight_decay``, biases and norms without; the plan sets
@@ -710,7 +802,7 @@ def make_loop(cfg: RunConfig, workload, plan: Plan) -> "Loop":
         (decay if p.ndim >= 2 else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     opt, fields = _optimizer(cfg, [g for g in groups if g["params"]], plan)
-    return Loop(cfg, workload, model, opt, plan, fields)
+    return Loop(cfg, workload, model, opt, plan, fields, group)
 
 
 def _optimizer(cfg: RunConfig, groups: list, plan: Plan):
@@ -751,8 +843,11 @@ class Loop:
     that is the step's batch, as in earlier releases.
     """
 
-    def __init__(self, cfg: RunConfig, workload, model, opt, plan: Plan, fields: OptimizerFields) -> None:
+    def __init__(self, cfg: RunConfig, workload, model, opt, plan: Plan, fields: OptimizerFields,
+                 group: "Group | None" = None) -> None:
         self.cfg, self.workload, self.model, self.opt, self.plan, self.fields = cfg, workload, model, opt, plan, fields
+        self.group = group  # torchrun: this rank's place (cadence.bench.distributed); None for one process
+        self.rank, self.world = (group.rank, group.world) if group is not None else (0, 1)
         self.drawn = 0  # micro-batches drawn so far (the data cursor; skipped steps draw too)
         self.skips_in_a_row = 0
         self.rollbacks: list[dict] = []  # {at_step, to_step, drawn} of each rollback to a checkpoint
@@ -778,7 +873,8 @@ class Loop:
         self.opt.zero_grad(set_to_none=True)
         losses, terms, small = [], {t: [] for t in self.terms}, []
         previous = None
-        for j in range(count):
+        mine = range(self.rank, count, self.world)  # torchrun: micro-batch j of the step goes to rank j % world
+        for j in mine:
             data = self.workload.batch(cfg.seed, self.drawn + j, micro)
             if cfg.device != "cpu":
                 data = tuple(t.to(cfg.device, non_blocking=True) for t in data)
@@ -793,8 +889,10 @@ class Loop:
             (loss / count if count > 1 else loss).backward()
             losses.append(main.item())
             if count > 1:
-                previous = self._micro_norm(previous, count, small, last=j == count - 1)
+                previous = self._micro_norm(previous, count, small, last=j == mine[-1])
         self.drawn += count
+        if self.group is not None:
+            self.group.sum_gradients(self.params)
         return {"batch": batch, "count": count, "losses": losses, "terms": terms, "small": small}
 
     def _micro_norm(self, previous, count: int, small: list, last: bool):
@@ -820,17 +918,46 @@ class Loop:
     # 3
     def reduce_signals(self, work: dict) -> dict:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip))
+        if self.group is not None:
+            self._reduce_across_ranks(work)
         signals = {"train_loss": float(np.mean(work["losses"])), "grad_norm": grad_norm}
         for t, vals in work["terms"].items():
             signals[f"loss_{t}"] = float(np.mean(vals))
         if self.monitored:  # measured in the step's last forward pass (tiny-lm: attention and output logits)
-            signals.update(self.workload.monitors(self.model))
+            monitors = self.workload.monitors(self.model)
+            if self.group is not None:
+                names = list(monitors)
+                top = self.group.max_(torch.tensor([monitors[n] for n in names], dtype=torch.float64))
+                monitors = dict(zip(names, top.tolist()))
+            signals.update(monitors)
         if self.noise:
             g2 = trace = None
             if work["count"] > 1 and math.isfinite(grad_norm):
                 g2, trace = noise_scale(work["small"], self.cfg.micro_batch, grad_norm * grad_norm, work["batch"])
             signals["noise_g2"], signals["noise_trace"] = g2, trace
         return signals
+
+    def _reduce_across_ranks(self, work: dict) -> None:
+        """Every rank's per-micro-batch numbers on every rank, in micro-batch order (torchrun).
+
+        Each list of the step (losses, loss terms, micro-batch gradient norms) becomes the full
+        list over all ``count`` micro-batches: rank r fills slots r, r + world, ... and a sum
+        across ranks assembles it, so the signals are those of a one-process run.
+        """
+        count, names = work["count"], ["losses", *(f"term:{t}" for t in work["terms"]),
+                                        *(["small"] if work["small"] else [])]
+        table = torch.zeros(len(names), count, dtype=torch.float64)
+        slots = list(range(self.rank, count, self.world))
+        for row, name in enumerate(names):
+            values = work[name] if name in ("losses", "small") else work["terms"][name[5:]]
+            table[row, slots] = torch.tensor(values, dtype=torch.float64)
+        self.group.sum_(table)
+        for row, name in enumerate(names):
+            full = table[row].tolist()
+            if name in ("losses", "small"):
+                work[name] = full
+            else:
+                work["terms"][name[5:]] = full
 
     # 4
     def guards(self, signals: dict) -> str:

@@ -7,6 +7,7 @@ Exit statuses are those of ``cadence.errors``: 0 ok, 1 a check failed, 2 bad inp
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         result = args.handler(args)
         return EXIT_OK if result is None else int(result)
     except CadenceError as e:
-        print(f"cadence: error: {describe(e, getattr(args, 'command', None))}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank raises the same error: rank 0 says it
+            print(f"cadence: error: {describe(e, getattr(args, 'command', None))}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:  # `cadence schedule ... --csv | head`
         sys.stderr.close()

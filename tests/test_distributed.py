@@ -1,0 +1,99 @@
+"""`torchrun -m cadence run` on CPU (gloo): the same run as one process, and exact kill-and-resume.
+
+Each case starts real processes with torchrun (a few seconds each), so the runs are short.
+The tolerance for losses (1e-5 relative) is what summing gradients across processes in
+another order costs in float32: measured at 1e-7 over 30 digits steps (docs/integrations.md).
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+BIN = Path(sys.executable).parent
+RUN = ["digits", "--horizon", "3200sa", "--unit", "sample", "--micro-batch", "16", "--eval-every", "10",
+       "--checkpoint-every", "10", "--set", "batch=ramp(32, 128, '50%', shape='doubling')"]
+
+
+def cadence(args, out, procs=1, kill_at=None, check=True):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("CADENCE_KILL_AT", None)
+    if kill_at:
+        env["CADENCE_KILL_AT"] = kill_at
+    if procs == 1:
+        cmd = [str(BIN / "cadence"), "run", *args, "--out", str(out), "--threads", "1"]
+    else:
+        cmd = [str(BIN / "torchrun"), "--standalone", f"--nproc_per_node={procs}", "-m", "cadence", "run", *args,
+               "--out", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    if check:
+        assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The same plan in one process and in two (batch ramp, noise scale measured, evaluations)."""
+    root = tmp_path_factory.mktemp("ddp")
+    cadence(RUN, root / "one")
+    cadence(RUN, root / "two", procs=2)
+    return root
+
+
+def test_two_processes_match_one(reference):
+    one, two = (pd.read_csv(reference / name / "metrics.csv") for name in ("one", "two"))
+    assert list(one.columns) == list(two.columns) and len(one) == len(two) > 30
+    for exact in ("step", "samples", "tokens", "lr", "batch"):
+        assert one[exact].tolist() == two[exact].tolist()  # scheduled values and batch sizes: identical
+    assert one["batch"].iloc[0] == 32 and one["batch"].iloc[-1] == 128
+    for close in ("train_loss", "grad_norm", "val_loss", "noise_g2", "noise_trace"):
+        a, b = one[close].to_numpy(float), two[close].to_numpy(float)
+        both = ~np.isnan(a)
+        assert (np.isnan(b) == ~both).all()
+        rel = np.abs(a[both] - b[both]) / np.maximum(np.abs(a[both]), 1e-12)
+        assert rel.max() < (1e-5 if close != "noise_g2" else 1e-3), (close, rel.max())  # G2 is a small difference
+    manifest = json.loads((reference / "two" / "run.json").read_text())
+    assert manifest["status"] == "complete" and manifest["segments"][0]["world"] == 2
+
+
+def test_only_rank_zero_writes_and_reports(reference):
+    names = sorted(p.name for p in (reference / "two").iterdir())
+    assert names == ["checkpoint.pt", "metrics.csv", "run.json", "timing.csv"]
+
+
+def test_a_killed_two_process_run_resumes_exactly(reference, tmp_path):
+    out = tmp_path / "killed"
+    died = cadence(RUN, out, procs=2, kill_at="row:17", check=False)
+    assert died.returncode != 0
+    assert json.loads((out / "run.json").read_text())["status"] == "running" and (out / "checkpoint.pt").exists()
+    cadence(["--resume"], out, procs=2)
+    assert (out / "metrics.csv").read_bytes() == (reference / "two" / "metrics.csv").read_bytes()
+
+
+def test_resuming_with_another_number_of_processes_works_and_is_recorded(reference, tmp_path):
+    out = tmp_path / "switched"
+    cadence(RUN, out, procs=2, kill_at="row:25", check=False)
+    done = cadence(["--resume"], out, procs=1)
+    assert "not bit-identical" in done.stderr
+    manifest = json.loads((out / "run.json").read_text())
+    assert [s.get("world", 1) for s in manifest["segments"]] == [2, 1] and manifest["status"] == "complete"
+    ours, ref = pd.read_csv(out / "metrics.csv"), pd.read_csv(reference / "two" / "metrics.csv")
+    assert ours["batch"].tolist() == ref["batch"].tolist()
+    assert np.allclose(ours["train_loss"], ref["train_loss"], rtol=1e-5)
+
+
+def test_a_batch_that_does_not_divide_among_processes_is_refused(tmp_path):
+    done = cadence(["digits", "--steps", "5", "--batch-size", "48", "--micro-batch", "16"], tmp_path / "bad", procs=2,
+                   check=False)
+    assert done.returncode != 0 and "exitcode: 2" in done.stderr  # torchrun reports its processes' status 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("cadence: error")]
+    assert lines == ["cadence: error: --batch-size: the batch (48 samples) does not divide among 2 processes with "
+                     "micro-batches of 16: it must be a multiple of 32"]  # said once, by rank 0
+    assert not (tmp_path / "bad").exists()  # refused before the folder was made
