@@ -177,7 +177,32 @@ def test_plateau_on_eval_loss_halves_the_lr_once_evaluations_stop_improving(tmp_
     assert [lr for _, lr in sorted(logged(trainer, "learning_rate").items())] == used
 
 
+def test_controllers_see_the_training_loss_the_trainer_logs(tmp_path):
+    # mode='max' on a loss that falls at every step (one sequence repeated): every log after the
+    # first is a bad one, so with patience 0 each of them halves the LR. Logged every 2 steps.
+    plan = Plan({"lr": "plateau(cosine(peak=1e-3), monitor='train_loss', mode='max', patience=0, factor=0.5)"},
+                horizon=16)
+    trainer, rec = train(tmp_path, plan, data=Sequences(48, token=1), max_steps=8, logging_steps=2)
+    losses = [loss for _, loss in sorted(logged(trainer, "loss").items())]
+    assert len(losses) == 4 and all(b < a for a, b in zip(losses, losses[1:]))
+    rule = plan.states["lr"]["rule"]
+    assert rule["observations"] == 4 and rule["reductions"] == [4, 6, 8]
+    cosine = Plan({"lr": "cosine(peak=1e-3)"}, horizon=16).preview(stop=8)["lr"]
+    scale = [1, 1, 1, 1, 0.5, 0.5, 0.25, 0.25]
+    assert [g[0][0] for g in rec.used] == pytest.approx(list(cosine * scale), rel=1e-12)
+
+
 # -- resume --------------------------------------------------------------------------------------
+def test_a_second_train_without_resume_starts_the_plan_again(tmp_path):
+    plan = Plan({"lr": "cosine(peak=1e-3, warmup=2)"}, horizon=4)
+    callback, rec = PlanCallback(plan), Recorder()
+    trainer = Trainer(model=model(), args=arguments(tmp_path, max_steps=4), train_dataset=Sequences(16),
+                      callbacks=[callback, rec])
+    trainer.train()
+    first = list(rec.used)
+    trainer.train()
+    assert rec.used[4:] == first and len(first) == 4 and plan.clock.step == 4
+
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
     channels = {"lr": "plateau(cosine(peak=1e-3, warmup=2), monitor='val_loss', patience=0, factor=0.5)",
                 "weight_decay": "linear(peak=0.1, final=0.0)"}
@@ -188,6 +213,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
     trainer_a, straight = train(tmp_path / "a", plan_a, _eval=Sequences(8, token=2), **common)
     saved = json.loads((tmp_path / "a" / "checkpoint-6" / STATE_FILE).read_text())
     assert saved["global_step"] == 6 and saved["plan"]["clock"]["step"] == 6
+    assert not [f for f in os.listdir(tmp_path / "a" / "checkpoint-6") if f.startswith(".")]  # no temporary left
 
     shutil.copytree(tmp_path / "a" / "checkpoint-6", tmp_path / "b" / "checkpoint-6")
     plan_b = Plan(channels, horizon=12)

@@ -258,7 +258,7 @@ class PlanCallback(TrainerCallback):
                                "the Trainer's torch optimizer only")
         if optimizer is None or model is None:
             raise CadenceError("PlanCallback: the Trainer has no optimizer or model at train begin")
-        self._check_signals(args, optimizer)
+        self._check_signals(trainer, args, optimizer)
         if state.global_step > 0:
             self._resume(args, state, resume_from)
         else:
@@ -286,7 +286,7 @@ class PlanCallback(TrainerCallback):
         self._active = True
         return control
 
-    def _check_signals(self, args, optimizer) -> None:
+    def _check_signals(self, trainer, args, optimizer) -> None:
         """Every signal the plan reads is one this Trainer gives, when it gives it (one line each)."""
         evaluates = str(getattr(args.eval_strategy, "value", args.eval_strategy)) != "no"
         logs = str(getattr(args.logging_strategy, "value", args.logging_strategy)) != "no"
@@ -304,6 +304,9 @@ class PlanCallback(TrainerCallback):
                                 "give; it gives train_loss and grad_norm when it logs, val_loss and its eval_* metrics "
                                 "when it evaluates", field="channels")
         if self._guarded:
+            if getattr(trainer, "is_fsdp_enabled", False):
+                raise PlanError("PlanCallback: the plan's guards read grad_norm, but under FSDP each process holds a "
+                                "shard of the gradients; drop the guards", field="guards")
             if args.max_grad_norm is not None and args.max_grad_norm > 0:
                 raise PlanError(f"PlanCallback: the plan's guards read grad_norm, but the Trainer clips gradients "
                                 f"(max_grad_norm={args.max_grad_norm:g}) before callbacks see them, so their norm "
