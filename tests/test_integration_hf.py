@@ -155,6 +155,33 @@ def test_gradient_accumulation_counts_optimizer_steps_and_real_samples(tmp_path)
     assert trainer.state.global_step == 6
 
 
+DATA_PARALLEL = """
+import json, os, sys, torch
+sys.path.insert(0, sys.argv[1])
+from test_integration_hf import Plan, PlanCallback, Recorder, Sequences, Trainer, arguments, model
+torch.set_num_threads(1)
+plan = Plan({"lr": "linear(peak=1e-3, final=0.0)"}, horizon=64, unit="sample")
+rec = Recorder()
+trainer = Trainer(model=model(), args=arguments(sys.argv[2], max_steps=3, ddp_backend="gloo"),
+                  train_dataset=Sequences(24), callbacks=[PlanCallback(plan), rec])
+trainer.train()
+with open(os.path.join(sys.argv[2], "rank%s.json" % os.environ["RANK"]), "w") as f:
+    json.dump({"clock": plan.clock.counters(), "lr": [g[0][0] for g in rec.used]}, f)
+"""
+
+
+def test_data_parallel_processes_count_the_samples_of_all(tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(DATA_PARALLEL)
+    here = os.path.dirname(os.path.abspath(__file__))
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+                    here, str(tmp_path)], check=True, timeout=300, capture_output=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1]
+    assert ranks[0]["clock"] == {"step": 3, "samples": 3 * 2 * 4, "tokens": 3 * 2 * 4 * SEQ, "skipped": 0}
+    assert ranks[0]["lr"] == pytest.approx([1e-3, 1e-3 * (1 - 8 / 64), 1e-3 * (1 - 16 / 64)], rel=1e-12)
+
+
 # -- controllers -----------------------------------------------------------------------------------
 def test_plateau_on_eval_loss_halves_the_lr_once_evaluations_stop_improving(tmp_path):
     # Trained on sequences of token 1, evaluated on sequences of token 2: learning one makes the
@@ -365,6 +392,6 @@ def test_resuming_from_a_checkpoint_of_another_plan_or_none_is_refused(tmp_path)
 
 # -- packaging -----------------------------------------------------------------------------------
 def test_importing_cadence_does_not_import_transformers():
-    code = ("import sys, cadence, cadence.torch, cadence.integrations; "
+    code = ("import sys, cadence, cadence.integrations; "
             "assert 'transformers' not in sys.modules, 'transformers imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
