@@ -12,7 +12,10 @@ saved to resume a run exactly.
 from __future__ import annotations
 
 import abc
+import contextlib
+import contextvars
 import hashlib
+import math
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +28,26 @@ from torch import nn
 from cadence.errors import CadenceError
 from cadence.time import Rates
 
-__all__ = ["Workload", "WORKLOADS", "get_workload", "step_generator"]
+__all__ = ["Workload", "WORKLOADS", "get_workload", "step_generator", "data_progress"]
+
+_DATA_PROGRESS: contextvars.ContextVar = contextvars.ContextVar("cadence_data_progress", default=None)
+
+
+@contextlib.contextmanager
+def data_progress(progress):
+    """Within it, a workload that reads its data shows that on stderr (``"bar"``, ``"lines"``, or None: silent).
+
+    tiny-lm reads the standard library's source the first time it needs its data (10-40 s
+    with a cold disk cache): ``"bar"`` shows the files read and megabytes, ``"lines"`` one
+    line when it starts and one when it is done. Data already read says nothing.
+    """
+    from cadence.bench.logs import progress_mode
+
+    token = _DATA_PROGRESS.set(progress_mode(progress))
+    try:
+        yield
+    finally:
+        _DATA_PROGRESS.reset(token)
 
 
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
@@ -93,6 +115,20 @@ class Workload(abc.ABC):
             raise CadenceError(f"{self.name}: unknown size {size!r}; allowed: {', '.join(self.sizes)}", field="size")
         return size
 
+    #: What :meth:`monitors` measures of the model's most recent training forward pass (metrics.csv columns).
+    monitor_names: tuple[str, ...] = ()
+    #: Steps between measurements of a monitor that costs more than ~1% of a step (see :meth:`monitors`).
+    monitor_every: int = 1
+
+    def monitors(self, model: nn.Module, step: int | None = None) -> dict[str, float]:
+        """The values of ``monitor_names`` for the model's most recent forward pass in training mode.
+
+        NaN before the first such pass, and, when ``step`` is given, for a costly monitor at a
+        step that is not a multiple of ``monitor_every`` (it is not computed then). Without
+        ``step`` every monitor is computed.
+        """
+        return {}
+
 
 # -- tiny-lm ----------------------------------------------------------------------------------
 
@@ -107,9 +143,29 @@ class _Block(nn.Module):
     def forward(self, x):
         b, t, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if self.training:  # kept for the monitor (autograd keeps them until the backward pass anyway)
+            self.last_qk = (q.detach(), k.detach())
         att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + self.proj(att.transpose(1, 2).reshape(b, t, d))
         return x + self.mlp(self.ln2(x))
+
+
+def _attention_logit_max(q: torch.Tensor, k: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+    """The largest pre-softmax logit q.k / sqrt(d_head) that causal attention uses (over batch, heads, positions).
+
+    ``q``, ``k``: (batch, heads, positions, d_head). Computed apart from the attention (which
+    does not expose its logits), without autograd: the loss and gradients are the same bits.
+    The scores are formed ``chunk`` (sequence, head) pairs at a time so they stay in cache.
+    """
+    with torch.no_grad():
+        t, scale = q.shape[-2], q.shape[-1] ** -0.5
+        q, k = q.flatten(0, 1), k.flatten(0, 1)
+        best = None
+        for i in range(0, q.shape[0], chunk):  # max over sequences and heads first: a t x t matrix is left
+            scores = torch.bmm(q[i:i + chunk], k[i:i + chunk].transpose(1, 2)).amax(dim=0)
+            best = scores if best is None else torch.maximum(best, scores)
+        future = torch.ones(t, t, dtype=torch.bool, device=q.device).triu_(1)
+        return best.masked_fill_(future, -math.inf).amax() * scale  # then over causal positions; scale > 0
 
 
 class ByteGPT(nn.Module):
@@ -123,12 +179,26 @@ class ByteGPT(nn.Module):
         self.ln = nn.LayerNorm(d)
         nn.init.normal_(self.embed.weight, std=0.02)
         nn.init.normal_(self.pos, std=0.02)
+        self.logit_max = None  # the largest |output logit| of the last training forward pass (a 0-d tensor)
 
     def forward(self, idx):
         x = self.embed(idx) + self.pos[: idx.shape[1]]
         for block in self.blocks:
             x = block(x)
-        return self.ln(x) @ self.embed.weight.T
+        logits = self.ln(x) @ self.embed.weight.T
+        if self.training:
+            with torch.no_grad():
+                low, high = torch.aminmax(logits.detach())
+                self.logit_max = torch.maximum(high, -low)
+        return logits
+
+    def attention_logit_max(self) -> torch.Tensor | None:
+        """The largest pre-softmax attention logit of the last training forward pass, over layers, the batch,
+        heads and causal positions (None before the first). Costs about one more q.k product per layer."""
+        kept = [block.last_qk for block in self.blocks if getattr(block, "last_qk", None) is not None]
+        if not kept:
+            return None
+        return torch.stack([_attention_logit_max(q, k) for q, k in kept]).amax()
 
 
 @dataclass
@@ -148,32 +218,46 @@ class TinyLM(Workload):
 
     def _corpus(self):
         if "train" not in self._data:
+            from cadence.bench.logs import DataProgress
+
             root = Path(sysconfig.get_paths()["stdlib"])
-            files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)
-            if not files:
-                raise CadenceError(f"tiny-lm: no Python source found under {root}")
-            train, val, names = [], [], hashlib.sha256()
-            size = 0
-            for path in files:
-                rel = path.relative_to(root).as_posix()
-                # Stable split: a file's side depends only on its path.
-                bucket = int.from_bytes(hashlib.sha256(rel.encode()).digest()[:4], "little") / 2**32
-                try:
-                    data = path.read_bytes()
-                except OSError:
-                    continue
-                if bucket < self.val_fraction:
-                    val.append(data)
-                elif size < self.max_train_bytes:
-                    train.append(data)
-                    size += len(data)
-                else:
-                    continue
-                names.update(rel.encode() + len(data).to_bytes(8, "little"))
-            self._data["train"] = torch.frombuffer(bytearray(b"".join(train)), dtype=torch.uint8).long()
-            self._data["val"] = torch.frombuffer(bytearray(b"".join(val)), dtype=torch.uint8).long()
-            self._data["fingerprint"] = names.hexdigest()[:16]
+            shown = DataProgress(_DATA_PROGRESS.get(), self.name, f"the Python standard library's source under {root}")
+            try:
+                self._read_corpus(root, shown)
+            except BaseException:
+                shown.close(ok=False)
+                raise
+            shown.close()
         return self._data["train"], self._data["val"]
+
+    def _read_corpus(self, root: Path, shown) -> None:
+        files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)
+        if not files:
+            raise CadenceError(f"tiny-lm: no Python source found under {root}")
+        shown.start(len(files))
+        train, val, names = [], [], hashlib.sha256()
+        size = read = 0
+        for done, path in enumerate(files, 1):
+            rel = path.relative_to(root).as_posix()
+            # Stable split: a file's side depends only on its path.
+            bucket = int.from_bytes(hashlib.sha256(rel.encode()).digest()[:4], "little") / 2**32
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            read += len(data)
+            shown.update(done, read)
+            if bucket < self.val_fraction:
+                val.append(data)
+            elif size < self.max_train_bytes:
+                train.append(data)
+                size += len(data)
+            else:
+                continue
+            names.update(rel.encode() + len(data).to_bytes(8, "little"))
+        self._data["train"] = torch.frombuffer(bytearray(b"".join(train)), dtype=torch.uint8).long()
+        self._data["val"] = torch.frombuffer(bytearray(b"".join(val)), dtype=torch.uint8).long()
+        self._data["fingerprint"] = names.hexdigest()[:16]
 
     def fingerprint(self) -> str:
         self._corpus()
@@ -210,6 +294,30 @@ class TinyLM(Workload):
         x, y = batch
         logits = model(x).reshape(-1, 256)
         return {"": F.cross_entropy(logits, y.reshape(-1)), "z": torch.logsumexp(logits, dim=-1).square().mean()}
+
+    monitor_names: tuple[str, ...] = ("attn_logit_max", "logit_max")
+    monitor_every: int = 10  # attn_logit_max costs ~4.5% of an xs step on a CPU: measured every 10th step
+
+    def monitors(self, model, step: int | None = None) -> dict[str, float]:
+        """Of the model's most recent forward pass in training mode (the last micro-batch's):
+
+        * ``attn_logit_max``: the largest pre-softmax attention logit q.k/sqrt(d_head), over
+          layers, the batch, heads and causal positions. Computed here from the q and k the
+          forward pass kept (about one more q.k product per layer), so only when asked: with
+          ``step``, at multiples of ``monitor_every`` only (NaN between).
+        * ``logit_max``: the largest |output logit| (recorded by the forward pass; nearly free).
+        """
+        net = model
+        while hasattr(net, "module") or hasattr(net, "_orig_mod"):  # DistributedDataParallel, torch.compile
+            net = getattr(net, "module", None) or getattr(net, "_orig_mod")
+        out = dict.fromkeys(self.monitor_names, math.nan)
+        if getattr(net, "logit_max", None) is not None:
+            out["logit_max"] = float(net.logit_max)
+        if step is None or step % self.monitor_every == 0:
+            attention = net.attention_logit_max()
+            if attention is not None:
+                out["attn_logit_max"] = float(attention)
+        return out
 
     def evaluate(self, model) -> dict[str, float]:
         _, val = self._corpus()
