@@ -7,6 +7,7 @@ by an optimizer step post-hook (after the update, before anything writes the nex
 from __future__ import annotations
 
 import csv
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -156,6 +157,11 @@ def test_plan_callback_class_names_its_packages():
     assert not issubclass(plan_callback_class("pytorch_lightning"), lp.Callback)
     with pytest.raises(CadenceError, match="package must be one of lightning.pytorch, pytorch_lightning"):
         plan_callback_class("keras")
+    for package in PACKAGES:  # ddp_spawn pickles the callbacks: each comes back as its own package's class
+        callback = plan_callback_class(package)(Plan(**WARMUP_COSINE))
+        again = pickle.loads(pickle.dumps(callback))
+        assert type(again) is type(callback) and again.plan.channels == callback.plan.channels
+        assert again.state_key == "PlanCallback"  # one checkpoint key for both packages
 
 
 def test_import_cadence_does_not_import_lightning():
@@ -354,9 +360,15 @@ def test_an_lr_scheduler_next_to_the_callback_is_refused(tmp_path):
                 scheduler_plan=lambda: Plan(**WARMUP_COSINE))
 
 
-def test_a_batch_channel_is_refused():
+def test_what_a_lightning_fit_cannot_give_the_plan_is_refused(tmp_path):
     with pytest.raises(PlanError, match="cannot drive a 'batch' channel"):
         PlanCallback(Plan({"lr": "cosine(peak=0.1)", "batch": 32}, horizon=10))
+    with pytest.raises(PlanError, match="cannot honour a 'rollback' guard"):
+        PlanCallback(Plan({"lr": 0.1}, guards={"loss_spike": {}, "rollback": {}}))
+    with pytest.raises(PlanError, match="channel 'lr' reads 'noise_g2'"):
+        PlanCallback(Plan({"lr": "plateau(cosine(peak=0.1), monitor='noise_g2')"}, horizon=10))
+    fit_refused(tmp_path, PlanCallback(Plan({"lr": "plateau(cosine(peak=0.1), monitor='val_loss')"}, horizon=10)),
+                PlanError, "reads 'val_loss' but this fit runs no validation")
 
 
 def test_a_checkpoint_of_another_plan_or_of_none_is_refused(tmp_path):

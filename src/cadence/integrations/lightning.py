@@ -19,12 +19,14 @@ optimizer channels (every channel but ``batch`` and dotted names such as ``loss.
 ``on_fit_start``
     refuses (one line, a :mod:`cadence.errors` type, before the first step) a module with
     manual optimization or several optimizers, an LR scheduler from ``configure_optimizers``
-    (two writers of one field), and a channel naming a field the optimizer lacks; then
-    writes the values for the clock's step.
+    (two writers of one field), a channel naming a field the optimizer lacks, and guards or
+    a ``grad_norm`` controller under a strategy that shards gradients (FSDP, DeepSpeed);
+    then writes the values for the clock's step.
 ``on_train_start``
-    after Lightning restored the optimizer's state from ``ckpt_path``: checks that the plan's
-    clock is where the trainer resumes (applied + skipped steps = ``trainer.global_step``) and
-    writes the values again.
+    after Lightning restored the optimizer's state from ``ckpt_path``: checks that the
+    checkpoint held the plan's state and that the plan's clock is where the trainer resumes
+    (applied + skipped steps = ``trainer.global_step``), refuses a plan reading ``val*``
+    signals in a fit without validation, and writes the values again.
 ``on_train_batch_start``
     counts the batch's samples (and tokens, when ``tokens=`` is given).
 ``on_before_backward``
@@ -49,6 +51,12 @@ optimizer channels (every channel but ``batch`` and dotted names such as ``loss.
     the plan's state (clock, controllers, guards) and the per-group ratios live in the
     Lightning checkpoint; loading another plan's state raises PlanError.
 
+Refused at construction (one line, PlanError): a ``batch`` channel (a Lightning run's batch
+is its DataLoader's times ``accumulate_grad_batches``), a ``rollback`` guard (a callback
+cannot restore a checkpoint in the middle of ``fit()``), and a controller or guard reading a
+signal the callback never gives (it gives ``train_loss``, ``grad_norm`` and metrics whose
+names start with ``val``).
+
 Counting: the samples of a batch are the leading dimension of the first tensor found in it
 (depth first through tuples, lists and mappings), or ``samples(batch)`` when given. With
 ``accumulate_grad_batches=n`` one optimizer step is the sum over its n batches (the last
@@ -58,28 +66,23 @@ processes each process counts its own batches and the counts are summed over pro
 (one small all-reduce per optimizer step); the training loss is averaged over them.
 
 Two packages: Lightning ships as ``lightning`` (``lightning.pytorch``) and as
-``pytorch_lightning``, each with its own ``Callback`` class, and a Trainer accepts only
-its own package's. ``PlanCallback`` is the callback for ``lightning.pytorch`` when that is
+``pytorch_lightning``, each with its own ``Callback`` class; a Trainer's callbacks belong
+to its own package. ``PlanCallback`` is the callback for ``lightning.pytorch`` when that is
 installed, else for ``pytorch_lightning``; ``plan_callback_class("pytorch_lightning")``
 (or ``"lightning.pytorch"``) gives the one for the other package. Both share every line
 of behaviour and the checkpoint key ``PlanCallback``.
-
-Not done here: a ``batch`` channel (a Lightning run's batch is its DataLoader's times
-``accumulate_grad_batches``), and the guards' ``rollback`` verdict, which needs the loop to
-reload a checkpoint mid-fit: the callback skips that step instead (what a loop without
-checkpoints does) and warns once.
 """
 
 from __future__ import annotations
 
 import importlib
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
 from cadence.errors import CadenceError, PlanError
+from cadence.guards import Rollback
 from cadence.plan import BATCH, Plan
 from cadence.schedules.base import _short_value
 from cadence.torch import OptimizerFields, optimizer_channels
@@ -90,6 +93,7 @@ _FORMAT = "cadence.integrations.lightning.PlanCallback/1"
 PACKAGES = ("lightning.pytorch", "pytorch_lightning")
 _ALIASES = {"lightning.pytorch": "lightning.pytorch", "lightning": "lightning.pytorch",
             "pytorch_lightning": "pytorch_lightning", "pytorch-lightning": "pytorch_lightning"}
+_STEP_SIGNALS = ("train_loss", "grad_norm")  # what the callback measures at each optimizer step
 _MAX_DEPTH = 8  # how deep the sample counter looks into nested batches
 
 
@@ -159,6 +163,17 @@ class _PlanCallback:
             if fn is not None and not callable(fn):
                 raise CadenceError(f"PlanCallback: {name} must be a function of the batch; got {_short_value(fn)}",
                                    field=name)
+        signals = {name: f"channel {', '.join(map(repr, channels))}" for name, channels in plan.monitors.items()}
+        for name, guard in plan.guards.items():
+            if isinstance(guard, Rollback):
+                raise PlanError("PlanCallback cannot honour a 'rollback' guard: a callback cannot restore a checkpoint "
+                                "in the middle of fit(); keep loss_spike or grad_spike, which skip steps",
+                                field="guards")
+            signals.setdefault(guard.signal, f"guard {name!r}")
+        unknown = [name for name in signals if name not in _STEP_SIGNALS and not name.startswith("val")]
+        if unknown:
+            raise PlanError(f"PlanCallback gives the plan train_loss, grad_norm and validation metrics (names starting "
+                            f"with 'val'); {signals[unknown[0]]} reads {unknown[0]!r}", field="channels")
         super().__init__()
         self.plan = plan
         self.fields: OptimizerFields | None = None
@@ -167,16 +182,14 @@ class _PlanCallback:
         self._stateful = any(s.stateful for s in plan.schedules.values())
         per = plan.rates.samples_per_step  # a whole number of samples per step: what advance() counts by default
         self._per_step = int(per) if per is not None and float(per).is_integer() else None
-        guards = getattr(plan, "guards", None) or {}
-        guard_signals = {getattr(g, "signal", None) for g in guards.values()}
-        self._guarded = bool(guards)
+        guard_signals = {g.signal for g in plan.guards.values()}
+        self._guarded = bool(plan.guards)
         self._wants_loss = "train_loss" in plan.monitors or "train_loss" in guard_signals
         self._wants_norm = "grad_norm" in plan.monitors or "grad_norm" in guard_signals
         self._judged = self._guarded or self._wants_loss or self._wants_norm
         self._val_signals = [name for name in plan.monitors if name.startswith("val")]
         self._loaded_ratios: dict | None = None
         self._loaded = False
-        self._warned_rollback = False
         self._world = 1
         self._grad_scaler = None
         self._reset_window()
@@ -207,6 +220,14 @@ class _PlanCallback:
                                f"returned an LR scheduler ({kinds}); return only the optimizer, or return "
                                "cadence.torch.Scheduler(optimizer, plan) as the scheduler without PlanCallback",
                                field="plan")
+        if self._wants_norm or self._guarded:
+            strategies = importlib.import_module(self.package).strategies
+            strategy = trainer.strategy
+            if not isinstance(strategy, (strategies.SingleDeviceStrategy, strategies.DDPStrategy)) or \
+                    isinstance(strategy, strategies.DeepSpeedStrategy):
+                raise CadenceError(f"PlanCallback measures the gradient norm and skips steps on one device or under "
+                                   f"DDP; {type(strategy).__name__} shards the gradients or keeps its own "
+                                   "optimizer: drop the plan's guards and grad_norm controllers", field="guards")
         self._optimizer = optimizers[0]
         self.fields = OptimizerFields(self._optimizer, optimizer_channels(self.plan), who="PlanCallback")
         self._world = max(int(getattr(trainer, "world_size", 1) or 1), 1)
@@ -234,6 +255,9 @@ class _PlanCallback:
                 raise PlanError(f"the plan's clock ({clock.step} steps applied, {clock.skipped} skipped) is not where "
                                 f"the trainer resumes (global step {trainer.global_step}); resume from the checkpoint "
                                 "the plan's state was saved with", field="state")
+        if self._val_signals and not sum(trainer.num_val_batches or [0]):
+            raise PlanError(f"PlanCallback: the plan reads {self._val_signals[0]!r} but this fit runs no validation "
+                            "(give it validation data and a validation_step)", field="channels")
         self._apply()  # restoring the optimizer's state rewrote the param groups
 
     def _apply(self) -> None:
@@ -282,13 +306,7 @@ class _PlanCallback:
             grads = [p.grad for g in self._optimizer.param_groups for p in g["params"] if p.grad is not None]
             signals["grad_norm"] = float(torch.nn.utils.get_total_norm(grads)) if grads else None
         verdict = self.plan.guard(signals) if self._guarded else "apply"
-        if verdict == "rollback":
-            if not self._warned_rollback:
-                warnings.warn("PlanCallback: the guards asked for a rollback, which needs the loop to reload a "
-                              "checkpoint; the step is skipped instead", RuntimeWarning, stacklevel=2)
-                self._warned_rollback = True
-            verdict = "skip"
-        if verdict == "skip":
+        if verdict != "apply":  # "skip" (a plan here has no rollback guard)
             for group in self._optimizer.param_groups:
                 for p in group["params"]:
                     p.grad = None  # torch's optimizers skip a parameter without a gradient altogether
@@ -382,6 +400,22 @@ class _PlanCallback:
 
     def __repr__(self) -> str:
         return f"PlanCallback({self.plan!r})"
+
+    @property
+    def state_key(self) -> str:
+        """The checkpoint key of its state: the same for both packages' classes."""
+        return "PlanCallback"
+
+    def __reduce__(self):
+        # both packages' classes are named PlanCallback: pickle (ddp_spawn, deepcopy) rebuilds by package
+        return _rebuild, (self.package, self.__dict__)
+
+
+def _rebuild(package: str, state: dict):
+    cls = plan_callback_class(package)
+    callback = cls.__new__(cls)
+    callback.__dict__.update(state)
+    return callback
 
 
 _CLASSES: dict[str, type] = {}
