@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import functools
 import sys
 
@@ -17,7 +18,8 @@ _SETTINGS = ("lr", "set", "steps", "horizon", "unit", "plan", "size", "batch_siz
 _FILE_SETTINGS = {"workload": None, "seed": "--seed", "size": "--size", "batch_size": "--batch-size",
                   "micro_batch": "--micro-batch", "optimizer": "--optimizer", "weight_decay": "--weight-decay",
                   "clip": None, "eval_every": "--eval-every", "checkpoint_every": "--checkpoint-every",
-                  "skip_nonfinite": "--skip-nonfinite", "device": "--device"}
+                  "skip_nonfinite": "--skip-nonfinite", "device": "--device",
+                  "tensorboard": "--tensorboard"}  # an output folder, not a run setting: never in RunConfig
 
 
 def register(sub) -> None:
@@ -41,6 +43,9 @@ def register(sub) -> None:
     r.add_argument("--out", required=True, metavar="DIR", help="run folder")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     r.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    r.add_argument("--tensorboard", metavar="DIR",
+                   help="also write every metrics.csv row as TensorBoard scalars into DIR (pip install "
+                        "'cadence[tensorboard]'); a resumed run may log elsewhere")
     _add_training(r)
     r.add_argument("--checkpoint-every", type=common.positive_int, metavar="K", help="steps between checkpoints (100)")
     r.set_defaults(handler=_guarded(_cmd_run))
@@ -91,7 +96,8 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=common.positive_int, metavar="K", help="steps between validation measurements")
     p.add_argument("--threads", type=common.positive_int, help="torch threads per run")
     p.add_argument("--device", help="cpu (default) or cuda[:N]")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress on stderr (by default: a bar on a terminal, else a line every 5%% of a run)")
 
 
 def _fields(items: list[str]) -> dict[str, "str | float"]:
@@ -170,9 +176,11 @@ def _cmd_workloads() -> None:
 
 def _cmd_run(args) -> int:
     _torch_extra()
+    from cadence.bench.logs import auto_progress
     from cadence.bench.runner import RunConfig, train
-    from cadence.bench.workloads import get_workload
+    from cadence.bench.workloads import data_progress, get_workload
 
+    progress = None if args.no_progress else auto_progress()
     if args.workload is None:
         if not args.resume:
             raise CadenceError("name a WORKLOAD (tiny-lm, digits, digits-cnn, logreg), or pass --resume --out DIR")
@@ -185,11 +193,12 @@ def _cmd_run(args) -> int:
     else:
         try:
             config = _run_config(args)
-            config.resolved()  # every setting checked before the run folder is touched
+            with data_progress(progress if os.environ.get("RANK", "0") == "0" else None):  # tiny-lm reads its data
+                config.resolved()  # every setting checked before the run folder is touched
         except CadenceError as e:
             raise _where(e, args) from None
-    manifest = train(config, args.out, resume=args.resume, overwrite=args.overwrite,
-                     progress=not args.no_progress and sys.stderr.isatty(), threads=args.threads, warn=_warn)
+    manifest = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=progress,
+                     threads=args.threads, warn=_warn, tensorboard=args.tensorboard)
     from cadence.bench.report import load_metrics
 
     m = load_metrics(f"{args.out}/metrics.csv")
@@ -197,6 +206,8 @@ def _cmd_run(args) -> int:
           f"{manifest['step']}; final train loss {m['train_loss'][-1]:.4f}, val loss {m['val_loss'][-1]:.4f}; "
           f"{manifest.get('train_seconds', 0):.1f}s training")
     print(f"metrics: {_show(args.out)}/metrics.csv")
+    if args.tensorboard is not None:
+        print(f"tensorboard: {_show(args.tensorboard)}")
     return 0
 
 
@@ -209,7 +220,8 @@ def _run_config(args):
     w = get_workload(args.workload)
     settings = {"seed": args.seed, "size": args.size, "batch_size": args.batch_size, "micro_batch": args.micro_batch,
                 "optimizer": args.optimizer, "weight_decay": args.weight_decay, "eval_every": args.eval_every,
-                "checkpoint_every": args.checkpoint_every, "skip_nonfinite": args.skip_nonfinite, "device": args.device}
+                "checkpoint_every": args.checkpoint_every, "skip_nonfinite": args.skip_nonfinite, "device": args.device,
+                "tensorboard": args.tensorboard}
     if args.plan is not None:
         clash = [f for f, v in (("--lr", args.lr), ("--set", args.set), ("--steps", args.steps),
                                 ("--horizon", args.horizon), ("--unit", args.unit)) if v not in (None, [])]
@@ -242,6 +254,11 @@ def _run_config(args):
             if unit != "step":
                 raise CadenceError(f"a plan on a {unit} clock needs --horizon, such as '2Mtok' or '64Ksa'")
             horizon = w.default_steps
+    board = settings.pop("tensorboard")  # where to log, not how to train: it goes to train(), never to RunConfig
+    if board is not None and (not isinstance(board, str) or not board.strip()):
+        where = "--tensorboard" if args.tensorboard is not None else f"{_show(args.plan)}: tensorboard"
+        raise CadenceError(f"{where} must name a folder; got {str(board)[:60]!r}")
+    args.tensorboard = board
     defaults = {"seed": 0, "optimizer": "adamw", "checkpoint_every": 100, "skip_nonfinite": False, "device": "cpu"}
     settings = {k: (defaults[k] if v is None and k in defaults else v) for k, v in settings.items()}
     return RunConfig(workload=args.workload, channels=channels, horizon=horizon, unit=unit, **settings)
