@@ -204,7 +204,6 @@ class _PlanCallback:
         self._verdict: str | None = None  # set at the batch whose optimizer step ran
         self._scale = None
 
-
     # -- fit setup ---------------------------------------------------------------------------
     def on_fit_start(self, trainer, pl_module) -> None:
         if not pl_module.automatic_optimization:
@@ -255,10 +254,17 @@ class _PlanCallback:
                 raise PlanError(f"the plan's clock ({clock.step} steps applied, {clock.skipped} skipped) is not where "
                                 f"the trainer resumes (global step {trainer.global_step}); resume from the checkpoint "
                                 "the plan's state was saved with", field="state")
-        if self._val_signals and not sum(trainer.num_val_batches or [0]):
+        if self._val_signals and not self._validates(trainer, pl_module):
             raise PlanError(f"PlanCallback: the plan reads {self._val_signals[0]!r} but this fit runs no validation "
                             "(give it validation data and a validation_step)", field="channels")
         self._apply()  # restoring the optimizer's state rewrote the param groups
+
+    def _validates(self, trainer, pl_module) -> bool:
+        """Whether this fit can validate (a fit whose validation data is not loaded yet is given the benefit)."""
+        helpers = importlib.import_module(f"{self.package}.utilities.model_helpers")
+        if trainer.limit_val_batches == 0 or not helpers.is_overridden("validation_step", pl_module):
+            return False
+        return trainer.val_dataloaders is None or bool(sum(trainer.num_val_batches or [0]))
 
     def _apply(self) -> None:
         if self.fields is not None and self.fields.io:
