@@ -84,6 +84,20 @@ def test_resume_logs_each_step_once_and_may_log_elsewhere(tmp_path):
     assert [s for s, _ in scalars(tmp_path / "later")["train_loss"]] == list(range(10, 30))
 
 
+def test_a_rollback_logs_the_steps_it_trains_again_once(tmp_path, monkeypatch):
+    w = get_workload("logreg")
+    clean = type(w).batch
+    monkeypatch.setattr(w, "batch", lambda seed, i, n: (lambda x, y: (x, 1 - y) if i in (26, 28) else (x, y))(
+        *clean(w, seed, i, n)))  # two spikes (every label wrong): back to the checkpoint of step 20
+    guards = {"loss_spike": {"min_history": 16, "window": 32}, "rollback": {"spikes": 2}}
+    manifest = train(logreg(horizon=40, checkpoint_every=10, guards=guards), tmp_path / "run", warn=lambda m: None,
+                     tensorboard=tmp_path / "tb")
+    assert manifest["rollbacks"] == [{"at_step": 27, "to_step": 20, "drawn": 29}]
+    board = scalars(tmp_path / "tb")
+    assert_same_as_csv(board, csv_rows(tmp_path / "run" / "metrics.csv"))
+    assert [s for s, _ in board["train_loss"]] == list(range(40))
+
+
 def test_without_tensorboard_installed_one_line_names_the_extra(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if it were not installed
     with pytest.raises(CadenceError, match=re.escape("pip install 'cadence[tensorboard]'")) as e:
