@@ -1,7 +1,10 @@
 """Run a matrix of candidates x seeds on one workload and write a comparison report.
 
-A candidate is a named LR schedule spec (``NAME=SPEC``); every candidate runs over the same
-horizon (``steps``), seeds and settings.
+A candidate (``NAME=SPEC``) is a named LR schedule spec, or a plan file (``NAME=plan.yaml``:
+:func:`plan_candidate`) whose channels, unit, horizon and run settings define it. Every
+candidate runs on the same clock to the same horizon (``steps``, or ``unit`` and
+``horizon``), over the same seeds and the comparison's settings; a plan file fills in what
+the comparison leaves out and must not contradict what it gives.
 
 ``out/`` gets ``bench.json`` (the matrix, and the run folders cadence made for it),
 ``runs/<candidate>/seed-<s>/`` (one run each) and the report (``report.md``, ``summary.csv``,
@@ -23,6 +26,10 @@ so a killed comparison loses at most the steps since each run's last checkpoint.
   them (each marks its run ``interrupted``) and waits for them; a worker whose parent dies,
   even by SIGKILL, stops within a second. Worker processes ignore SIGINT: Ctrl-C in a
   terminal reaches the whole process group, and the parent decides.
+* ``bench.json`` is format ``cadence.bench/2`` when the comparison is what that format can
+  say (a step clock given as ``steps``, LR-spec candidates, no micro-batch), so the previous
+  release reads it too; otherwise ``cadence.bench/3`` (``unit``, ``horizon``,
+  ``micro_batch``, plan candidates). ``cadence.bench/1`` and ``/2`` files are read.
 """
 
 from __future__ import annotations
@@ -42,18 +49,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cadence._atomic import atomic_write, stable_temp
-from cadence.bench.runner import (MAX_THREADS, RUN_FILES, TEMP_FILES, RunConfig, _read_json, folder_lock,
+from cadence.bench.runner import (CONFIG_FIELDS, MAX_THREADS, RUN_FILES, TEMP_FILES, RunConfig, _read_json, folder_lock,
                                   has_user_files, read_manifest, train)
-from cadence.errors import EXIT_INTERRUPTED, CadenceError, LimitError, RunError, TrainingDiverged
+from cadence.errors import EXIT_INTERRUPTED, CadenceError, LimitError, PlanError, RunError, TrainingDiverged
+from cadence.plan import PLAN_KEYS, read_plan_file
 
-__all__ = ["BenchConfig", "run_bench", "QUICK", "REPORT_FILES", "MAX_SEEDS", "MAX_CANDIDATES", "MAX_JOBS"]
+__all__ = ["BenchConfig", "run_bench", "plan_candidate", "is_plan_file", "QUICK", "REPORT_FILES", "MAX_SEEDS",
+           "MAX_CANDIDATES", "MAX_JOBS", "PLAN_SUFFIXES"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 _RUN_DIR = re.compile(r"^runs/([A-Za-z0-9][A-Za-z0-9_.+-]{0,63})/seed-([0-9]{1,6})$")
-FORMAT = "cadence.bench/2"
+FORMAT = "cadence.bench/3"  # unit, horizon, micro_batch; a candidate may be a plan (a mapping)
+FORMAT_2 = "cadence.bench/2"  # a step clock (steps) and LR-spec candidates: still written for such comparisons
 FORMAT_1 = "cadence.bench/1"  # config key "plans" for "candidates"; still read
+_NEW_KEYS = ("unit", "horizon", "micro_batch")  # the config keys FORMAT added to FORMAT_2's
 REPORT_FILES = ("report.md", "summary.csv", "loss.png", "val_loss.png")
 BENCH_TEMP = stable_temp("bench.json").name
+PLAN_SUFFIXES = (".yaml", ".yml", ".json")  # a candidate ending in one of these names a plan file
+# What a plan file may hold besides unit, horizon and channels: the runner's settings.
+_PLAN_SETTINGS = tuple(k for k in CONFIG_FIELDS if k not in PLAN_KEYS)
+_RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
+# The comparison's settings that a plan candidate may also give, and their defaults (given = another value).
+_SHARED = {"size": None, "batch_size": None, "micro_batch": None, "optimizer": "adamw", "weight_decay": None,
+           "eval_every": None, "checkpoint_every": 100, "device": "cpu"}
 
 # Documented limits (docs/runner.md).
 MAX_SEEDS = 1000
@@ -77,11 +95,79 @@ QUICK = {
 }
 
 
+def is_plan_file(text: str) -> bool:
+    """Whether a candidate's text names a plan file (it ends in .yaml, .yml or .json) rather than a spec."""
+    return isinstance(text, str) and text.strip().lower().endswith(PLAN_SUFFIXES)
+
+
+def plan_candidate(path: "str | os.PathLike") -> dict:
+    """A plan file as a candidate: its keys (``channels`` and any of ``unit``, ``horizon`` and run settings) and
+    ``file``, the path as given. The file is read now; the comparison records what it held."""
+    name = os.fspath(path)
+    if not isinstance(name, str) or not name.strip():
+        raise PlanError("a plan candidate needs the path of a plan file", field="candidates")
+    if not os.path.lexists(name):
+        raise PlanError(f"the plan file {name[:200]!r} does not exist", field="candidates")
+    if os.path.isdir(name):
+        raise PlanError(f"the plan file {name[:200]!r} is a folder, not a file", field="candidates")
+    data = read_plan_file(name, _PLAN_SETTINGS)
+    if "file" in data:  # not a plan key, but a comparison records the path under it
+        raise PlanError("a plan file has no key 'file'", field="candidates")
+    return {"file": name, **data}
+
+
+def _plain(value, depth: int = 0) -> bool:
+    """Plain JSON data (what bench.json can record), at most 16 levels deep."""
+    if depth > 16:
+        return False
+    if value is None or isinstance(value, (bool, int, str)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _spec_key(value):
+    """A channel's value in a form two equal specs share (a number, or the normalised spec)."""
+    from cadence.schedules import parse
+
+    if _is_number(value):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    try:
+        return parse(value).spec()
+    except (CadenceError, RecursionError, TypeError, ValueError):
+        return value
+
+
+def _plan_unit(plan: dict) -> "str | None":
+    """The unit a plan candidate counts: its own, 'step' when it gives a horizon without one (as a run of that
+    file would), or None (the comparison's)."""
+    if plan.get("unit") is not None:
+        return plan["unit"]
+    return "step" if plan.get("horizon") is not None else None
+
+
+def _label(name: str, candidate) -> str:
+    return f"{name} ({str(candidate['file'])[:120]})" if isinstance(candidate, dict) else name
+
+
 @dataclass
 class BenchConfig:
     workload: str
-    candidates: dict[str, str]  # candidate name -> LR schedule spec
-    steps: int  # the horizon: optimizer steps in every run
+    candidates: "dict[str, str | dict]"  # candidate name -> LR schedule spec, or a plan (plan_candidate)
+    steps: int | None = None  # the horizon in optimizer steps (a step clock); or unit and horizon
     seeds: int = 3
     size: str | None = None
     batch_size: int | None = None
@@ -90,12 +176,15 @@ class BenchConfig:
     eval_every: int | None = None
     checkpoint_every: int = 100
     device: str = "cpu"
-    channels: dict[str, str] = field(default_factory=dict)  # other fields, the same for every candidate
+    channels: dict = field(default_factory=dict)  # other channels (name -> spec or number), the same for every candidate
     baseline: str | None = None
     target: float | None = None
+    unit: str | None = None  # 'step', 'sample' or 'token'; None: the plan candidates', else 'step'
+    horizon: int | str | None = None  # in `unit`, or a duration ('2Mtok'); None: the plan candidates', else the workload's
+    micro_batch: int | None = None  # samples per forward/backward (a batch is accumulated from micro-batches)
 
     def check(self) -> "BenchConfig":
-        """Validate what the matrix itself needs (names, counts); the runs validate the rest."""
+        """Validate what the matrix itself needs (names, counts, the clock's form); the runs validate the rest."""
         if not isinstance(self.candidates, dict) or not self.candidates:
             raise CadenceError("give at least one candidate NAME=SPEC", field="candidates")
         if len(self.candidates) > MAX_CANDIDATES:
@@ -105,11 +194,16 @@ class BenchConfig:
             if not isinstance(name, str) or not _NAME.match(name):
                 raise CadenceError(f"candidate name {str(name)[:80]!r} must be 1-64 letters, digits, '_', '.', '+' or "
                                    "'-', starting with a letter or digit (it names a folder)", field="candidates")
-            if not isinstance(spec, str):
-                raise CadenceError(f"candidate {name!r}: the spec must be a string; got {spec!r}", field="candidates")
-        if not isinstance(self.channels, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                          for k, v in self.channels.items()):
-            raise CadenceError(f"channels must map optimizer fields to specs; got {self.channels!r}", field="channels")
+            if isinstance(spec, dict):
+                self._check_plan(name, spec)
+            elif not isinstance(spec, str):
+                raise CadenceError(f"candidate {name!r}: the spec must be a string or a plan; got {str(spec)[:80]!r}",
+                                   field="candidates")
+        if not isinstance(self.channels, dict) or not all(
+                isinstance(k, str) and (isinstance(v, str) or (_is_number(v) and math.isfinite(v)))
+                for k, v in self.channels.items()):
+            raise CadenceError(f"channels must map channel names to specs or numbers; got {str(self.channels)[:80]!r}",
+                               field="channels")
         if "lr" in self.channels:
             raise CadenceError("the learning rate is each candidate's own; channels cannot drive 'lr'", field="channels")
         if self.baseline is not None and self.baseline not in self.candidates:
@@ -122,36 +216,182 @@ class BenchConfig:
         if self.target is not None and (isinstance(self.target, bool) or not isinstance(self.target, (int, float))
                                         or not math.isfinite(self.target)):
             raise CadenceError(f"target must be a finite number; got {self.target!r}", field="target")
+        if self.unit is not None and self.unit not in ("step", "sample", "token"):
+            raise PlanError(f"unit must be 'step', 'sample' or 'token'; got {str(self.unit)[:40]!r}", field="unit")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1):
+            raise CadenceError(f"steps must be a positive whole number; got {str(self.steps)[:40]!r}", field="steps")
+        if self.horizon is not None and (isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, str))
+                                         or (isinstance(self.horizon, int) and self.horizon < 1)):
+            raise PlanError(f"horizon must be a positive whole number or a duration such as '2Mtok'; got "
+                            f"{str(self.horizon)[:40]!r}", field="horizon")
+        if self.steps is not None and self.horizon is not None:
+            raise PlanError("steps and horizon both set the comparison's length; give one", field="horizon")
+        if self.steps is not None and self.unit not in (None, "step"):
+            raise PlanError(f"steps count optimizer steps but the comparison counts {self.unit}s; give its horizon",
+                            field="steps")
+        if self.micro_batch is not None and (isinstance(self.micro_batch, bool) or not isinstance(self.micro_batch, int)
+                                             or self.micro_batch < 1):
+            raise CadenceError(f"micro_batch must be a positive whole number; got {str(self.micro_batch)[:40]!r}",
+                               field="micro_batch")
         return self
 
-    def runs(self) -> list[tuple[str, int, RunConfig]]:
+    def _check_plan(self, name: str, plan: dict) -> None:
+        """A plan candidate's form: the keys a plan file may hold and ``file``; plain data; no seed of its own."""
+        where = f"candidate {name!r}"
+        if not isinstance(plan.get("file"), str):
+            raise PlanError(f"{where}: a plan candidate records its plan file's path under 'file'", field="candidates")
+        where += f" ({plan['file'][:120]})"
+        allowed = ("file", *PLAN_KEYS, *_PLAN_SETTINGS)
+        unknown = [str(k)[:40] for k in plan if k not in allowed]
+        if unknown:
+            raise PlanError(f"{where}: unknown key {unknown[0]!r}; a plan candidate holds {', '.join(allowed)}",
+                            field="candidates")
+        channels = plan.get("channels")
+        if not isinstance(channels, dict) or not channels or not all(
+                isinstance(k, str) and (isinstance(v, str) or (_is_number(v) and math.isfinite(v)))
+                for k, v in channels.items()):
+            raise PlanError(f"{where}: channels must map channel names to specs or numbers", field="candidates")
+        for key, value in plan.items():
+            if not _plain(value):
+                raise PlanError(f"{where}: {key} must be plain data (numbers, text, lists, mappings); got "
+                                f"{type(value).__name__}", field="candidates")
+        if "seed" in plan:
+            raise PlanError(f"{where}: the plan file sets seed {str(plan['seed'])[:20]}, but a comparison runs its own "
+                            "seeds (0, 1, ...); leave seed out of the plan file", field="candidates")
+        if plan.get("workload", self.workload) != self.workload:
+            raise PlanError(f"{where}: the plan file is for workload {str(plan['workload'])[:40]!r}, not "
+                            f"{str(self.workload)[:40]!r}", field="candidates")
+
+    # -- the matrix -------------------------------------------------------------------------
+
+    def _clock(self) -> "tuple[str, int | str]":
+        """The unit and horizon of the candidates that do not give their own: the comparison's, else the plan
+        candidates' (the first that gives each), else a step clock of the workload's default length."""
+        from cadence.bench.workloads import get_workload
+
+        if self.steps is not None:
+            return "step", self.steps
+        plans = [c for c in self.candidates.values() if isinstance(c, dict)]
+        unit = self.unit or next((u for u in map(_plan_unit, plans) if u is not None), None) or "step"
+        horizon = self.horizon if self.horizon is not None else next(
+            (p["horizon"] for p in plans if p.get("horizon") is not None), None)
+        if horizon is None:
+            if unit != "step":
+                raise PlanError(f"a comparison on a {unit} clock needs a horizon, such as '2Mtok' or '64Ksa'",
+                                field="horizon")
+            horizon = get_workload(self.workload).default_steps
+        return unit, horizon
+
+    def _run_config(self, name: str, seed: int, clock: tuple) -> RunConfig:
+        """The run of one (candidate, seed), not yet resolved."""
+        candidate = self.candidates[name]
+        shared = {key: getattr(self, key) for key in _SHARED}
+        if not isinstance(candidate, dict):
+            unit, horizon = clock
+            return RunConfig(workload=self.workload, channels={"lr": candidate, **self.channels}, horizon=horizon,
+                             unit=unit, seed=seed, **shared)
+        where = f"candidate {name!r} ({candidate['file'][:120]})"
+        channels = dict(candidate["channels"])
+        for channel, spec in self.channels.items():
+            if channel in channels and _spec_key(channels[channel]) != _spec_key(spec):
+                raise PlanError(f"{where}: its plan file drives {channel!r} with {str(channels[channel])[:80]!r} and the "
+                                f"comparison with {str(spec)[:80]!r}; give it in one place", field="channels")
+            channels.setdefault(channel, spec)
+        own = {}
+        for key, value in candidate.items():
+            if key in ("file", "channels", "unit", "horizon", "workload"):
+                continue
+            if key not in _RUN_FIELDS:
+                raise PlanError(f"{where}: the runner has no setting {key!r}", field="candidates")
+            if key in shared and shared[key] is not None and shared[key] != _SHARED[key] and shared[key] != value:
+                raise PlanError(f"{where}: its plan file sets {key} {str(value)[:40]} and the comparison "
+                                f"{str(shared[key])[:40]}; give it in one place", field="candidates")
+            own[key] = value
+        unit = _plan_unit(candidate) or clock[0]
+        horizon = candidate["horizon"] if candidate.get("horizon") is not None else clock[1]
+        return RunConfig(workload=self.workload, channels=channels, horizon=horizon, unit=unit, seed=seed,
+                         **{**shared, **own})
+
+    def _resolve(self, name: str, cfg: RunConfig) -> RunConfig:
+        """The run resolved; an error about a plan candidate (or its LR) names the candidate."""
+        candidate = self.candidates[name]
+        try:
+            return cfg.resolved()
+        except CadenceError as e:
+            if type(e).__init__ is not CadenceError.__init__ or not (isinstance(candidate, dict) or e.field == "lr"):
+                raise
+            message = " ".join(str(e).split())
+            raise type(e)(f"candidate {_label(name, candidate)}: {message}", field="candidates") from None
+
+    def _first_runs(self) -> "dict[str, RunConfig]":
+        """Each candidate's seed-0 run, resolved, after checking that they all count the same unit to the same
+        horizon (and that a plan candidate's clock agrees with the one the comparison gives)."""
         self.check()
+        clock = self._clock()
+        first = {name: self._resolve(name, self._run_config(name, 0, clock)) for name in self.candidates}
+        clocks = {_label(name, self.candidates[name]): (cfg.unit, cfg.horizon) for name, cfg in first.items()}
+        given = self.steps is not None or self.unit is not None or self.horizon is not None
+        if given and all(isinstance(c, dict) for c in self.candidates.values()):
+            probe = RunConfig(workload=self.workload, channels={"lr": "constant(value=0.001)", **self.channels},
+                              horizon=clock[1], unit=clock[0], **{key: getattr(self, key) for key in _SHARED}).resolved()
+            clocks = {"the comparison's own": (probe.unit, probe.horizon), **clocks}
+        if len(set(clocks.values())) > 1:
+            said = "; ".join(f"{label}: {horizon} {unit}s" for label, (unit, horizon) in clocks.items())
+            raise PlanError(f"candidates must count the same unit to the same horizon, and these differ: {said}; give "
+                            "every candidate one unit and horizon", field=None)
+        return first
+
+    def axis(self) -> "tuple[str, int]":
+        """The unit every run counts and the horizon it counts to (a whole number of units)."""
+        self.check()
+        if self.steps is not None and all(isinstance(c, str) for c in self.candidates.values()):
+            return "step", self.steps
+        cfg = next(iter(self._first_runs().values()))
+        return cfg.unit, cfg.horizon
+
+    def runs(self) -> list[tuple[str, int, RunConfig]]:
+        first = self._first_runs()
+        clock = self._clock()
         out = []
-        for name, spec in self.candidates.items():
+        for name in self.candidates:
             for seed in range(self.seeds):
-                cfg = RunConfig(workload=self.workload, channels={"lr": spec, **self.channels}, horizon=self.steps, seed=seed,
-                                size=self.size, batch_size=self.batch_size, optimizer=self.optimizer,
-                                weight_decay=self.weight_decay, eval_every=self.eval_every,
-                                checkpoint_every=self.checkpoint_every, device=self.device)
-                out.append((name, seed, cfg.resolved()))
+                cfg = first[name] if seed == 0 else self._resolve(name, self._run_config(name, seed, clock))
+                out.append((name, seed, cfg))
         return out
 
     def run_dirs(self) -> list[str]:
         return [f"runs/{name}/seed-{seed}" for name in self.candidates for seed in range(self.seeds)]
 
+    def record(self) -> dict:
+        """What bench.json holds: FORMAT_2 when that format can say it (read by the previous release), else FORMAT."""
+        config = asdict(self)
+        old = (self.steps is not None and all(config[k] is None for k in _NEW_KEYS)
+               and all(isinstance(c, str) for c in self.candidates.values())
+               and all(isinstance(v, str) for v in self.channels.values()))
+        if old:
+            return {"format": FORMAT_2, "config": {k: v for k, v in config.items() if k not in _NEW_KEYS},
+                    "runs": self.run_dirs()}
+        return {"format": FORMAT, "config": config, "runs": self.run_dirs()}
+
     @classmethod
     def from_record(cls, data: object, path: "str | Path") -> "BenchConfig":
-        """The config of a bench.json (this format or FORMAT_1), checked (keys, types, names, counts), or one
+        """The config of a bench.json (FORMAT, FORMAT_2 or FORMAT_1), checked (keys, types, names, counts), or one
         RunError line."""
         if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
             raise RunError(f"{path} is not a cadence comparison record (no 'config' object)")
-        config = _current(data)["config"]
-        fields = [f.name for f in dataclasses.fields(cls)]
-        missing = [k for k in ("workload", "candidates", "steps") if k not in config]
+        data = _current(data)
+        config = data["config"]
+        newest = data.get("format") == FORMAT
+        fields = [f.name for f in dataclasses.fields(cls) if newest or f.name not in _NEW_KEYS]
+        missing = [k for k in ("workload", "candidates", *(() if newest else ("steps",))) if k not in config]
         unknown = [str(k)[:40] for k in config if k not in fields]
         if missing or unknown:
             parts = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unknown {', '.join(unknown)}"] if unknown else [])
             raise RunError(f"{path}: config keys do not match a cadence comparison ({'; '.join(parts)})")
+        candidates = config["candidates"]
+        if not newest and isinstance(candidates, dict) and not all(isinstance(c, str) for c in candidates.values()):
+            raise RunError(f"{path}: a {data.get('format')} comparison's candidates are specs (strings); a plan "
+                           f"candidate needs format {FORMAT}")
         try:
             bench = cls(**config).check()
         except CadenceError as e:
@@ -161,7 +401,7 @@ class BenchConfig:
                 raise RunError(f"{path}: config.{key} must be a string")
         for key in ("steps", "eval_every", "batch_size", "checkpoint_every"):
             value = getattr(bench, key)
-            if (value is not None or key in ("steps", "checkpoint_every")) and (
+            if (value is not None or key == "checkpoint_every" or (key == "steps" and not newest)) and (
                     isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise RunError(f"{path}: config.{key} must be a positive whole number")
         if bench.size is not None and not isinstance(bench.size, str):
@@ -170,13 +410,25 @@ class BenchConfig:
 
 
 def _current(record: object) -> object:
-    """A bench.json record in this release's format: a FORMAT_1 record's config key "plans" becomes "candidates"
-    (a copy; the same key order). Anything else is returned as it is."""
+    """A bench.json record whose config has this release's key names: a FORMAT_1 record's config key "plans"
+    becomes "candidates" (a copy; the same key order; format FORMAT_2). Anything else is returned as it is."""
     if not (isinstance(record, dict) and record.get("format") == FORMAT_1 and isinstance(record.get("config"), dict)
             and "plans" in record["config"] and "candidates" not in record["config"]):
         return record
     config = {("candidates" if k == "plans" else k): v for k, v in record["config"].items()}
-    return {**record, "format": FORMAT, "config": config}
+    return {**record, "format": FORMAT_2, "config": config}
+
+
+def _canonical(record: object) -> object:
+    """A bench.json record's config as this release's BenchConfig would write it in full (FORMAT's keys), to
+    tell whether two records describe the same comparison; None when it has no config."""
+    record = _current(record)
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        return None
+    config = record["config"]
+    if record.get("format") != FORMAT:
+        config = {**{k: None for k in _NEW_KEYS}, **config}
+    return config
 
 
 # -- the comparison folder -------------------------------------------------------------------
@@ -237,8 +489,8 @@ def _prepare(out: Path, record: dict, overwrite: bool, log) -> None:
                 raise RunError(f"{' '.join(str(e).split())}; move it away or replace the comparison (overwrite)",
                                field="overwrite") from None
             old = None
-        old = _current(old)  # a comparison written by the previous release continues too
-        if isinstance(old, dict) and old.get("config") == record["config"]:
+        # a comparison written by an earlier release (FORMAT_1, FORMAT_2) continues too
+        if _canonical(old) == _canonical(record):
             return  # the same comparison: continue it
         if not overwrite:
             raise RunError(f"{out} holds a comparison with other settings; replace it (overwrite) or choose another "
@@ -364,7 +616,7 @@ def run_bench(config: BenchConfig, out: "str | Path", *, jobs: int = 1, overwrit
         raise RunError(f"{out} exists and is not a folder", field="out")
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out):
-        record = {"format": FORMAT, "config": asdict(config), "runs": config.run_dirs()}
+        record = config.record()
         _prepare(out, record, overwrite, warn)  # removals are worth a line even without progress
         bench_file = out / "bench.json"
         atomic_write(bench_file, lambda tmp: Path(tmp).write_text(_dumps(record)), temp=stable_temp(bench_file))

@@ -1,11 +1,16 @@
 """Turn a comparison folder into a report: table, figures, and a machine-readable summary.
 
-* Final loss: the validation loss at the last step (measured on the same held-out set for
-  every run), mean ± standard deviation over seeds; also the training loss averaged over
-  the last 5% of steps.
-* Steps to target: the first evaluation step at which a run's validation loss is at or
-  below the target (default: the baseline candidate's mean final validation loss), averaged
-  over the seeds that reach it. Speed-up: the baseline's steps to target divided by the candidate's.
+Everything is measured on the comparison's clock: steps, or samples or tokens when the runs
+count those (a batch that changes makes steps of unequal size, so candidates are compared at
+equal samples or tokens, and the figures are drawn against them).
+
+* Final loss: the validation loss at the horizon (the last step; measured on the same
+  held-out set for every run), mean ± standard deviation over seeds; also the training loss
+  averaged over the last 5% of the run (of its steps, samples or tokens).
+* Steps (samples, tokens) to target: where the clock stood at the first evaluation at which
+  a run's validation loss is at or below the target (default: the baseline candidate's mean
+  final validation loss), averaged over the seeds that reach it. Speed-up: the baseline's
+  figure divided by the candidate's.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cadence._atomic import atomic_write
-from cadence.errors import RunError
+from cadence.errors import CadenceError, RunError
 
 __all__ = ["load_metrics", "write_report", "summarise"]
 
@@ -75,10 +80,21 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
 
-def _steps_to(metrics: dict[str, np.ndarray], target: float) -> float | None:
-    val = metrics["val_loss"]
-    hit = np.flatnonzero(val <= target)
-    return None if len(hit) == 0 else float(metrics["step"][hit[0]] + 1)
+# The metrics.csv column that counts each unit (after the row's step), and its name on a figure.
+_COUNTER = {"step": "step", "sample": "samples", "token": "tokens"}
+
+
+def _position(m: dict[str, np.ndarray], unit: str) -> np.ndarray:
+    """Where the clock stands after each row's step, in the comparison's unit."""
+    return m["step"] + 1 if unit == "step" else m[_COUNTER[unit]]
+
+
+def _to_target(m: dict[str, np.ndarray], target: float, unit: str) -> "tuple[float, float] | None":
+    """(units, steps) at the first evaluation at or below ``target``, or None."""
+    hit = np.flatnonzero(m["val_loss"] <= target)
+    if len(hit) == 0:
+        return None
+    return float(_position(m, unit)[hit[0]]), float(m["step"][hit[0]] + 1)
 
 
 def _diverged_at(run_dir: Path) -> int | None:
@@ -100,6 +116,17 @@ def _diverged_at(run_dir: Path) -> int | None:
 _COLUMNS = ("step", "lr", "train_loss", "val_loss")
 
 
+def _finished(m: dict[str, np.ndarray], path: Path, unit: str, horizon: int) -> bool:
+    """Whether a run's rows reach the horizon; rows past it (an edited file) are an error."""
+    if unit == "step":
+        return len(m["step"]) == horizon  # load_metrics refused more rows
+    reached = np.flatnonzero(m[_COUNTER[unit]] >= horizon)
+    if len(reached) and reached[0] != len(m["step"]) - 1:
+        raise RunError(f"{path} has rows after the clock reached the horizon ({horizon} {unit}s); the run ends there "
+                       "(edited?)")
+    return len(reached) > 0
+
+
 def summarise(folder: "str | Path") -> dict:
     from cadence.bench.compare import BenchConfig
     from cadence.bench.runner import _read_json
@@ -108,8 +135,14 @@ def summarise(folder: "str | Path") -> dict:
     bench_file = folder / "bench.json"
     if not bench_file.is_file():
         raise RunError(f"{folder} holds no cadence comparison (no bench.json)")
-    bench = asdict(BenchConfig.from_record(_read_json(bench_file, "cadence comparison record"), bench_file))
+    config = BenchConfig.from_record(_read_json(bench_file, "cadence comparison record"), bench_file)
+    try:
+        unit, horizon = config.axis()
+    except CadenceError as e:
+        raise RunError(f"{bench_file}: {' '.join(str(e).split())}") from None
+    bench = asdict(config)
     candidates = list(bench["candidates"])
+    columns = _COLUMNS if unit == "step" else (*_COLUMNS, _COUNTER[unit])
     runs: dict[str, list[dict]] = {}
     diverged: dict[str, list[tuple[int, int]]] = {}
     for name in candidates:
@@ -123,11 +156,11 @@ def summarise(folder: "str | Path") -> dict:
             path = run_dir / "metrics.csv"
             if not path.is_file():
                 continue
-            m = load_metrics(path, max_rows=bench["steps"])
-            lacking = [c for c in _COLUMNS if c not in m]
+            m = load_metrics(path, max_rows=horizon if unit == "step" else None)
+            lacking = [c for c in columns if c not in m]
             if lacking:
                 raise RunError(f"{path} has no {', '.join(lacking)} column(s)")
-            if len(m["step"]) == bench["steps"]:
+            if _finished(m, path, unit, horizon):
                 runs[name].append(m)
     missing = [n for n in candidates if not runs[n] and not diverged[n]]
     if missing:
@@ -139,24 +172,35 @@ def summarise(folder: "str | Path") -> dict:
         target = float(np.mean(final[baseline]))
     rows = []
     for n in candidates:
-        tail = max(1, bench["steps"] // 20)
-        hits = [_steps_to(m, target) for m in runs[n]] if target is not None else []
+        hits = [_to_target(m, target, unit) for m in runs[n]] if target is not None else []
         reached = [h for h in hits if h is not None]
         tried = len(runs[n]) + len(diverged[n])
+        spec = bench["candidates"][n]
         rows.append({
-            "candidate": n, "spec": bench["candidates"][n], "seeds": len(runs[n]),
+            "candidate": n, "spec": spec if isinstance(spec, str) else f"plan file {spec['file']}", "seeds": len(runs[n]),
             "final_val": _mean_std(final[n]) if runs[n] else None,
-            "final_train": _mean_std([float(np.mean(m["train_loss"][-tail:])) for m in runs[n]]) if runs[n] else None,
-            "steps_to_target": float(np.mean(reached)) if reached else None,
+            "final_train": _mean_std([_final_train(m, unit, horizon) for m in runs[n]]) if runs[n] else None,
+            "to_target": float(np.mean([u for u, _ in reached])) if reached else None,
+            "steps_to_target": float(np.mean([s for _, s in reached])) if reached else None,
             "reached": f"{len(reached)}/{tried}" if target is not None else "-",
+            "steps": float(np.mean([len(m["step"]) for m in runs[n]])) if runs[n] else None,
             "diverged": diverged[n],
         })
     base = next(r for r in rows if r["candidate"] == baseline)
     for r in rows:
-        s, b = r["steps_to_target"], base["steps_to_target"]
+        s, b = r["to_target"], base["to_target"]
         r["speedup"] = (b / s) if (s and b) else None
-    return {"workload": bench["workload"], "steps": bench["steps"], "baseline": baseline, "target": target,
-            "rows": rows, "runs": runs, "bench": bench}
+    return {"workload": bench["workload"], "steps": horizon if unit == "step" else None, "unit": unit,
+            "horizon": horizon, "baseline": baseline, "target": target, "rows": rows, "runs": runs, "bench": bench}
+
+
+def _final_train(m: dict[str, np.ndarray], unit: str, horizon: int) -> float:
+    """The training loss over the last 5% of the run: of its steps on a step clock, else of its samples or tokens."""
+    if unit == "step":
+        return float(np.mean(m["train_loss"][-max(1, horizon // 20):]))
+    late = _position(m, unit) > 0.95 * horizon
+    late[-1] = True
+    return float(np.mean(m["train_loss"][late]))
 
 
 def _diverged_steps(r: dict) -> str:
@@ -164,25 +208,28 @@ def _diverged_steps(r: dict) -> str:
 
 
 def _table(summary: dict) -> str:
+    unit = summary["unit"]
+    counted = unit != "step"  # a clock of samples or tokens: also how many optimizer steps each took
     lines = [
-        "| candidate | final val loss | final train loss | steps to target | reached | speed-up vs "
-        f"{summary['baseline']} |",
-        "|---|---|---|---|---|---|",
+        f"| candidate | final val loss | final train loss | {unit}s to target | reached | speed-up vs "
+        f"{summary['baseline']} |" + (" steps |" if counted else ""),
+        "|---|---|---|---|---|---|" + ("---|" if counted else ""),
     ]
     finished = [r["final_val"][0] for r in summary["rows"] if r["final_val"] is not None]
     best = min(finished) if finished else None
     for r in summary["rows"]:
         if r["final_val"] is None:
-            lines.append(f"| {r['candidate']} | diverged at step {_diverged_steps(r)} | - | - | {r['reached']} | - |")
+            lines.append(f"| {r['candidate']} | diverged at step {_diverged_steps(r)} | - | - | {r['reached']} | - |"
+                         + (" - |" if counted else ""))
             continue
         v, s = r["final_val"]
         mark = " **best**" if v == best else ""
         if r["diverged"]:
             mark += f" ({len(r['diverged'])}/{len(r['diverged']) + r['seeds']} diverged at step {_diverged_steps(r)})"
-        stt = "-" if r["steps_to_target"] is None else f"{r['steps_to_target']:.0f}"
+        stt = "-" if r["to_target"] is None else f"{r['to_target']:.0f}"
         sp = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
         lines.append(f"| {r['candidate']}{mark} | {v:.4f} ± {s:.4f} | {r['final_train'][0]:.4f} ± {r['final_train'][1]:.4f} "
-                     f"| {stt} | {r['reached']} | {sp} |")
+                     f"| {stt} | {r['reached']} | {sp} |" + (f" {r['steps']:.0f} |" if counted else ""))
     return "\n".join(lines)
 
 
@@ -195,6 +242,14 @@ def _ema(x: np.ndarray, span: int) -> np.ndarray:
     return out
 
 
+def _on(x0: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``y`` (measured at ``x``) at the positions ``x0``: the same array when the positions are the same, else
+    interpolated, so that seeds whose steps differ in length are compared at equal samples or tokens."""
+    if len(x) == len(x0) and np.array_equal(x, x0):
+        return y
+    return np.interp(x0, x, y)
+
+
 def _figures(summary: dict, folder: Path) -> list[str]:
     import matplotlib
 
@@ -204,36 +259,61 @@ def _figures(summary: dict, folder: Path) -> list[str]:
     rows = [r for r in summary["rows"] if summary["runs"][r["candidate"]]]  # a candidate whose every run diverged has no curve
     if not rows:
         return []
-    steps = summary["steps"]
-    span = max(5, steps // 50)
+    unit, horizon = summary["unit"], summary["horizon"]
+    counted = unit != "step"
+    xlabel = _COUNTER[unit]
+    span = max(5, min(len(m["step"]) for r in rows for m in summary["runs"][r["candidate"]]) // 50)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     made = []
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
-    for ax, start in zip(axes, (0, int(steps * 0.5))):
+    def train_x(m):  # a step clock keeps the step index (as before); samples and tokens: the count after the step
+        return m["step"] if not counted else m[xlabel]
+
+    def curves(name):
+        runs = summary["runs"][name]
+        x = train_x(runs[0])
+        return x, np.array([_on(x, train_x(m), _ema(m["train_loss"], span)) for m in runs])
+
+    batch = any("batch" in m for r in rows for m in summary["runs"][r["candidate"]])
+    fig, axes = plt.subplots(1, 3 if batch else 2, figsize=(19 if batch else 13, 4.6))
+    half = int(horizon * 0.5) if not counted else horizon * 0.5
+    tails = []
+    for ax, start in zip(axes, (0, half)):
         lr_ax = ax.twinx()
         for i, row in enumerate(rows):
             runs = summary["runs"][row["candidate"]]
-            curves = np.array([_ema(m["train_loss"], span) for m in runs])
-            x = runs[0]["step"]
-            mean, lo, hi = curves.mean(0), curves.min(0), curves.max(0)
+            x, ys = curves(row["candidate"])
+            mean, lo, hi = ys.mean(0), ys.min(0), ys.max(0)
             c = colors[i % len(colors)]
-            sl = slice(start, None)
+            sl = x >= start
             ax.plot(x[sl], mean[sl], color=c, lw=1.6, label=row["candidate"])
             if len(runs) > 1:
                 ax.fill_between(x[sl], lo[sl], hi[sl], color=c, alpha=0.2, lw=0)
             lr_ax.plot(x[sl], runs[0]["lr"][sl], color=c, lw=0.9, ls="--", alpha=0.7)
-        ax.set_xlabel("step")
+            if start:
+                tails.append(ys[:, sl].ravel())
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(f"train loss (EMA over {span} steps)")
         lr_ax.set_ylabel("learning rate (dashed)")
         ax.grid(alpha=0.3)
         ax.set_title("whole run" if start == 0 else "second half")
-        if start:
-            tail = np.concatenate([np.array([_ema(m["train_loss"], span) for m in summary["runs"][r["candidate"]]])[:, start:].ravel()
-                                   for r in rows])
+        if start and tails:
+            tail = np.concatenate(tails)
             ax.set_ylim(np.percentile(tail, 0.5) - 0.02, np.percentile(tail, 99.5) + 0.02)
+    if batch:
+        ax = axes[2]
+        for i, row in enumerate(rows):
+            m = summary["runs"][row["candidate"]][0]
+            values = m["batch"] if "batch" in m else np.full(len(m["step"]), np.nan)
+            ax.plot(train_x(m), values, color=colors[i % len(colors)], lw=1.6, drawstyle="steps-post",
+                    label=row["candidate"])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("batch (samples per step)")
+        ax.grid(alpha=0.3)
+        ax.set_title("batch size (seed 0)")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{summary['workload']}: training loss (band: min-max over seeds), LR on the right axis")
+    fig.suptitle(f"{summary['workload']}: training loss (band: min-max over seeds), LR on the right axis"
+                 + (f"; against {xlabel}" if counted else ""))
     fig.tight_layout()
     atomic_write(folder / "loss.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
@@ -242,9 +322,9 @@ def _figures(summary: dict, folder: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for i, row in enumerate(rows):
         runs = summary["runs"][row["candidate"]]
-        mask = ~np.isnan(runs[0]["val_loss"])
-        x = runs[0]["step"][mask] + 1
-        vals = np.array([m["val_loss"][mask] for m in runs])
+        masks = [~np.isnan(m["val_loss"]) for m in runs]
+        x = _position(runs[0], unit)[masks[0]]
+        vals = np.array([_on(x, _position(m, unit)[k], m["val_loss"][k]) for m, k in zip(runs, masks)])
         c = colors[i % len(colors)]
         ax.plot(x, vals.mean(0), color=c, lw=1.6, marker=".", ms=3, label=row["candidate"])
         if len(runs) > 1:
@@ -254,7 +334,7 @@ def _figures(summary: dict, folder: Path) -> list[str]:
     lo = min(np.nanmin(m["val_loss"]) for rs in summary["runs"].values() for m in rs)
     ax.set_ylim(lo - 0.05 * abs(lo), np.nanpercentile(
         np.concatenate([m["val_loss"] for rs in summary["runs"].values() for m in rs]), 60))
-    ax.set_xlabel("step")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("validation loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -266,13 +346,23 @@ def _figures(summary: dict, folder: Path) -> list[str]:
     return made
 
 
+def _describe(name: str, spec) -> str:
+    """A candidate in the report: its LR spec, or its plan file and what that file holds."""
+    if isinstance(spec, str):
+        return f"- `{name}`: `{spec}`"
+    channels = "; ".join(f"{channel} `{value}`" for channel, value in spec["channels"].items())
+    settings = ", ".join(f"{key} {value}" for key, value in spec.items() if key not in ("file", "channels"))
+    return f"- `{name}`: plan file `{spec['file']}`: {channels}" + (f" ({settings})" if settings else "")
+
+
 def write_report(folder: "str | Path") -> dict:
     folder = Path(folder)
     summary = summarise(folder)
     figures = _figures(summary, folder)
     bench = summary["bench"]
+    unit, horizon = summary["unit"], summary["horizon"]
     table = _table(summary)
-    specs = "\n".join(f"- `{r['candidate']}`: `{r['spec']}`" for r in summary["rows"])
+    specs = "\n".join(_describe(r["candidate"], bench["candidates"][r["candidate"]]) for r in summary["rows"])
     if summary["target"] is None:
         target = f"none (every run of the baseline `{summary['baseline']}` diverged)"
     else:
@@ -282,16 +372,27 @@ def write_report(folder: "str | Path") -> dict:
                 if lost else "")
     alt = {"loss.png": "training loss", "val_loss.png": "validation loss"}
     pictures = "".join(f"\n![{alt[name]}]({name})\n" for name in figures)
+    every = f"every {bench['eval_every']} steps" if bench['eval_every'] else "at the workload's evaluation interval"
+    if unit == "step":
+        clock = ""
+        explained = f"""Final val loss: validation loss after the last step, mean ± std over seeds. Final train
+loss: mean over the last 5% of steps. Steps to target: first evaluation ({every}) at or below the target, mean over the seeds that reach it."""
+    else:
+        clock = (f"\nEvery run counts {unit}s: the candidates are compared at equal {unit}s (a batch that changes makes "
+                 f"steps unequal), and the figures are drawn against {unit}s.\n")
+        explained = f"""Final val loss: validation loss at the horizon ({horizon} {unit}s; the last step may pass it by
+less than one batch), mean ± std over seeds. Final train loss: mean over the steps in the last 5% of
+the {unit}s. {unit.capitalize()}s to target: {unit}s seen at the first evaluation ({every}) at or below the target, mean over the
+seeds that reach it; speed-up: the baseline's {unit}s to target divided by the candidate's. Steps: optimizer
+steps to the horizon, mean over seeds."""
     text = f"""# {summary['workload']}: schedule comparison
 
-{len(summary['rows'])} candidates x {bench['seeds']} seed(s), horizon {bench['steps']} steps, size `{bench['size'] or 'default'}`,
+{len(summary['rows'])} candidates x {bench['seeds']} seed(s), horizon {horizon} {unit}s, size `{bench['size'] or 'default'}`,
 optimizer {bench['optimizer']}. Target validation loss: {target}.
-
+{clock}
 {table}
 {diverged}
-Final val loss: validation loss after the last step, mean ± std over seeds. Final train
-loss: mean over the last 5% of steps. Steps to target: first evaluation ({f"every {bench['eval_every']} steps" if bench['eval_every']
-else "at the workload's evaluation interval"}) at or below the target, mean over the seeds that reach it.
+{explained}
 
 Candidates:
 {specs}
@@ -302,15 +403,19 @@ Candidates:
         def num(x):
             return "" if x is None else repr(x)
 
+        counted = unit != "step"
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["candidate", "seeds", "final_val_mean", "final_val_std", "final_train_mean", "final_train_std",
-                        "steps_to_target", "reached", "speedup", "diverged", "diverged_at"])
+                        f"{unit}s_to_target", *(["steps_to_target"] if counted else []), "reached", "speedup",
+                        *(["steps"] if counted else []), "diverged", "diverged_at"])
             for r in summary["rows"]:
                 fv, ft = r["final_val"] or (None, None), r["final_train"] or (None, None)
                 w.writerow([r["candidate"], r["seeds"], num(fv[0]), num(fv[1]), num(ft[0]), num(ft[1]),
-                            "" if r["steps_to_target"] is None else r["steps_to_target"], r["reached"],
-                            num(r["speedup"]), len(r["diverged"]), " ".join(str(at) for _, at in r["diverged"])])
+                            "" if r["to_target"] is None else r["to_target"],
+                            *([num(r["steps_to_target"])] if counted else []), r["reached"], num(r["speedup"]),
+                            *([num(r["steps"])] if counted else []), len(r["diverged"]),
+                            " ".join(str(at) for _, at in r["diverged"])])
     atomic_write(folder / "summary.csv", write_csv)
     return {"table": table, "report": str(folder / "report.md"), "figures": figures, "target": summary["target"],
-            "rows": summary["rows"]}
+            "rows": summary["rows"], "unit": unit, "horizon": horizon}

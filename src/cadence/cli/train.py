@@ -53,20 +53,27 @@ def register(sub) -> None:
     b = common.command(sub, "bench", "compare candidate schedules over seeds on one workload and write a report")
     b.add_argument("workload", help="tiny-lm, digits, digits-cnn or logreg")
     b.add_argument("--candidate", metavar="NAME=SPEC", action="append", default=[],
-                   help="a candidate (LR schedule) to compare; repeat")
+                   help="a candidate to compare: an LR schedule, or a plan file (NAME=plan.yaml: its channels, unit, "
+                        "horizon and run settings); repeat")
     b.add_argument("--plan", metavar="NAME=SPEC", dest="candidate", action=_DeprecatedAppend,
                    help="deprecated alias of --candidate (will be removed)")
     b.add_argument("--quick", action="store_true",
                    help="tiny-lm only: cosine, linear, WSD (1-sqrt, 20%%) and REX at the same horizon, in minutes")
     b.add_argument("--seeds", type=common.positive_int, help="seeds per candidate (default 3; --quick: 1)")
     b.add_argument("--steps", type=common.positive_int,
-                   help="the horizon, in optimizer steps, of every run (default: the workload's)")
+                   help="the horizon, in optimizer steps, of every run (default: the plan files', else the workload's)")
+    b.add_argument("--horizon", metavar="DURATION",
+                   help="the horizon of every run in --unit or as a duration ('2Mtok', '64Ksa')")
+    b.add_argument("--unit", choices=["step", "sample", "token"],
+                   help="the clock every run counts (default: the plan files', else step)")
+    b.add_argument("--micro-batch", type=common.positive_int, metavar="N",
+                   help="samples per forward/backward; a batch is accumulated from micro-batches")
     b.add_argument("--out", metavar="DIR", help="comparison folder (default: out/bench-WORKLOAD)")
     b.add_argument("--jobs", type=common.positive_int, default=1, help="runs in parallel processes")
     b.add_argument("--baseline", metavar="NAME", help="candidate to compare against (default: the first)")
     b.add_argument("--target", type=float, help="target validation loss (default: the baseline's final loss)")
-    b.add_argument("--set", metavar="FIELD=SPEC", action="append", default=[],
-                   help="drive another optimizer field the same way in every candidate")
+    b.add_argument("--set", metavar="CHANNEL=SPEC", action="append", default=[],
+                   help="drive another channel (an optimizer field, batch, loss.TERM) the same way in every candidate")
     b.add_argument("--overwrite", action="store_true", help="replace a comparison with other settings in --out")
     _add_training(b)
     b.set_defaults(handler=_guarded(_cmd_bench))
@@ -298,13 +305,18 @@ def _cmd_bench(args) -> None:
         candidates = dict(QUICK["candidates"])
         defaults = QUICK
     else:
-        candidates = common.parse_named(args.candidate, "--candidate", "NAME=SPEC, e.g. cos=\"cosine(peak=1e-3)\"")
+        candidates = _bench_candidates(args.candidate)
         if not candidates:
             raise CadenceError("give at least one --candidate NAME=SPEC (or --quick for tiny-lm)")
         defaults = {}
+    plans = {name: c for name, c in candidates.items() if isinstance(c, dict)}
+    _bench_clashes(args, plans)
+    if any(item.partition("=")[0].strip() == "lr" for item in args.set):
+        raise CadenceError("--set: the learning rate is each candidate's own; give it with --candidate")
+    steps, unit, horizon = _bench_clock(args, plans, defaults.get("steps") or w.default_steps)
     config = BenchConfig(
-        workload=args.workload, candidates=candidates,
-        steps=args.steps or defaults.get("steps") or w.default_steps,
+        workload=args.workload, candidates=candidates, steps=steps, unit=unit, horizon=horizon,
+        micro_batch=args.micro_batch,
         seeds=args.seeds or defaults.get("seeds") or 3,
         size=args.size or defaults.get("size"), batch_size=args.batch_size, optimizer=args.optimizer or "adamw",
         weight_decay=args.weight_decay, eval_every=args.eval_every or defaults.get("eval_every"),
@@ -329,11 +341,93 @@ def _cmd_bench(args) -> None:
         notice()
         _warn(msg)
 
-    result = run_bench(config, out, jobs=args.jobs, overwrite=args.overwrite, progress=not args.no_progress, log=log,
-                       threads=args.threads, warn=warn)
+    try:
+        result = run_bench(config, out, jobs=args.jobs, overwrite=args.overwrite, progress=not args.no_progress,
+                           log=log, threads=args.threads, warn=warn)
+    except CadenceError as e:
+        raise _bench_where(e, args) from None
     notice()
     print(result["table"])
     print(f"\nreport: {_show(result['report'])}")
+
+
+def _bench_candidates(items: list[str]) -> dict:
+    """--candidate NAME=SPEC or NAME=FILE items: {name: normalised LR spec, or the plan file's candidate record}."""
+    from cadence.bench.compare import is_plan_file, plan_candidate
+
+    out: dict = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not value.strip():
+            raise CadenceError(f"--candidate expects NAME=SPEC or NAME=PLAN.yaml, e.g. cos=\"cosine(peak=1e-3)\"; "
+                               f"got {item!r}")
+        if name in out:
+            raise CadenceError(f"--candidate: name {name!r} is given twice")
+        if not is_plan_file(value):
+            out[name] = parse(value).spec()
+            continue
+        try:
+            out[name] = plan_candidate(value.strip())
+        except CadenceError as e:
+            if type(e).__init__ is not CadenceError.__init__:
+                raise
+            raise type(e)(f"--candidate {name}: {' '.join(str(e).split())}") from None
+    return out
+
+
+# The comparison's settings that a plan file may also hold, and the flag that sets each.
+_BENCH_SHARED_FLAGS = {"size": "--size", "batch_size": "--batch-size", "micro_batch": "--micro-batch",
+                       "optimizer": "--optimizer", "weight_decay": "--weight-decay", "eval_every": "--eval-every",
+                       "device": "--device"}
+
+
+def _bench_clashes(args, plans: dict) -> None:
+    """A flag and a plan-file candidate that set the same thing to different values: one line naming both."""
+    unit = args.unit or ("step" if args.steps is not None else None)
+    for name, plan in plans.items():
+        where = f"candidate {name}'s plan file {_show(plan['file'])}"
+        theirs = plan.get("unit") or ("step" if plan.get("horizon") is not None else None)
+        if unit is not None and theirs is not None and theirs != unit:
+            flag = f"--unit {unit}" if args.unit else "--steps (a step clock)"
+            raise CadenceError(f"{flag} and {where} (which counts {theirs}s) contradict each other; keep one clock")
+        for key, flag in _BENCH_SHARED_FLAGS.items():
+            mine = getattr(args, key)
+            if mine is not None and key in plan and plan[key] != mine:
+                raise CadenceError(f"{flag} {mine} and {where}'s {key} {str(plan[key])[:40]} contradict each other; "
+                                   "keep one")
+
+
+def _bench_clock(args, plans: dict, default_steps: int):
+    """(steps, unit, horizon) of the comparison from --steps, --horizon and --unit; what they leave out comes from
+    the plan files, else a step clock of ``default_steps``."""
+    if args.steps is not None and args.horizon is not None:
+        raise CadenceError("--steps and --horizon both set the comparison's length; keep one")
+    if args.steps is not None and args.unit not in (None, "step"):
+        raise CadenceError(f"--steps counts optimizer steps but --unit is {args.unit}: give --horizon")
+    steps, unit = args.steps, args.unit
+    horizon = args.horizon
+    if horizon is not None and horizon.strip().isdigit():
+        horizon = int(horizon)  # a whole number of the clock's units (0 is refused as a horizon, below)
+    from_plans = any(p.get("unit") is not None or p.get("horizon") is not None for p in plans.values())
+    if steps is None and isinstance(horizon, int) and horizon > 0 and (unit == "step" or (unit is None and not from_plans)):
+        steps, horizon = horizon, None  # --horizon N on a step clock is --steps N
+    if steps is None and horizon is None and unit in (None, "step") and not from_plans:
+        steps = default_steps
+    return steps, (None if steps is not None else unit), horizon
+
+
+def _bench_where(error: CadenceError, args) -> CadenceError:
+    """A comparison's setting error, said with the flag that gave the setting (the library names its fields)."""
+    field = error.field
+    flags = {"horizon": "--steps" if args.steps is not None else "--horizon",
+             "steps": "--steps", "unit": "--unit" if args.unit else None,
+             "micro_batch": "--micro-batch" if args.micro_batch is not None else None, "batch": "--set"}
+    if field not in flags or type(error).__init__ is not CadenceError.__init__:
+        return error
+    message = " ".join(str(error).split())
+    flag = flags[field]
+    return type(error)(f"{flag}: {message}" if flag and not message.startswith(flag) else message)
 
 
 def _cmd_report(args) -> None:
