@@ -8,9 +8,11 @@ steps in each configuration:
 * ``torch LambdaLR``: the same warmup+cosine from a torch scheduler in configure_optimizers
   (what a Lightning user writes without cadence);
 * ``PlanCallback``: a plan of lr (warmup+cosine) and weight_decay (linear);
-* ``PlanCallback, plateau + guard``: lr under ``plateau(..., monitor='val_loss')`` and a
+* ``PlanCallback, plan knows its batch``: the same plan given ``rates=Rates(samples_per_step=32)``,
+  so a step of 32 samples is counted by ``plan.advance()``'s constant-batch path;
+* ``PlanCallback, plateau + loss guard``: lr under ``plateau(..., monitor='train_loss')`` and a
   ``loss_spike`` guard, so the callback also reads the training loss of every step
-  (``.item()``) and runs the guard (only when the plan has guards: ``Plan(guards=...)``).
+  (``.item()``), observes it and runs the guard before each optimizer step.
 
 A step is timed from the start of the step after ``--warmup`` steps to the end of the last
 one (a timing callback; setup and teardown excluded), in process CPU time (torch on one
@@ -19,7 +21,7 @@ a shared machine) and in wall time. Configurations are interleaved, the order ro
 repeat, and each row is the median over ``--repeats`` repeats; the overhead is against
 ``without``. A second table times the callback's own hooks directly (the thread's CPU time
 around each hook call, less the cost of reading that clock, calibrated on an empty hook),
-per step and as a share of a CPU step ``without``: the difference of two medians carries
+per step and as a share of a CPU step ``without``, and ``LambdaLR.step`` the same way: the difference of two medians carries
 the machine's noise, the hooks' own time much less. Prints the load average beside the
 figures.
 
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
 import logging
 import math
 import os
@@ -43,16 +44,17 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from cadence import Plan
+from cadence import Plan, Rates
 from cadence.integrations.lightning import plan_callback_class
 
-PEAK, WARMUP, FINAL = 1e-3, 50, 1e-5
+PEAK, WARMUP, FINAL, BATCH = 1e-3, 50, 1e-5, 32
 
 
 def build(pkg, steps: int):
     class Tiny(pkg.LightningModule):
-        def __init__(self, scheduler: bool = False):
+        def __init__(self, scheduler: bool = False, timer=None):
             super().__init__()
+            self.timer, self.spent = timer, None
             torch.manual_seed(0)
             self.a, self.b = nn.Linear(32, 64), nn.Linear(64, 1)
             self.scheduler = scheduler
@@ -73,6 +75,7 @@ def build(pkg, steps: int):
                 t = (step - WARMUP) / max(steps - WARMUP, 1)
                 return (FINAL + (PEAK - FINAL) * 0.5 * (1 + math.cos(math.pi * t))) / PEAK
             sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+            self.spent = time_hooks(sched, self.timer, ("step",))  # the scheduler's own time, for comparison
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     class Timer(pkg.Callback):
@@ -94,9 +97,8 @@ def cosine_plan(steps: int) -> dict:
     return {"lr": f"cosine(peak={PEAK}, final={FINAL}, warmup={WARMUP})", "weight_decay": "linear(peak=0.01, final=0.0)"}
 
 
-def make_configs(pkg, package: str, steps: int):
+def make_configs(package: str, steps: int):
     callback = plan_callback_class(package)
-    guards = "guards" in inspect.signature(Plan).parameters
 
     def plain():
         return [], False
@@ -107,21 +109,18 @@ def make_configs(pkg, package: str, steps: int):
     def plan_callback():
         return [callback(Plan(cosine_plan(steps), horizon=steps))], False
 
-    def plateau_guard():
-        channels = {"lr": f"plateau(cosine(peak={PEAK}, final={FINAL}, warmup={WARMUP}), monitor='val_loss', "
-                          "patience=5, factor=0.5)", "weight_decay": "linear(peak=0.01, final=0.0)"}
-        extra = {"guards": {"loss_spike": {"window": 64, "min_history": 16}}} if guards else {}
-        return [callback(Plan(channels, horizon=steps, **extra))], False
+    def plan_callback_rates():
+        return [callback(Plan(cosine_plan(steps), horizon=steps, rates=Rates(samples_per_step=BATCH)))], False
 
-    configs = {"without": plain, "torch LambdaLR": lambda_lr, "PlanCallback": plan_callback,
-               "PlanCallback, plateau + " + ("guard" if guards else "train_loss"): plateau_guard}
-    if not guards:  # a plan without guards: the callback reads the loss only for a controller that monitors it
-        def plateau_loss():
-            channels = {"lr": f"plateau(cosine(peak={PEAK}, final={FINAL}, warmup={WARMUP}), monitor='train_loss', "
-                              "patience=5, factor=0.5)", "weight_decay": "linear(peak=0.01, final=0.0)"}
-            return [callback(Plan(channels, horizon=steps))], False
-        configs["PlanCallback, plateau + train_loss"] = plateau_loss
-    return configs
+    def plateau_guard():
+        channels = {"lr": f"plateau(cosine(peak={PEAK}, final={FINAL}, warmup={WARMUP}), monitor='train_loss', "
+                          "patience=5, factor=0.5)", "weight_decay": "linear(peak=0.01, final=0.0)"}
+        guards = {"loss_spike": {"window": 64, "min_history": 16}}
+        return [callback(Plan(channels, horizon=steps, guards=guards))], False
+
+    return {"without": plain, "torch LambdaLR": lambda_lr, "PlanCallback": plan_callback,
+            "PlanCallback, plan knows its batch": plan_callback_rates,
+            "PlanCallback, plateau + loss guard": plateau_guard}
 
 
 CLOCK_COST = 0.0
@@ -129,7 +128,7 @@ HOOKS = ("on_fit_start", "on_train_start", "on_train_batch_start", "on_before_ba
          "on_train_batch_end", "on_validation_end")
 
 
-def time_hooks(callback, timer) -> list:
+def time_hooks(callback, timer, hooks=None) -> list:
     """Wrap the callback's hooks on the instance: [CPU ns spent in them after the warmup, timed calls]."""
     spent = [0, 0]
     clock = time.thread_time_ns
@@ -143,7 +142,7 @@ def time_hooks(callback, timer) -> list:
                 spent[1] += 1
             return out
         return timed
-    for name in HOOKS:
+    for name in hooks or HOOKS:
         if hasattr(callback, name):
             setattr(callback, name, wrap(getattr(callback, name)))
     return spent
@@ -168,7 +167,7 @@ def clock_cost(calls: int = 200_000) -> float:
 
 
 def run_once(pkg, Tiny, Timer, loader, steps: int, warmup: int, config) -> tuple[float, float, float | None]:
-    """(CPU seconds, wall seconds, seconds in the PlanCallback's hooks or None) per timed step."""
+    """(CPU seconds, wall seconds, CPU seconds in the PlanCallback's hooks or LambdaLR.step, or None) per timed step."""
     callbacks, scheduler = config()
     timer = Timer(warmup)
     spent = time_hooks(callbacks[0], timer) if callbacks else None
@@ -176,7 +175,9 @@ def run_once(pkg, Tiny, Timer, loader, steps: int, warmup: int, config) -> tuple
     trainer = pkg.Trainer(max_steps=steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
                           enable_checkpointing=False, accelerator="cpu", devices=1, callbacks=[*callbacks, timer],
                           num_sanity_val_steps=0, limit_val_batches=0)
-    trainer.fit(Tiny(scheduler), loader)
+    module = Tiny(scheduler, timer)
+    trainer.fit(module, loader)
+    spent = spent or module.spent
     n = timer.timed
     return ((timer.end[0] - timer.start[0]) / n, (timer.end[1] - timer.start[1]) / n,
             None if spent is None else max(spent[0] - spent[1] * cost, 0) * 1e-9 / n)
@@ -196,11 +197,11 @@ def main() -> None:
     pkg = importlib.import_module(args.package)
     Tiny, Timer = build(pkg, args.steps)
     g = torch.Generator().manual_seed(0)
-    data = TensorDataset(torch.randn(32 * 64, 32, generator=g), torch.randn(32 * 64, 1, generator=g))
-    loader = DataLoader(data, batch_size=32, shuffle=False)
+    data = TensorDataset(torch.randn(BATCH * 64, 32, generator=g), torch.randn(BATCH * 64, 1, generator=g))
+    loader = DataLoader(data, batch_size=BATCH, shuffle=False)
     global CLOCK_COST
     CLOCK_COST = clock_cost()
-    configs = make_configs(pkg, args.package, args.steps)
+    configs = make_configs(args.package, args.steps)
     names = list(configs)
     times: dict[str, list[tuple]] = {n: [] for n in names}
     for n in names:  # one untimed run each: imports, first calls
@@ -226,7 +227,7 @@ def main() -> None:
             row += f" {med * 1e6:>{w1}.1f} {'±%.0f%%' % spread:>{w2}} {extra:>9}"
         print(row)
     print()
-    print(f"{'CPU time inside the PlanCallback hooks':<38} {'µs/step':>12} {'of a step without':>18}   "
+    print(f"{'CPU time in the hooks / LambdaLR.step':<38} {'µs/step':>12} {'of a step without':>18}   "
           f"(clock reads: {CLOCK_COST:.0f} ns a call, subtracted)")
     for n in names:
         if times[n][0][2] is not None:

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cadence import Plan
 from cadence.errors import CadenceError, PlanError, TrainingDiverged
-from cadence.integrations.lightning import PlanCallback, plan_callback_class
+from cadence.integrations.lightning import PlanCallback, count_samples, plan_callback_class
 from cadence.torch import Scheduler
 
 PACKAGES = {"lightning.pytorch": lp, "pytorch_lightning": pl}
@@ -142,7 +142,7 @@ def test_each_step_uses_the_plans_values_and_logs_them(package, tmp_path):
     clock = callback.plan.clock
     assert (clock.step, clock.samples, clock.skipped) == (8, 32, 0)
     logged = {}
-    for row in csv.DictReader(open(next(Path(tmp_path, "log").rglob("metrics.csv")))):
+    for row in csv.DictReader(next(Path(tmp_path, "log").rglob("metrics.csv")).read_text().splitlines()):
         if row["lr-AdamW/pg1"]:
             logged[int(row["step"])] = (float(row["lr-AdamW/pg1"]), float(row["lr-AdamW/pg2"]),
                                         float(row["lr-AdamW/pg1-weight_decay"]))
@@ -162,6 +162,19 @@ def test_plan_callback_class_names_its_packages():
         again = pickle.loads(pickle.dumps(callback))
         assert type(again) is type(callback) and again.plan.channels == callback.plan.channels
         assert again.state_key == "PlanCallback"  # one checkpoint key for both packages
+
+
+def test_samples_are_the_leading_dimension_of_the_first_tensor_or_a_function_of_the_batch(tmp_path):
+    assert count_samples((torch.zeros(5, 3), torch.zeros(5))) == 5
+    assert count_samples({"meta": ["a"], "x": {"ids": torch.zeros(7, 2)}}) == 7
+    assert count_samples(torch.tensor(1.0)) == 1
+    with pytest.raises(CadenceError, match="cannot count the samples of a batch of type list .*samples="):
+        count_samples(["no", "tensor"])
+    callback = PlanCallback(Plan(**WARMUP_COSINE), samples=lambda batch: 2 * len(batch[0]))
+    trainer(lp, tmp_path, max_steps=2, callbacks=[callback]).fit(module_class(lp)(), loader(data()))
+    assert callback.plan.clock.samples == 16
+    callback = PlanCallback(Plan(**WARMUP_COSINE), samples=lambda batch: -1)
+    fit_refused(tmp_path, callback, CadenceError, r"samples\(batch\) must return a whole number >= 0; got -1")
 
 
 def test_import_cadence_does_not_import_lightning():

@@ -87,7 +87,7 @@ from cadence.plan import BATCH, Plan
 from cadence.schedules.base import _short_value
 from cadence.torch import OptimizerFields, optimizer_channels
 
-__all__ = ["PlanCallback", "plan_callback_class", "PACKAGES"]
+__all__ = ["PlanCallback", "plan_callback_class", "count_samples", "PACKAGES"]
 
 _FORMAT = "cadence.integrations.lightning.PlanCallback/1"
 PACKAGES = ("lightning.pytorch", "pytorch_lightning")
