@@ -21,11 +21,11 @@ a shared machine) and in wall time. Configurations are interleaved, the order ro
 repeat, and each row is the median over ``--repeats`` repeats; the overhead is against
 ``without``. A second table times the callback's own hooks directly (the thread's CPU time
 around each hook call, less the cost of reading that clock, calibrated on an empty hook),
-per step and as a share of a CPU step ``without``, and ``LambdaLR.step`` the same way: the difference of two medians carries
-the machine's noise, the hooks' own time much less. Prints the load average beside the
-figures.
+per step and as a share of a CPU step ``without``, and ``LambdaLR.step`` the same way: the
+difference of two medians carries the machine's noise, the hooks' own time much less.
+Prints the load average beside the figures.
 
-Usage: python benchmarks/bench_lightning_callback.py [--steps 400] [--repeats 9] [--package lightning.pytorch]
+Usage: python benchmarks/bench_lightning_callback.py [--steps 600] [--repeats 9] [--package lightning.pytorch]
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def build(pkg, steps: int):
 
 
 def cosine_plan(steps: int) -> dict:
-    return {"lr": f"cosine(peak={PEAK}, final={FINAL}, warmup={WARMUP})", "weight_decay": "linear(peak=0.01, final=0.0)"}
+    return {"lr": f"cosine(peak={PEAK}, final={FINAL}, warmup={WARMUP})",
+            "weight_decay": "linear(peak=0.01, final=0.0)"}
 
 
 def make_configs(package: str, steps: int):
@@ -185,7 +186,7 @@ def run_once(pkg, Tiny, Timer, loader, steps: int, warmup: int, config) -> tuple
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--package", default="lightning.pytorch", choices=["lightning.pytorch", "pytorch_lightning"])

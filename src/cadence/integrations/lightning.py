@@ -76,6 +76,7 @@ of behaviour and the checkpoint key ``PlanCallback``.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -392,9 +393,12 @@ class _PlanCallback:
             raise PlanError(f"PlanCallback: expected a {_FORMAT} state in the checkpoint; got {_short_value(found)}",
                             field="state")
         ratios = state_dict.get("ratios")
-        if ratios is not None and not (isinstance(ratios, Mapping) and all(isinstance(v, list) for v in ratios.values())):
-            raise PlanError(f"PlanCallback: the checkpoint's ratios must map fields to lists; got {_short_value(ratios)}",
-                            field="state")
+        groups = None if self.fields is None else len(self.fields.optimizer.param_groups)
+        if ratios is not None and not (isinstance(ratios, Mapping) and all(
+                isinstance(v, list) and (groups is None or len(v) == groups) and all(
+                    type(x) in (int, float) and math.isfinite(x) and x >= 0 for x in v) for v in ratios.values())):
+            raise PlanError(f"PlanCallback: the checkpoint's ratios must map fields to lists of numbers >= 0, one per "
+                            f"param group; got {_short_value(ratios)}", field="state")
         try:
             self.plan.load_state_dict(state_dict.get("plan"))
         except PlanError as e:
