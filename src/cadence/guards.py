@@ -145,7 +145,7 @@ class LossSpike(_Stateful):
         if n < self.min_history:
             return None
         mean = math.fsum(history) / n
-        var = math.fsum((x - mean) ** 2 for x in history) / (n - 1)
+        var = math.fsum([(x - mean) * (x - mean) for x in history]) / (n - 1)
         return mean, math.sqrt(var)
 
     def check(self, state: Mapping[str, Any], value) -> bool:

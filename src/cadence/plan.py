@@ -488,7 +488,12 @@ class Plan:
             if total > MAX_TOTAL_STEPS:
                 raise LimitError(f"advance: the clock would count {total} {name}; at most {MAX_TOTAL_STEPS} (2**53) "
                                  "are counted exactly", field=name)
-        self.clock = self.clock.advanced(samples, tokens)
+        # the counters move in place (the frame does not change); the Clock is built when asked for
+        self._step += 1
+        self._samples += samples
+        self._tokens += tokens
+        self._clock = None
+        self._tick += 1
         return self.clock
 
     @staticmethod
