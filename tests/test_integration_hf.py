@@ -15,13 +15,12 @@ import sys
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers")
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
 
-from cadence import Plan  # noqa: E402
-from cadence.errors import CadenceError, PlanError, RunError, TrainingDiverged  # noqa: E402
-from cadence.integrations.hf import STATE_FILE, PlanCallback  # noqa: E402
-from cadence.torch import Scheduler  # noqa: E402
+from cadence import Plan
+from cadence.errors import CadenceError, PlanError, RunError, TrainingDiverged
+from cadence.integrations.hf import STATE_FILE, PlanCallback
+from cadence.torch import Scheduler
 
 SEQ = 16
 
@@ -253,6 +252,25 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
         assert b == a and max(b) == 12
     for pa, pb in zip(trainer_a.model.parameters(), trainer_b.model.parameters()):
         assert torch.equal(pa, pb)
+
+
+def test_a_resumed_run_keeps_each_groups_ratio_even_where_the_value_was_zero(tmp_path):
+    # The user's groups run at 1 and 1/2 of the plan's lr; the checkpoint falls where the lr is 0, so
+    # the restored groups (0, 0) no longer show the ratio: it comes from cadence_plan.json.
+    channels = {"lr": "piecewise(points=[[0, 1e-3], [2, 0.0], [4, 1e-3]])"}
+
+    def run(out, resume=None):
+        net = model()
+        params = list(net.parameters())
+        opt = torch.optim.AdamW([{"params": params[:3], "lr": 1e-3}, {"params": params[3:], "lr": 5e-4}])
+        return train(out, Plan(channels, horizon=4), optimizers=(opt, None), net=net, max_steps=4,
+                     save_strategy="steps", save_steps=2, resume=resume)[1]
+
+    straight = run(tmp_path / "a")
+    assert [[lr for lr, _ in groups] for groups in straight.used] == [[1e-3, 5e-4], [5e-4, 2.5e-4], [0.0, 0.0],
+                                                                       [5e-4, 2.5e-4]]
+    resumed = run(tmp_path / "b", resume=str(tmp_path / "a" / "checkpoint-2"))
+    assert resumed.used == straight.used[2:]
 
 
 def test_the_scheduler_route_uses_logs_and_resumes_the_plan(tmp_path):

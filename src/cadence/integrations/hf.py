@@ -23,17 +23,20 @@ What it does at each hook (docs/integrations.md has the user's view):
     samples and tokens of every training forward pass with a forward pre-hook on the model.
 ``on_pre_optimizer_step``
     (gradients are final, the Trainer has clipped them) judges the step with the plan's
-    guards, and writes every planned field into the param groups.
+    guards. The param groups already hold the plan's values for this step: written when
+    the Scheduler was built, after the previous step, or after the last observation.
 ``on_step_end``
-    moves the plan's clock by the step's real samples and tokens (``Scheduler.advance``), or,
-    when a guard or the gradient scaler skipped the step, counts it as skipped
-    (``Scheduler.skip``: the clock does not move and the next step uses the same values).
+    moves the plan's clock by the step's real samples and tokens (``Scheduler.advance``,
+    which writes the next step's values), or, when a guard or the gradient scaler skipped
+    the step, counts it as skipped (``Scheduler.skip``: the clock does not move and the next
+    step uses the same values).
 ``on_log`` / ``on_evaluate``
     give the plan's controllers what the Trainer reports: its logged ``loss`` as
     ``train_loss`` and its ``grad_norm``, and every evaluation metric under its own name with
-    ``eval_loss`` also as ``val_loss``.
+    ``eval_loss`` also as ``val_loss``; then write the values the controllers now give.
 ``on_save``
-    writes the plan's state into the checkpoint folder, atomically (``cadence_plan.json``).
+    writes the plan's state and each param group's ratio into the checkpoint folder,
+    atomically (``cadence_plan.json``).
 
 Counting. Samples are the first dimension of each training forward pass's ``input_ids``
 (or ``inputs_embeds``, or its first tensor argument), summed over the step's micro-batches
@@ -209,6 +212,7 @@ class PlanCallback(TrainerCallback):
         self._guarded = bool(plan.guards)
         self._hook = None
         self._active = False
+        self._data_parallel = False
         self._reset_step()
 
     def _reset_step(self) -> None:
@@ -225,7 +229,7 @@ class PlanCallback(TrainerCallback):
         ids = kwargs.get("input_ids")
         if ids is None and args and isinstance(args[0], torch.Tensor) and not args[0].is_floating_point():
             ids = args[0]
-        if isinstance(ids, torch.Tensor) and ids.dim() >= 1:
+        if isinstance(ids, torch.Tensor) and ids.dim():
             self._samples += ids.shape[0]
             self._tokens += ids.numel()
             return
@@ -243,7 +247,7 @@ class PlanCallback(TrainerCallback):
 
     def _counts(self, args) -> tuple[int, int | None]:
         samples, tokens = self._samples, self._tokens
-        if args.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if self._data_parallel:
             both = torch.tensor([samples, tokens, int(not self._tokens_known)], dtype=torch.int64, device=args.device)
             torch.distributed.all_reduce(both)
             samples, tokens, unknown = (int(x) for x in both.tolist())
@@ -260,11 +264,12 @@ class PlanCallback(TrainerCallback):
             raise CadenceError("PlanCallback: the Trainer has no optimizer or model at train begin")
         self._check_signals(trainer, args, optimizer)
         if state.global_step > 0:
-            self._resume(args, state, resume_from)
+            ratios = self._resume(args, state, resume_from)
         else:
             self.plan.load_state_dict(self._initial)
+            ratios = self._decay_ratios(trainer, model, optimizer)
         try:
-            sched = Scheduler(optimizer, self.plan, ratios=self._decay_ratios(trainer, model, optimizer))
+            sched = Scheduler(optimizer, self.plan, ratios=ratios)
         except CadenceError as e:
             raise type(e)(f"PlanCallback: {str(e).removeprefix('Scheduler: ')}", field=e.field) from None
         self.scheduler = sched
@@ -282,6 +287,8 @@ class PlanCallback(TrainerCallback):
         if self._hook is not None:
             self._hook.remove()
         self._hook = model.register_forward_pre_hook(self._count, with_kwargs=True)
+        self._data_parallel = (args.world_size > 1 and torch.distributed.is_available()
+                               and torch.distributed.is_initialized())
         self._reset_step()
         self._active = True
         return control
@@ -328,7 +335,9 @@ class PlanCallback(TrainerCallback):
         ratios = [1.0 if any(names.get(id(p)) in decayed for p in g["params"]) else 0.0 for g in groups]
         return {"weight_decay": ratios} if any(ratios) else None
 
-    def _resume(self, args, state, resume_from) -> None:
+    def _resume(self, args, state, resume_from) -> dict[str, list[float]]:
+        """Load the plan's state from the checkpoint; returns the param groups' ratios saved with it
+        (the groups' values restored with the optimizer cannot give them when a value was 0)."""
         folder = resume_from if isinstance(resume_from, (str, os.PathLike)) else \
             os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
         path = os.path.join(folder, STATE_FILE)
@@ -356,11 +365,16 @@ class PlanCallback(TrainerCallback):
         if saved.get("global_step") != state.global_step:
             raise RunError(f"PlanCallback: {path} was saved at step {_short_value(saved.get('global_step'))}, the "
                            f"checkpoint's Trainer state is at step {state.global_step}", field="resume_from_checkpoint")
+        ratios = saved.get("ratios")
+        if not (isinstance(ratios, dict) and all(isinstance(k, str) and isinstance(v, list) for k, v in ratios.items())):
+            raise RunError(f"PlanCallback: {path} holds no param-group ratios ({{field: [ratio per group]}})",
+                           field="resume_from_checkpoint")
         try:
             self.plan.load_state_dict(saved.get("plan"))
         except CadenceError as e:
             raise PlanError(f"PlanCallback: {path} holds another plan's state: {e}", field="resume_from_checkpoint") \
                 from None
+        return ratios
 
     def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
         if self._guarded:
@@ -371,7 +385,6 @@ class PlanCallback(TrainerCallback):
                 for p in params:  # no gradient: optimizer.step() leaves the weights and its state alone
                     p.grad = None
                 self._skip = True
-        self.scheduler._apply()  # the plan's values for this step (controllers may have moved since)
 
     def on_step_end(self, args, state, control, optimizer=None, **kwargs):
         if self._skip or getattr(optimizer, "step_was_skipped", False):
@@ -390,7 +403,7 @@ class PlanCallback(TrainerCallback):
         signals = {"train_loss": _number(logs["loss"])}
         if "grad_norm" in logs:
             signals["grad_norm"] = _number(logs["grad_norm"])
-        self.scheduler.observe(signals)
+        self._observe(signals)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if not (self._active and self._controllers and metrics):
@@ -402,7 +415,12 @@ class PlanCallback(TrainerCallback):
                 signals[key] = number
         if "eval_loss" in signals:
             signals["val_loss"] = signals["eval_loss"]
+        self._observe(signals)
+
+    def _observe(self, signals) -> None:
+        """Controllers see the signals, and the optimizer gets the values they give from now on."""
         self.scheduler.observe(signals)
+        self.scheduler._apply()  # Scheduler.observe() does not write the values itself
 
     def on_save(self, args, state, control, **kwargs):
         if not args.should_save:
@@ -411,7 +429,8 @@ class PlanCallback(TrainerCallback):
         if not os.path.isdir(folder):
             raise RunError(f"PlanCallback: the Trainer's checkpoint folder {folder} is not there to hold {STATE_FILE}",
                            field="output_dir")
-        text = json.dumps({"format": FORMAT, "global_step": state.global_step, "plan": self.plan.state_dict()})
+        text = json.dumps({"format": FORMAT, "global_step": state.global_step, "plan": self.plan.state_dict(),
+                           "ratios": self.scheduler.ratios})
 
         def write(tmp: str) -> None:
             with open(tmp, "w", encoding="utf-8") as f:
