@@ -53,4 +53,4 @@ def test_plan_file_settings_are_the_runners():
     from cadence.cli.common import PLAN_FILE_SETTINGS
     from cadence.plan import PLAN_KEYS
 
-    assert set(PLAN_FILE_SETTINGS) == (set(CONFIG_FIELDS) - set(PLAN_KEYS)) | {"workload"} - {"unit"}
+    assert set(PLAN_FILE_SETTINGS) == (set(CONFIG_FIELDS) - set(PLAN_KEYS)) | {"workload", "tensorboard"} - {"unit"}

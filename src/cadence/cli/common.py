@@ -27,9 +27,10 @@ EXAMPLES = """examples:
 """
 
 
-# Run settings a plan file may hold besides unit, horizon and channels (cadence.bench.runner.RunConfig's fields).
+# Run settings a plan file may hold besides unit, horizon, channels and guards (cadence.bench.runner.RunConfig's
+# fields), and where `cadence run` logs (tensorboard: an output folder, not a setting).
 PLAN_FILE_SETTINGS = ("workload", "seed", "size", "batch_size", "micro_batch", "optimizer", "weight_decay", "clip",
-                      "eval_every", "checkpoint_every", "skip_nonfinite", "device")
+                      "eval_every", "checkpoint_every", "skip_nonfinite", "device", "tensorboard")
 
 
 class Parser(argparse.ArgumentParser):

@@ -12,8 +12,8 @@ from cadence.errors import CadenceError, RunError
 from cadence.schedules import parse
 
 # Flags that set a run's settings: with --resume and no WORKLOAD they would be ignored, so they are refused.
-_SETTINGS = ("lr", "set", "steps", "horizon", "unit", "plan", "size", "batch_size", "micro_batch", "weight_decay",
-             "eval_every", "checkpoint_every", "device")
+_SETTINGS = ("lr", "set", "guard", "steps", "horizon", "unit", "plan", "size", "batch_size", "micro_batch",
+             "weight_decay", "eval_every", "checkpoint_every", "device")
 # Run settings a plan file may hold besides unit, horizon and channels, and the flag that sets each.
 _FILE_SETTINGS = {"workload": None, "seed": "--seed", "size": "--size", "batch_size": "--batch-size",
                   "micro_batch": "--micro-batch", "optimizer": "--optimizer", "weight_decay": "--weight-decay",
@@ -39,6 +39,9 @@ def register(sub) -> None:
                    help="samples per forward/backward; the batch is accumulated from micro-batches")
     r.add_argument("--skip-nonfinite", action="store_true", default=None,
                    help="guard: skip a step whose loss or gradient is not finite (the clock does not move)")
+    r.add_argument("--guard", metavar="NAME[:KEY=VALUE,...]", action="append", default=[],
+                   help="a guard of the plan (docs/guards.md): loss_spike, grad_spike or rollback, e.g. --guard "
+                        "loss_spike --guard loss_spike:sigma=5,window=64 --guard rollback:spikes=3; repeat")
     r.add_argument("--seed", type=int)
     r.add_argument("--out", required=True, metavar="DIR", help="run folder")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -206,6 +209,8 @@ def _cmd_run(args) -> int:
             raise _where(e, args) from None
     manifest = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=progress,
                      threads=args.threads, warn=_warn, tensorboard=args.tensorboard)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # torchrun: rank 0 reports for all
     from cadence.bench.report import load_metrics
 
     m = load_metrics(f"{args.out}/metrics.csv")
@@ -229,9 +234,11 @@ def _run_config(args):
                 "optimizer": args.optimizer, "weight_decay": args.weight_decay, "eval_every": args.eval_every,
                 "checkpoint_every": args.checkpoint_every, "skip_nonfinite": args.skip_nonfinite, "device": args.device,
                 "tensorboard": args.tensorboard}
+    guards = _guards(args.guard)
     if args.plan is not None:
         clash = [f for f, v in (("--lr", args.lr), ("--set", args.set), ("--steps", args.steps),
-                                ("--horizon", args.horizon), ("--unit", args.unit)) if v not in (None, [])]
+                                ("--horizon", args.horizon), ("--unit", args.unit), ("--guard", args.guard))
+                 if v not in (None, [])]
         if clash:
             raise CadenceError(f"the plan file gives the channels, unit and horizon: drop {', '.join(clash)} "
                                "or drop --plan")
@@ -244,6 +251,7 @@ def _run_config(args):
             if key in data and key != "workload":
                 settings[key] = data[key]
         channels = dict(data["channels"])
+        guards = data.get("guards")
         unit, horizon = data.get("unit", "step"), data.get("horizon")
         if horizon is None:
             if unit != "step":
@@ -268,7 +276,34 @@ def _run_config(args):
     args.tensorboard = board
     defaults = {"seed": 0, "optimizer": "adamw", "checkpoint_every": 100, "skip_nonfinite": False, "device": "cpu"}
     settings = {k: (defaults[k] if v is None and k in defaults else v) for k, v in settings.items()}
-    return RunConfig(workload=args.workload, channels=channels, horizon=horizon, unit=unit, **settings)
+    return RunConfig(workload=args.workload, channels=channels, horizon=horizon, unit=unit, guards=guards, **settings)
+
+
+def _guards(items: list[str]) -> "dict | None":
+    """--guard NAME[:KEY=VALUE,...] items as a plan's guards mapping (values: whole numbers, numbers or text)."""
+    out: dict = {}
+    for item in items:
+        name, _, rest = item.partition(":")
+        name = name.strip()
+        if not name:
+            raise CadenceError(f"--guard expects NAME[:KEY=VALUE,...], e.g. loss_spike:sigma=5; got {item!r}")
+        if name in out:
+            raise CadenceError(f"--guard: {name!r} is given twice; give its settings once, comma-separated")
+        settings = {}
+        for pair in filter(None, (p.strip() for p in rest.split(","))):
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise CadenceError(f"--guard {name}: settings are KEY=VALUE, comma-separated; got {pair!r}")
+            value = value.strip()
+            try:
+                settings[key.strip()] = int(value)
+            except ValueError:
+                try:
+                    settings[key.strip()] = float(value)
+                except ValueError:
+                    settings[key.strip()] = value
+        out[name] = settings
+    return out or None
 
 
 def _where(error: CadenceError, args) -> CadenceError:
@@ -276,8 +311,8 @@ def _where(error: CadenceError, args) -> CadenceError:
     field = error.field
     if field in ("horizon", "unit"):
         source = args.plan or {"horizon": "--steps" if args.steps is not None else "--horizon", "unit": "--unit"}[field]
-    elif field in ("channels", "batch", "lr", "micro_batch", "plan", "tokens_per_sample", "rates"):
-        source = args.plan or ("--micro-batch" if field == "micro_batch" else None)  # the message names the channel
+    elif field in ("channels", "batch", "lr", "micro_batch", "plan", "tokens_per_sample", "rates", "guards"):
+        source = args.plan or {"micro_batch": "--micro-batch", "guards": "--guard"}.get(field)  # the message names the channel
     else:
         return error
     if type(error).__init__ is not CadenceError.__init__:
