@@ -88,6 +88,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import sys
 from typing import Any
@@ -162,11 +163,12 @@ def _find_trainer(callback: "PlanCallback") -> tuple[Trainer, Any]:
 
 
 def _number(value) -> float | None:
+    """A logged or evaluated value as a signal (None: not a number)."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, torch.Tensor):
         return float(value.item()) if value.numel() == 1 and not value.is_complex() else None
-    if isinstance(value, (int, float)):
+    if isinstance(value, numbers.Real):  # int, float and numpy's scalars
         try:
             return float(value)
         except OverflowError:
