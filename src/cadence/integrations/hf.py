@@ -55,8 +55,10 @@ Trainer's ``lr_scheduler`` through its arguments. Writing the plan's values afte
 Trainer's scheduler has stepped would fight it and log the other scheduler's rate; editing
 that scheduler's lambdas would fight it too. So at ``on_train_begin`` PlanCallback looks up
 the call stack for the ``Trainer`` that is calling it (the method frame whose ``self`` is a
-Trainer holding this callback; found once per ``train()``) and puts in its ``lr_scheduler``
-slot a small stand-in, an ``LRScheduler`` whose
+Trainer holding this callback; found once per ``train()``; that frame's
+``resume_from_checkpoint`` is the checkpoint to read the plan from, else
+``output_dir/checkpoint-<global_step>``) and puts in its ``lr_scheduler`` slot a small
+stand-in, an ``LRScheduler`` whose
 
 * ``get_last_lr()`` is the plan's learning rate written for the step being logged;
 * ``step()`` does nothing: the callback moves the clock at ``on_step_end``, once it knows
@@ -74,14 +76,16 @@ default sample counts and no guards or controller signals.
 
 Guards. The Trainer hands callbacks nothing of the step before its optimizer step but the
 gradients. A ``grad_spike`` guard gets the gradient norm computed from them (all param groups,
-L2); on ``'skip'`` every gradient is set to None, so ``optimizer.step()`` leaves the weights
-and the optimizer's state (moments, step counts, weight decay) untouched: a zero gradient
-would not (AdamW still decays and moves its moments). The Trainer still counts the step in
+L2); on ``'skip'`` every gradient is set to None, and torch's optimizers pass over a
+parameter without one, so ``optimizer.step()`` leaves the weights and the optimizer's state
+(moments, step counts, weight decay) untouched: a zero gradient would not (AdamW still
+decays and moves its moments). The Trainer still counts the step in
 ``global_step``; the plan's clock does not. Refused, one line each: a guard on any other
 signal (the Trainer's loss reaches callbacks only when it logs, after the step); a
 ``rollback`` guard (a callback cannot restore a checkpoint in the middle of ``train()``);
 a ``grad_norm`` guard when the Trainer clips (``max_grad_norm > 0``: callbacks see clipped
-gradients, whose norm never spikes) or scales them (fp16 with a gradient scaler).
+gradients, whose norm never spikes), scales them (fp16 with a gradient scaler) or shards
+them (FSDP).
 """
 
 from __future__ import annotations
