@@ -373,6 +373,16 @@ def test_settings_the_trainer_cannot_follow_are_refused_at_train_begin(tmp_path,
     assert rec.used == [] and trainer.state.global_step == 0 and plan.clock.step == 0
 
 
+def test_the_callback_needs_a_trainer_calling_it(tmp_path):
+    from transformers import TrainerControl, TrainerState
+
+    net = model()
+    with pytest.raises(CadenceError) as e:
+        PlanCallback(Plan({"lr": 1e-3})).on_train_begin(arguments(tmp_path), TrainerState(), TrainerControl(),
+                                                        model=net, optimizer=torch.optim.AdamW(net.parameters()))
+    assert "no transformers Trainer" in one_line(e)
+
+
 def test_a_scheduler_given_to_the_trainer_is_not_replaced(tmp_path):
     net = model()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
