@@ -88,6 +88,7 @@ def test_a_loss_that_stays_high_is_a_diverged_run(tmp_path, monkeypatch):
         train(_config(150, SPIKE), out, threads=1)
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["status"] == "diverged" and manifest["diverged_at"] == 100 and manifest["step"] == 100
+    assert manifest["skipped"] == 10  # the steps the guard skipped before the 11th stopped the run
     assert len(_rows(out)) == 100 and drawn == list(range(111))  # one attempt and 10 more at step 100
     assert TrainingDiverged("").exit_code == EXIT_DIVERGED == 3
     with pytest.raises(TrainingDiverged):  # resumed, it diverges again at the same step
@@ -136,7 +137,7 @@ def reference(tmp_path, monkeypatch):
     out = tmp_path / "reference"
     manifest = train(_config(200, ROLLBACK), out, threads=1, warn=lambda message: None)
     assert manifest["status"] == "complete"
-    assert manifest["rollbacks"] == [{"at_step": 116, "to_step": 100, "drawn": 119}]
+    assert manifest["rollbacks"] == [{"at_step": 116, "to_step": 100, "drawn": 119, "skipped": 3}]
     assert drawn == list(range(219))  # 119 batches up to the rollback, then the next 100: none seen twice
     return (out / "metrics.csv").read_bytes()
 
@@ -190,16 +191,14 @@ def test_a_run_killed_at_a_rollback_resumes_to_the_same_bytes(tmp_path, monkeypa
     assert manifest["status"] == "complete" and (out / "metrics.csv").read_bytes() == reference
 
 
-@pytest.mark.xfail(strict=True, reason="run.json's 'rollbacks' is written only by the process that rolled back: "
-                                       "a resumed run's manifest loses it (the checkpoint keeps it)")
 def test_a_resumed_run_keeps_the_record_of_its_rollbacks(tmp_path, monkeypatch):
     _corrupt(monkeypatch, BAD)
     out = tmp_path / "run"
     train(_config(200, ROLLBACK), out, threads=1, stop_after=117, warn=lambda message: None)  # rolled back, stopped
-    assert json.loads((out / "run.json").read_text())["rollbacks"] == [{"at_step": 116, "to_step": 100, "drawn": 119}]
+    assert json.loads((out / "run.json").read_text())["rollbacks"] == [{"at_step": 116, "to_step": 100, "drawn": 119, "skipped": 3}]
     manifest = _resume(out)
     assert manifest["status"] == "complete"
-    assert manifest.get("rollbacks") == [{"at_step": 116, "to_step": 100, "drawn": 119}]
+    assert manifest.get("rollbacks") == [{"at_step": 116, "to_step": 100, "drawn": 119, "skipped": 3}]
 
 
 def test_other_guard_settings_on_resume_are_refused(tmp_path):

@@ -654,6 +654,8 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         "segments": segments,
         "bit_exact": len(segments) == 1,
     }
+    if loop.rollbacks:  # a resumed run keeps the record of its earlier rollbacks (the checkpoint holds them)
+        manifest["rollbacks"] = [dict(r) for r in loop.rollbacks]
     if tensorboard is not None:
         manifest["tensorboard"] = os.path.abspath(tensorboard)  # where this start or resume logs (not a setting)
     write_manifest(manifest)  # first: a folder with run files always has a manifest
@@ -729,6 +731,8 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
             manifest["skipped"] = plan.clock.skipped
     except TrainingDiverged as e:
         manifest.update(status="diverged", step=saved or 0, diverged_at=step)
+        if plan.clock.skipped:  # the steps the guards skipped before they gave up
+            manifest["skipped"] = plan.clock.skipped
         write_manifest(manifest)
         if saved is None:
             kept = (f"no checkpoint had been written yet (the first was due at step {cfg.checkpoint_every}); "
@@ -767,16 +771,20 @@ def _roll_back(loop: "Loop", out: Path, cfg: RunConfig, settings: str, saved: in
     if len(loop.rollbacks) >= policy.max_rollbacks:
         raise TrainingDiverged(f"repeated loss spikes up to step {step} after {len(loop.rollbacks)} rollbacks "
                                f"(max_rollbacks={policy.max_rollbacks})")
-    drawn, rollbacks = loop.drawn, [*loop.rollbacks, {"at_step": step, "to_step": saved, "drawn": loop.drawn}]
+    # `skipped`: the steps not applied since the checkpoint, this one included (the restored clock no longer counts them)
+    record = {"at_step": step, "to_step": saved, "drawn": loop.drawn, "skipped": loop.plan.clock.skipped + 1}
+    drawn, rollbacks = loop.drawn, [*loop.rollbacks, record]
     checkpoint = out / "checkpoint.pt"
     if isinstance(metrics, _NoRows):  # torchrun, rank > 0: restore only; rank 0 rewrites the files
         _load_checkpoint(checkpoint, cfg, settings, loop)
+        record["skipped"] -= loop.plan.clock.skipped
         loop.drawn, loop.rollbacks = drawn, rollbacks
         torch.distributed.barrier()
         return metrics, timing
     metrics.close()
     timing.close()
     elapsed, offsets = _load_checkpoint(checkpoint, cfg, settings, loop)
+    record["skipped"] -= loop.plan.clock.skipped
     loop.drawn, loop.rollbacks = drawn, rollbacks
     if loop.group is not None:
         torch.distributed.barrier()  # every rank has read the checkpoint before it is replaced
@@ -1036,9 +1044,9 @@ class Loop:
         self.opt.load_state_dict(state["optimizer"])
         rollbacks = state.get("rollbacks", [])
         if not (isinstance(rollbacks, list) and all(
-                isinstance(r, dict) and set(r) == {"at_step", "to_step", "drawn"} and all(
+                isinstance(r, dict) and set(r) == {"at_step", "to_step", "drawn", "skipped"} and all(
                     isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in r.values()) for r in rollbacks)):
-            raise ValueError("its rollback records are not {at_step, to_step, drawn} whole numbers")
+            raise ValueError("its rollback records are not {at_step, to_step, drawn, skipped} whole numbers")
         self.plan.load_state_dict(state["plan"])
         self.drawn = drawn
         self.rollbacks = [dict(r) for r in rollbacks]
