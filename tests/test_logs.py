@@ -92,7 +92,7 @@ def test_a_rollback_logs_the_steps_it_trains_again_once(tmp_path, monkeypatch):
     guards = {"loss_spike": {"min_history": 16, "window": 32}, "rollback": {"spikes": 2}}
     manifest = train(logreg(horizon=40, checkpoint_every=10, guards=guards), tmp_path / "run", warn=lambda m: None,
                      tensorboard=tmp_path / "tb")
-    assert manifest["rollbacks"] == [{"at_step": 27, "to_step": 20, "drawn": 29}]
+    assert manifest["rollbacks"] == [{"at_step": 27, "to_step": 20, "drawn": 29, "skipped": 2}]
     board = scalars(tmp_path / "tb")
     assert_same_as_csv(board, csv_rows(tmp_path / "run" / "metrics.csv"))
     assert [s for s, _ in board["train_loss"]] == list(range(40))
