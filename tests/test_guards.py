@@ -201,3 +201,45 @@ def test_plan_files_hold_guards(tmp_path):
     path.write_text("channels: {lr: 0.1}\nguards: {loss_spike: {sigma: -1}}\n")
     with pytest.raises(PlanError, match="sigma must be a finite number > 0"):
         read_plan_file(path)
+
+
+# -- properties (hypothesis) --------------------------------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_ANY = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=True, allow_infinity=True),
+                 st.text(max_size=8), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(),
+                                                                                         max_size=2))
+_KEYS = st.sampled_from(["window", "sigma", "min_history", "signal", "max_in_a_row", "spikes", "within", "max_rollbacks",
+                         "sigmaa", ""])
+_NAMES = st.sampled_from(["loss_spike", "grad_spike", "rollback", "loss", 3, None])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_ANY, st.dictionaries(_NAMES, st.one_of(_ANY, st.dictionaries(_KEYS, _ANY, max_size=4)), max_size=3)))
+def test_any_guards_mapping_builds_or_is_refused_in_one_line(guards):
+    try:
+        plan = Plan({"lr": 0.1}, horizon=10, guards=guards)
+    except CadenceError as e:
+        assert "\n" not in str(e) and len(str(e)) < 600
+        return
+    json.dumps(plan.state_dict())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True, width=32),
+                          st.integers(-10**30, 10**30)), max_size=80),
+       st.integers(2, 12), st.floats(0.1, 8), st.integers(0, 80))
+def test_guard_decisions_resume_exactly_from_any_point(values, window, sigma, cut):
+    def fresh():
+        return LossSpike(window=window, sigma=sigma, min_history=2, max_in_a_row=10**6)
+
+    whole = fresh()
+    expected = [whole.observe(v) for v in values]
+    first = fresh()
+    got = [first.observe(v) for v in values[:cut]]
+    second = fresh()
+    second.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    got += [second.observe(v) for v in values[cut:]]
+    assert got == expected and second.state == whole.state
+    assert all(skip for v, skip in zip(values, expected) if v is not None and not math.isfinite(float(v)))
