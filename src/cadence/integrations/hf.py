@@ -425,8 +425,7 @@ class PlanCallback(TrainerCallback):
 
     def _observe(self, signals) -> None:
         """Controllers see the signals, and the optimizer gets the values they give from now on."""
-        self.scheduler.observe(signals)
-        self.scheduler._apply()  # Scheduler.observe() does not write the values itself
+        self.scheduler.observe(signals)  # writes the values the controllers now give
 
     def on_save(self, args, state, control, **kwargs):
         if not args.should_save:

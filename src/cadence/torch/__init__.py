@@ -292,6 +292,7 @@ class Scheduler(LRScheduler):
         self.rates = self.plan.rates
         self.fields = OptimizerFields(optimizer, fields, ratios)
         self.schedules: dict[str, Schedule] = {name: self.plan.schedules[name] for name in fields}
+        self._stateful = any(s.stateful for s in self.plan.schedules.values())
         before = [g.get("lr") for g in optimizer.param_groups]
         before = [lr.clone() if isinstance(lr, torch.Tensor) else lr for lr in before]  # _apply fills tensors in place
         self._apply()
@@ -402,8 +403,13 @@ class Scheduler(LRScheduler):
         return self.plan.horizon
 
     def observe(self, signals: Mapping[str, float]) -> None:
-        """Give the plan's controllers what the step just taken measured (before :meth:`step`)."""
+        """Give the plan's controllers what the step just taken measured (before :meth:`step`).
+
+        When a controller drives a field, the optimizer gets the value it gives from now on at
+        once (an evaluation between steps can lower the learning rate of the next step)."""
         self.plan.observe(signals)
+        if self._stateful:
+            self._apply()
 
     def _other_writer(self) -> None:
         """step()/advance(): refuse when the lr this scheduler set last was changed by someone else."""
