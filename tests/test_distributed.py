@@ -97,3 +97,24 @@ def test_a_batch_that_does_not_divide_among_processes_is_refused(tmp_path):
     assert lines == ["cadence: error: --batch-size: the batch (48 samples) does not divide among 2 processes with "
                      "micro-batches of 16: it must be a multiple of 32"]  # said once, by rank 0
     assert not (tmp_path / "bad").exists()  # refused before the folder was made
+
+
+def test_a_folder_in_use_is_said_once_and_a_default_micro_batch_does_not_block_resume(tmp_path):
+    import fcntl
+
+    out = tmp_path / "run"
+    args = ["digits", "--steps", "30", "--checkpoint-every", "10"]
+    died = cadence(args, out, procs=2, kill_at="row:15", check=False)  # micro-batch left to its default: 64 / 2
+    assert died.returncode != 0 and json.loads((out / "run.json").read_text())["config"]["micro_batch"] == 32
+    fd = os.open(out, os.O_RDONLY)  # another cadence process holds the folder
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        busy = cadence([*args, "--resume"], out, procs=2, check=False)
+    finally:
+        os.close(fd)
+    lines = [line for line in busy.stderr.splitlines() if line.startswith("cadence: error")]
+    assert len(lines) == 1 and "in use by another cadence process" in lines[0], busy.stderr[-1500:]
+    assert "Connection closed" not in busy.stderr and "RuntimeError" not in busy.stderr  # rank 1 stopped quietly too
+    done = cadence([*args, "--resume"], out, procs=1)  # the same command line, one process: its default would be 64
+    assert "not bit-identical" in done.stderr
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"

@@ -216,3 +216,27 @@ def test_other_guard_settings_on_resume_are_refused(tmp_path):
     manifest["config"]["guards"]["loss_spike"]["sigma"] = 6.0
     (out / "run.json").write_text(json.dumps(manifest))
     assert train(_config(100, {"loss_spike": {"sigma": 6}}), out, resume=True)["status"] == "complete"
+
+
+def test_review_fixes_rollback_before_a_checkpoint_nonfinite_and_unknown_signals(tmp_path, monkeypatch):
+    """A rollback verdict before the first checkpoint is a skip (the run completes); a non-finite loss read by a
+    spike guard is skipped, not a divergence; a guard on a signal measured after the step is refused."""
+    _corrupt(monkeypatch, {80, 82, 84})
+    cfg = RunConfig(workload="logreg", channels={"lr": LR}, horizon=150, seed=0, checkpoint_every=100,
+                    guards={"loss_spike": {}, "rollback": {}})
+    manifest = train(cfg, tmp_path / "early", threads=1, warn=lambda message: None)
+    assert manifest["status"] == "complete" and manifest["skipped"] == 3 and "rollbacks" not in manifest
+    from cadence.errors import PlanError
+    for signal in ("val_loss", "foo"):
+        with pytest.raises(PlanError, match=f"reads '{signal}'.*before its optimizer step"):
+            RunConfig(workload="logreg", channels={"lr": LR}, horizon=10,
+                      guards={"loss_spike": {"signal": signal}}).resolved()
+
+
+def test_a_nonfinite_loss_under_a_spike_guard_is_skipped(tmp_path, monkeypatch):
+    w = get_workload("logreg")
+    clean = type(w).batch
+    monkeypatch.setattr(w, "batch", lambda seed, i, n: (lambda x, y: (x * float("nan"), y) if i == 90 else (x, y))(
+        *clean(w, seed, i, n)))
+    manifest = train(_config(120, SPIKE), tmp_path / "run", threads=1)
+    assert manifest["status"] == "complete" and manifest["skipped"] == 1

@@ -398,3 +398,38 @@ def test_a_checkpoint_of_another_plan_or_of_none_is_refused(tmp_path):
     bare.fit(module_class(lp)(), loader(data()))
     fit_refused(tmp_path / "b", PlanCallback(Plan(**WARMUP_COSINE)), PlanError, "holds no PlanCallback state",
                 ckpt_path=tmp_path / "bare" / "step=2.ckpt")
+
+
+def test_a_second_fit_with_the_same_callback_starts_the_plan_again(tmp_path):
+    """A new fit (no checkpoint) starts the plan where it was given, as the hf callback does; the second fit
+    uses the same values as the first (found in review: it used to go on from the first fit's clock)."""
+    import lightning.pytorch as L
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = torch.nn.Linear(4, 1)
+            self.used = []
+
+        def training_step(self, batch, batch_idx):
+            return torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
+
+        def on_before_optimizer_step(self, optimizer):
+            self.used.append(optimizer.param_groups[0]["lr"])
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=1.0)
+
+    g = torch.Generator().manual_seed(0)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(32, 4, generator=g),
+                                                                      torch.randn(32, 1, generator=g)), batch_size=4)
+    plan = Plan({"lr": "cosine(peak=1e-2)"}, horizon=8)
+    callback = PlanCallback(plan)
+    runs = []
+    for _ in range(2):
+        module = Tiny()
+        L.Trainer(max_steps=8, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                  enable_checkpointing=False, default_root_dir=tmp_path, callbacks=[callback]).fit(module, data)
+        runs.append(module.used)
+    assert runs[0] == runs[1] == list(plan.preview()["lr"]) and plan.clock.step == 8

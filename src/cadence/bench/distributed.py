@@ -2,7 +2,8 @@
 
 ``torchrun --standalone --nproc_per_node=N -m cadence run WORKLOAD ...`` starts N copies of
 the runner. :func:`join` sees torchrun's environment (``WORLD_SIZE``, ``RANK``) and opens a
-gloo process group (NCCL on CUDA). The rules (docs/integrations.md, "torchrun"):
+gloo process group: the multi-process runner trains on the CPU (a CUDA device with more than
+one process is refused). The rules (docs/integrations.md, "torchrun"):
 
 * the global batch is what the plan sets; each step's ``batch / micro_batch`` micro-batches
   are dealt out round-robin, micro-batch ``i`` of the step to rank ``i % N``, so the run sees
@@ -140,7 +141,7 @@ def join(device: str = "cpu") -> Group | None:
         for key in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
             if key not in os.environ:
                 raise RunError(f"WORLD_SIZE is {world} but {key} is not set: start the processes with torchrun")
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        dist.init_process_group("gloo")  # the runner's collectives are on CPU tensors
         owned = True
     if dist.get_world_size() != world:
         raise RunError(f"WORLD_SIZE is {world} but the process group has {dist.get_world_size()} processes")

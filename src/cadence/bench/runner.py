@@ -153,6 +153,9 @@ def resolve(config: RunConfig, world: int = 1) -> "tuple[RunConfig, Plan]":
                                  or not math.isfinite(cfg.clip) or cfg.clip <= 0):
         raise CadenceError(f"clip must be a positive number or None; got {cfg.clip!r}", field="clip")
     _check_device(cfg.device)
+    if world > 1 and cfg.device != "cpu":
+        raise RunError(f"device {cfg.device!r} with {world} processes: cadence's multi-process runner trains on the CPU "
+                       "(gloo) only; run one process per GPU job, or train on the CPU", field="device")
     if isinstance(cfg.horizon, bool) or not isinstance(cfg.horizon, (int, str)) or \
             (isinstance(cfg.horizon, int) and cfg.horizon < 1):
         raise PlanError(f"horizon must be a positive whole number of {cfg.unit}s or a duration such as '2Mtok'; "
@@ -243,6 +246,12 @@ def _accumulates(cfg: RunConfig) -> bool:
 
 def _check_monitors(plan: Plan, cfg: RunConfig, w) -> None:
     produced = signals_of(cfg, w)
+    before_step = [name for name in produced if name not in w.metrics]  # validation comes after the step
+    for name, guard in plan.guards.items():
+        signal = getattr(guard, "signal", None)
+        if signal is not None and signal not in before_step:
+            raise PlanError(f"guard {name!r} reads {signal!r}, which a {cfg.workload} run does not measure before its "
+                            f"optimizer step; it can read: {', '.join(before_step)}", field="guards")
     for signal, readers in plan.monitors.items():
         if signal not in produced:
             why = " (the noise scale needs at least two micro-batches per step: set micro_batch)" \
@@ -566,12 +575,20 @@ def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwri
         else:
             asked = resolve(config, join_world)[0]  # validate before touching the disk
         main = world is None or world.main
-        if main:
-            out.mkdir(parents=True, exist_ok=True)
-        with folder_lock(out) if main else contextlib.nullcontext():  # rank 0 alone writes the folder
+        with contextlib.ExitStack() as held:
+            def take() -> None:  # rank 0 alone makes, locks and writes the folder
+                out.mkdir(parents=True, exist_ok=True)
+                held.enter_context(folder_lock(out))
+
+            if world is None:
+                take()
+            else:  # a folder in use is said once, by rank 0, and every rank stops
+                world.share(take if main else None, "locking the run folder")
+            # a micro-batch left to its default depends on the number of processes: not compared on resume
+            loose = ("micro_batch",) if config.micro_batch is None else ()
             return _train_locked(asked, out, resume=resume, overwrite=overwrite, progress=mode if main else None,
                                  threads=threads, stop_after=stop_after, warn=warn if main else (lambda m: None),
-                                 group=world, tensorboard=tensorboard)
+                                 group=world, tensorboard=tensorboard, loose=loose)
     finally:
         shown.close()
         if world is not None:
@@ -580,7 +597,7 @@ def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwri
 
 def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite: bool, progress: "str | None",
                   threads: int | None, stop_after: int | None, warn: Callable[[str], None],
-                  group: Group | None = None, tensorboard: Path | None = None) -> dict:
+                  group: Group | None = None, loose: tuple[str, ...] = (), tensorboard: Path | None = None) -> dict:
     main = group is None or group.main
 
     def write_manifest(manifest: dict) -> None:
@@ -591,9 +608,11 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
     else:  # rank 0 prepares the folder; every rank gets its answer (or its error)
         previous = group.share(lambda: prepare_out(out, resume=resume, overwrite=overwrite), "preparing the run folder")
     cfg = asked if previous is None else RunConfig(**previous["config"])
-    if previous is not None and asked is not None and asdict(asked) != asdict(cfg):
+    if previous is not None and asked is not None and \
+            {k: v for k, v in asdict(asked).items() if k not in loose} != {k: v for k, v in asdict(cfg).items() if k not in loose}:
         mine, theirs = asdict(asked), asdict(cfg)
-        diff = ", ".join(f"{k}: {theirs[k]!r} in the run, {mine[k]!r} asked" for k in mine if mine[k] != theirs[k])
+        diff = ", ".join(f"{k}: {theirs[k]!r} in the run, {mine[k]!r} asked" for k in mine
+                         if mine[k] != theirs[k] and k not in loose)
         raise RunError(f"cannot resume {out} with other settings ({diff})")
 
     if previous is not None and previous["status"] == "complete" and not os.path.lexists(out / "checkpoint.pt"):
@@ -694,6 +713,9 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
             row = loop.run_step()
             if row is None:  # a guard skipped the step: no row, the clock did not move
                 continue
+            if row == "rollback" and saved is None:  # nothing to roll back to yet: the step is skipped
+                plan.skip()
+                continue
             if row == "rollback":
                 metrics, timing = _roll_back(loop, out, cfg, settings, saved, step, metrics, timing)
                 if board is not None:
@@ -765,9 +787,7 @@ def _roll_back(loop: "Loop", out: Path, cfg: RunConfig, settings: str, saved: in
     checkpoint replays the same steps from the old one and rolls back the same way.
     """
     policy = loop.plan.guards["rollback"]
-    if saved is None:
-        raise TrainingDiverged(f"repeated loss spikes up to step {step} and no checkpoint yet to roll back to "
-                               f"(the first is due at step {cfg.checkpoint_every})")
+    assert saved is not None  # before the first checkpoint the train loop counts a rollback as a skip
     if len(loop.rollbacks) >= policy.max_rollbacks:
         raise TrainingDiverged(f"repeated loss spikes up to step {step} after {len(loop.rollbacks)} rollbacks "
                                f"(max_rollbacks={policy.max_rollbacks})")
@@ -976,6 +996,8 @@ class Loop:
             self.skips_in_a_row = 0
             return self.plan.guard(signals)
         step = self.plan.clock.step
+        if any(getattr(g, "signal", None) == bad for g in self.plan.guards.values()):
+            return self.plan.guard(signals)  # a spike guard on that signal skips it (and counts it in a row)
         if not self.cfg.skip_nonfinite:
             what = "training loss" if bad == "train_loss" else "gradient norm"
             raise TrainingDiverged(f"the {what} became {signals[bad]} at step {step}")

@@ -177,6 +177,7 @@ class _PlanCallback:
                             f"with 'val'); {signals[unknown[0]]} reads {unknown[0]!r}", field="channels")
         super().__init__()
         self.plan = plan
+        self._initial = plan.state_dict()  # where a fit that does not resume starts the plan
         self.fields: OptimizerFields | None = None
         self._samples_fn, self._tokens_fn = samples, tokens
         self._optimizer = None
@@ -255,6 +256,11 @@ class _PlanCallback:
                 raise PlanError(f"the plan's clock ({clock.step} steps applied, {clock.skipped} skipped) is not where "
                                 f"the trainer resumes (global step {trainer.global_step}); resume from the checkpoint "
                                 "the plan's state was saved with", field="state")
+        elif trainer.global_step == 0:
+            self.plan.load_state_dict(self._initial)  # a new fit starts the plan where it was given, as a new run
+        elif clock.step + clock.skipped != trainer.global_step:
+            raise PlanError(f"the plan's clock ({clock.step} steps applied, {clock.skipped} skipped) is not at the "
+                            f"trainer's global step {trainer.global_step}; give the fit a new plan", field="state")
         if self._val_signals and not self._validates(trainer, pl_module):
             raise PlanError(f"PlanCallback: the plan reads {self._val_signals[0]!r} but this fit runs no validation "
                             "(give it validation data and a validation_step)", field="channels")
