@@ -560,12 +560,13 @@ class Plan:
             roll, new["rollback"] = rollback.record(states["rollback"], self._step + self._skipped, skip)
             if roll:
                 verdict = "rollback"
-        self.guard_states = new
-        for n, g in spikes:
+        for n, g in spikes:  # giving up changes nothing: a resumed run gives up at the same step
             if g.gives_up(new[n]):
                 raise TrainingDiverged(f"{new[n]['in_a_row']} steps in a row were skipped by the guards (more than "
                                        f"{n}'s max_in_a_row={g.max_in_a_row}, the last at step {self._step}): the "
                                        f"{g.signal} stays high")
+        self.guard_states = new
+        self._tick += 1
         return verdict
 
     @property

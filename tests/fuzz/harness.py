@@ -863,12 +863,14 @@ def build_plan(case: dict):
         rates = Rates(*rates)
     kwargs = {} if isinstance(case["micro_batch"], str) and case["micro_batch"] == "absent" else \
         {"micro_batch": case["micro_batch"]}
+    if case.get("guards") is not None:
+        kwargs["guards"] = case["guards"]
     return Plan(case["channels"], case["horizon"], case["unit"], rates, **kwargs)
 
 
 def _plan_snapshot(plan) -> tuple:
     """What a refused call must leave as it was: clock, controller states, horizon records."""
-    return plan.clock.counters(), repr(plan.states), plan.horizons, plan.horizon
+    return plan.clock.counters(), repr(plan.states), plan.horizons, plan.horizon, repr(plan.guard_states)
 
 
 def check_plan_values(plan, vals, what: str) -> None:
@@ -956,6 +958,19 @@ class _Drive:
             if rng.random() < 0.04:
                 self.call("skip")
                 continue
+            if self.plan.guards and rng.random() < 0.9:  # the guards judge the step before it is applied
+                spike = rng.random() < 0.1
+                signals = {"train_loss": rng.choice([2.0 + rng.random() * 0.01, 50.0 if spike else 2.0, float("nan")])
+                           if profile != "hostile" else rng.choice([None, float("inf"), -1e300, 10**400, 2.0]),
+                           "grad_norm": 1.0 + rng.random() * 0.01 + (30.0 if spike else 0.0)}
+                verdict = self.call("guard", signals)
+                if failed(verdict):
+                    return  # gave up (TrainingDiverged): every twin at the same step
+                if verdict not in ("apply", "skip", "rollback"):
+                    raise Violation("wrong", f"guard() answered {verdict!r}", "Plan.guard")
+                if verdict != "apply":
+                    self.call("skip", must_accept=self.trusted)
+                    continue
             if profile != "silent" and rng.random() < 0.8:
                 signals = _random_signals(rng, profile, keys, list(vals))
                 self.call("observe", signals, must_accept=profile == "clean" and self.trusted)

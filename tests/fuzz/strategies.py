@@ -1099,7 +1099,28 @@ def plan_case(draw):
         "micro_batch": weighted(draw, *options),
         "ops": draw(plan_ops()),
         "preview_check": draw(st.integers(0, 9)) < 7,
+        "guards": draw(plan_guards(clean)),
     }
+
+
+@st.composite
+def plan_guards(draw, clean=True):
+    """A plan's guards (issue 11): mostly none or small valid windows (so that they fire), sometimes junk."""
+    if draw(st.integers(0, 9)) < 5:
+        return None
+    guards = {}
+    if draw(st.booleans()):
+        guards["loss_spike"] = {"window": draw(st.integers(2, 16)), "min_history": 2,
+                                "sigma": draw(st.sampled_from([1.0, 3.0, 6.0])), "max_in_a_row": draw(st.integers(1, 5))}
+    if draw(st.booleans()) or not guards:
+        guards["grad_spike"] = {"window": draw(st.integers(2, 16)), "min_history": 2}
+    if draw(st.booleans()):
+        guards["rollback"] = {"spikes": draw(st.integers(1, 3)), "within": draw(st.integers(3, 20))}
+    if not clean and draw(st.integers(0, 3)) == 0:
+        guards = draw(st.sampled_from([{"loss_spike": {"window": 1}}, {"rollback": {}}, {"x": {}}, [], "loss_spike",
+                                       {"loss_spike": {"sigma": float("nan")}}, {"grad_spike": {"signal": "x"}},
+                                       {"loss_spike": None}, {"loss_spike": {"window": 10**400}}]))
+    return guards
 
 
 # -- plan files (issue 10) -------------------------------------------------------------------------
