@@ -50,16 +50,22 @@ def register(sub) -> None:
 
     rank = fs.add_parser("rank", help="rank candidate schedules by predicted final loss")
     rank.add_argument("law")
-    rank.add_argument("--schedule", metavar="NAME=SPEC", action="append", required=True)
-    rank.add_argument("--total", type=positive_int, required=True)
+    rank.add_argument("--schedule", metavar="NAME=SPEC", action="append", required=True,
+                      help="a candidate: an LR schedule spec, or a plan file (NAME=plan.yaml: its lr channel over its "
+                           "horizon; a batch that changes, a controller and any other channel that changes are refused)")
+    rank.add_argument("--total", type=positive_int,
+                      help="optimizer steps in the run (default: the plan files' own; every candidate covers the same)")
+    common.add_rates(rank)  # what a plan file on a sample or token clock cannot say itself
     rank.add_argument("--plot", metavar="PATH")
     rank.add_argument("--overwrite", action="store_true")
 
     opt = fs.add_parser("optimize", help="the non-increasing schedule with the lowest predicted final loss")
     opt.add_argument("law")
-    opt.add_argument("--total", type=positive_int, required=True)
-    opt.add_argument("--peak", type=positive_float, required=True)
-    opt.add_argument("--warmup", type=int, default=0)
+    opt.add_argument("--total", type=positive_int, help="optimizer steps in the run (required without --plan)")
+    opt.add_argument("--peak", type=positive_float, help="the peak LR (required without --plan)")
+    opt.add_argument("--warmup", type=int, help="steps of linear warmup from 0 (default 0)")
+    opt.add_argument("--plan", metavar="FILE", help="take the run's length, peak and warmup from a plan file's lr channel")
+    common.add_rates(opt)  # what a plan file on a sample or token clock cannot say itself
     opt.add_argument("--csv", metavar="PATH", help="write step,lr of the optimised schedule")
     opt.add_argument("--overwrite", action="store_true")
 
@@ -191,8 +197,8 @@ def run(args) -> None:
             print(f"  {_shown(name)}: R2 {r2}  PredE {pred_e}%  WorstE {worst_e}%{thinned}")
         print(f"wrote {_shown(args.out)}")
         return
-    total = check_total(args.total)
-    if cmd == "optimize":
+    total = None if args.total is None else check_total(args.total)  # rank and optimize: a plan file may give it
+    if cmd == "optimize" and total is not None:
         from cadence.forecast.limits import MAX_OPTIMIZE_STEPS
 
         total = check_total(args.total, limit=MAX_OPTIMIZE_STEPS, what="forecast optimize")
@@ -213,10 +219,26 @@ def run(args) -> None:
         if args.plot:
             _plot({"prediction": _sampled(law, lrs, first)}, args.plot, args.overwrite, f"{law.law} law prediction")
     elif cmd == "rank":
-        named = common.parse_named(args.schedule, "--schedule", "NAME=SPEC")
+        from cadence.forecast.plans import common_steps, is_plan_file, plan_schedule
+
+        named, plans = {}, {}  # name -> normalised spec (or a plan file's label); name -> PlanSchedule
+        for item in args.schedule:
+            name, sep, value = item.partition("=")
+            name = name.strip()
+            if name in named:
+                raise CadenceError(f"--schedule: name {name!r} is given twice")
+            if sep and name and is_plan_file(value):
+                try:
+                    plans[name] = plan_schedule(value.strip(), law, common.rates(args))
+                except CadenceError as e:
+                    raise type(e)(f"--schedule {name}: {e}", field=e.field) from None
+                named[name] = plans[name].label
+            else:
+                named.update(common.parse_named([item], "--schedule", "NAME=SPEC or NAME=PLAN.yaml"))
+        total = common_steps(plans, total)
         finals, curves = {}, {}
         for name, spec in named.items():
-            lrs = parse(spec).values(total)
+            lrs = plans[name].lrs if name in plans else parse(spec).values(total, common.rates(args))
             try:
                 finals[name] = float(law.predict(lrs, [total - 1])[0])
             except CadenceError as e:
@@ -233,7 +255,26 @@ def run(args) -> None:
     elif cmd == "optimize":
         from cadence.forecast.optimize import as_spec, check_request, nearest_specs, optimize_schedule
 
-        total, peak, warmup = check_request(law, total, args.peak, args.warmup)
+        if args.plan is not None:
+            from cadence.forecast.plans import optimize_request, plan_schedule
+
+            given = [flag for flag, v in (("--total", args.total), ("--peak", args.peak), ("--warmup", args.warmup))
+                     if v is not None]
+            if given:
+                raise CadenceError(f"--plan gives the run's length, peak and warmup: drop {', '.join(given)}, or drop "
+                                   "--plan")
+            try:
+                plan = plan_schedule(args.plan, law, common.rates(args))
+                total, peak, warmup = optimize_request(plan)
+            except CadenceError as e:
+                raise type(e)(f"--plan: {e}", field=e.field) from None
+            own = float(law.predict(plan.lrs, [total - 1])[0])
+            print(f"from {_shown(args.plan)}: {total} steps, peak {peak:.4g}, warmup {warmup}; its own lr predicts "
+                  f"{own:.4f}")
+        elif args.total is None or args.peak is None:
+            raise CadenceError("forecast optimize needs --total and --peak, or --plan FILE")
+        total, peak, warmup = check_request(law, total, args.peak if args.plan is None else peak,
+                                            (args.warmup or 0) if args.plan is None else warmup)
         lrs, final = optimize_schedule(law, total, peak, warmup)
         print(f"optimised non-increasing schedule: predicted final loss {final:.4f}")
         idx = np.unique(np.linspace(0, total - 1, 11).round().astype(int))
