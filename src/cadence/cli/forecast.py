@@ -69,6 +69,17 @@ def register(sub) -> None:
     opt.add_argument("--csv", metavar="PATH", help="write step,lr of the optimised schedule")
     opt.add_argument("--overwrite", action="store_true")
 
+    live = fs.add_parser("live", help="for a run in its constant-LR phase: the loss after a cooldown started now or later",
+                         epilog=LIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    live.add_argument("run", metavar="RUN", help="a cadence run folder or a step,lr,loss CSV (the LR of every step)")
+    live.add_argument("--law", metavar="FILE", action="append", required=True,
+                      help="a law file fitted on a pilot (repeat: the first is the forecast, all of them give the interval)")
+    live.add_argument("--cooldown", metavar="D", required=True,
+                      help="cooldown length: steps, or a duration ('2Mtok', '1ep'; '20%%': that share of the whole run)")
+    live.add_argument("--shape", choices=LIVE_SHAPES, default="1-sqrt", help="cooldown shape (default 1-sqrt)")
+    live.add_argument("--final", type=float, default=0.0, help="the LR at the cooldown's end (default 0)")
+    live.add_argument("--json", action="store_true", help="print {now, later} as JSON")
+
 
 def _shown(path) -> str:
     """A path as text that any terminal encoding can print (a non-UTF-8 name keeps its bytes as escapes)."""
@@ -197,6 +208,8 @@ def run(args) -> None:
             print(f"  {_shown(name)}: R2 {r2}  PredE {pred_e}%  WorstE {worst_e}%{thinned}")
         print(f"wrote {_shown(args.out)}")
         return
+    if cmd == "live":
+        return live(args)
     total = None if args.total is None else check_total(args.total)  # rank and optimize: a plan file may give it
     if cmd == "optimize" and total is not None:
         from cadence.forecast.limits import MAX_OPTIMIZE_STEPS
@@ -296,6 +309,94 @@ def run(args) -> None:
             except OSError as e:
                 raise CadenceError(f"--csv: cannot write {_shown(args.csv)}: {e.strerror or e}") from None
             print(f"wrote {_shown(args.csv)}")
+
+
+from cadence.schedules.base import SHAPES as LIVE_SHAPES  # noqa: E402 (the shapes decay_from and wsd take)
+LIVE_EXAMPLES = """examples:
+  cadence forecast live runs/stable --law law.json --cooldown 200
+  cadence forecast live runs/stable --law law.json --law law-annealing.json --cooldown '20%' --shape linear --json
+  cadence forecast live curve.csv --law law.json --cooldown 500 --final 3e-5
+"""
+
+
+def _live_run(path):
+    """(LR of every logged step, the measured losses to check the law on, the run's rates or None)."""
+    import json
+    from pathlib import Path
+
+    from cadence.forecast.io import read_run
+    from cadence.time import Rates
+
+    history = read_run(path, loss="train", skip_warmup=False)  # the train loss is logged at every step
+    try:
+        observed = read_run(path, loss="val")
+    except CadenceError:
+        observed = read_run(path, loss="train")
+    rates = None
+    meta = Path(path) / "run.json"
+    if Path(path).is_dir() and meta.is_file():
+        try:
+            known = json.loads(meta.read_text()).get("rates") or {}
+            rates = Rates(**{k: known[k] for k in ("samples_per_step", "tokens_per_sample", "steps_per_epoch")
+                             if known.get(k) is not None})
+        except (OSError, ValueError, TypeError, AttributeError):
+            rates = None
+    return history.lrs, observed, history.name, rates
+
+
+def _live_cooldown(text: str, now: int, rates) -> int:
+    """--cooldown in steps: a number of steps, a duration at the run's rates, or a share of the whole run."""
+    from cadence.time import Unit, parse_duration
+
+    try:
+        d = parse_duration(text, "--cooldown")
+        if d.unit is Unit.FRACTION:
+            if d.value >= 1:
+                raise CadenceError(f"--cooldown {text}: a cooldown cannot be the whole run; give less than 100%")
+            steps = d.value * now / (1.0 - d.value)  # as wsd(decay=...): that share of the run that ends with it
+        elif d.unit is Unit.STEP:
+            steps = d.value
+        elif rates is None:
+            raise CadenceError(f"--cooldown {text}: a duration in {d.unit.name.lower()}s needs the run's rates (its "
+                               "run.json); give the cooldown in steps")
+        else:
+            steps = d.to_steps(rates=rates, what="--cooldown")
+    except CadenceError as e:
+        raise CadenceError(str(e) if str(e).startswith("--cooldown") else f"--cooldown: {e}") from None
+    steps = int(round(steps))
+    if steps < 1:
+        raise CadenceError(f"--cooldown {text} is less than one step")
+    return steps
+
+
+def live(args) -> None:
+    import json
+
+    from cadence.forecast import load
+    from cadence.forecast.live import forecast_live
+
+    laws = [load(p) for p in args.law]
+    lrs, observed, name, rates = _live_run(args.run)
+    cooldown = _live_cooldown(args.cooldown, len(lrs), rates)
+    result = forecast_live(lrs, laws, cooldown, shape=args.shape, final=args.final, observed=observed)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return
+    print(f"run {_shown(args.run)}: {len(lrs)} steps logged, constant LR {result.lr:.4g} since step {result.stable_since}")
+    for path, law in zip(args.law, laws):
+        fitted_on = list(law.report.get("curves", {})) if isinstance(law.report.get("curves"), dict) else []
+        source = ("fitted on this run itself" + (" and " + ", ".join(map(_shown, [c for c in fitted_on if c != name]))
+                                                 if len(fitted_on) > 1 else "")
+                  if name in fitted_on else "a pilot law fitted on " + (", ".join(map(_shown, fitted_on)) or "unrecorded curves"))
+        print(f"law {_shown(path)}: {law.law}, {source}")
+    print(f"cooldown: {cooldown} steps, {result.shape}, to LR {result.final:.4g}\n")
+    print("| start at step | predicted loss at the end | interval | cooldown ends at step |\n|---|---|---|---|")
+    for label, p in [("now", result.now)] + [("later", p) for p in result.later]:
+        print(f"| {p.step} ({label}) | {p.loss:.4f} | {p.low:.4f} .. {p.high:.4f} | {p.step + cooldown - 1} |")
+    print(f"\ninterval: each law's prediction widened by {100 * result.band:.2f}% (the law's error on this run so far "
+          "or on its own fit, whichever is larger); not a measured coverage")
+    for note in result.notes:
+        print(f"note: {note}")
 
 
 def _write_rows(lrs: np.ndarray, losses: np.ndarray, first: int, chunk: int = 1 << 16) -> None:
