@@ -40,8 +40,9 @@ class Parser(argparse.ArgumentParser):
         raise CadenceError(f"{message} (see '{self.prog} --help')")
 
 
-def command(sub, name: str, help: str, **kw) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+def command(sub, name: str, help: str, examples: str = EXAMPLES, **kw) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with ``examples`` (an "examples:" block, printed as written)."""
+    return sub.add_parser(name, help=help, epilog=examples, formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
 
 
 def positive_int(text: str) -> int:

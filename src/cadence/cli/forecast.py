@@ -15,8 +15,33 @@ from cadence.schedules import parse
 positive_int, positive_float = common.positive_int, common.positive_float
 
 
+_PILOTS = """  cadence run tiny-lm --size xs --lr "constant(2e-3, warmup=50)" --steps 600 --eval-every 20 --out runs/constant
+  cadence run tiny-lm --size xs --lr "cosine(peak=2e-3, warmup=50)" --steps 600 --eval-every 20 --out runs/cosine
+"""
+_FIT = "  cadence forecast fit runs/constant runs/cosine --law multipower --from 200 -o law.json\n"
+_PREDICT = "  cadence forecast predict law.json --schedule \"wsd(peak=2e-3, warmup=50)\" --total 600 --plot wsd.png\n"
+_RANK = ("  cadence forecast rank law.json --total 600 --schedule cos=\"cosine(peak=2e-3, warmup=50)\" \\\n"
+         "      --schedule wsd=\"wsd(peak=2e-3, warmup=50)\"\n")
+_OPTIMIZE = "  cadence forecast optimize law.json --total 600 --peak 2e-3 --warmup 50\n"
+FORECAST_EXAMPLES = "examples (pilot runs, a law fitted to them, then questions to the law):\n" + _PILOTS + _FIT + _PREDICT + _RANK + _OPTIMIZE
+FIT_EXAMPLES = ("examples:\n" + _FIT
+                + "  cadence forecast fit runs/constant runs/cosine --law annealing --from 200 -o law-annealing.json\n"
+                "  cadence forecast fit curve.csv --schedule \"cosine(peak=3e-4, warmup=200)\" --total 10000 -o law.json"
+                "   # a step,loss CSV\n")
+PREDICT_EXAMPLES = "examples:\n" + _PREDICT + "  cadence forecast predict law.json --schedule \"linear(peak=2e-3, warmup=50)\" --total 600 --csv\n"
+RANK_EXAMPLES = "examples:\n" + _RANK
+OPTIMIZE_EXAMPLES = ("examples:\n" + _OPTIMIZE
+                     + "  cadence forecast optimize law.json --total 600 --peak 2e-3 --warmup 50 --csv optimised.csv\n")
+RECOMMEND_EXAMPLES = """examples:
+  cadence recommend --params 1B --tokens 100B --seq-len 4096
+  cadence recommend --params 350M --tokens 20B --json
+  cadence recommend --params 7e9 --tokens 2T --seq-len 8192 --batch 512 --strict
+"""
+
+
 def register(sub) -> None:
-    rec = sub.add_parser("recommend", help="peak LR and batch size from the model and data size (Step Law, Power scheduler)")
+    rec = common.command(sub, "recommend", "peak LR and batch size from the model and data size (Step Law, Power scheduler)",
+                         RECOMMEND_EXAMPLES)
     rec.add_argument("--params", required=True, metavar="N", help="non-embedding parameters, e.g. 350M or 1.3e9")
     rec.add_argument("--tokens", required=True, metavar="D", help="training tokens, e.g. 20B")
     rec.add_argument("--seq-len", type=positive_int, help="tokens per sequence: gives the batch in sequences and the steps")
@@ -26,21 +51,24 @@ def register(sub) -> None:
     rec.add_argument("--strict", action="store_true", help="exit with status 1 when an input is outside a law's documented range")
     rec.set_defaults(handler=recommend)
 
-    f = sub.add_parser("forecast", help="fit a loss-curve law and predict any schedule's loss")
+    f = common.command(sub, "forecast", "fit a loss-curve law and predict any schedule's loss", FORECAST_EXAMPLES)
     f.set_defaults(handler=run)
     fs = f.add_subparsers(dest="forecast_command", metavar="ACTION", parser_class=common.Parser)
-    fit = fs.add_parser("fit", help="fit a law to runs: cadence run folders or step,lr,loss CSV files")
+    fit = common.command(fs, "fit", "fit a law to runs: cadence run folders or step,lr,loss CSV files", FIT_EXAMPLES)
     fit.add_argument("runs", nargs="+", metavar="RUN")
     fit.add_argument("--law", choices=["multipower", "annealing"], default="multipower")
     fit.add_argument("-o", "--out", required=True, help="law file to write (JSON)")
     fit.add_argument("--schedule", metavar="SPEC", help="the runs' LR schedule, if their files lack a per-step lr")
     fit.add_argument("--total", type=positive_int, help="run length for --schedule")
     fit.add_argument("--loss", choices=["val", "train"], default="val", help="which loss of a run folder (default val)")
+    fit.add_argument("--from", dest="start", type=int, default=0, metavar="STEP",
+                     help="leave out the losses measured before STEP: the first phase of training, which the laws "
+                          "do not describe (default: from the end of each run's warmup)")
     fit.add_argument("--count-warmup", action="store_true",
                      help="count the initial warmup's LR rises as negative decrements (the Multi-Power Law authors' convention)")
     fit.add_argument("--overwrite", action="store_true")
 
-    pred = fs.add_parser("predict", help="predict the loss curve of a schedule")
+    pred = common.command(fs, "predict", "predict the loss curve of a schedule", PREDICT_EXAMPLES)
     pred.add_argument("law")
     pred.add_argument("--schedule", metavar="SPEC", required=True)
     pred.add_argument("--total", type=positive_int, required=True)
@@ -48,7 +76,7 @@ def register(sub) -> None:
     pred.add_argument("--plot", metavar="PATH")
     pred.add_argument("--overwrite", action="store_true")
 
-    rank = fs.add_parser("rank", help="rank candidate schedules by predicted final loss")
+    rank = common.command(fs, "rank", "rank candidate schedules by predicted final loss", RANK_EXAMPLES)
     rank.add_argument("law")
     rank.add_argument("--schedule", metavar="NAME=SPEC", action="append", required=True,
                       help="a candidate: an LR schedule spec, or a plan file (NAME=plan.yaml: its lr channel over its "
@@ -59,7 +87,7 @@ def register(sub) -> None:
     rank.add_argument("--plot", metavar="PATH")
     rank.add_argument("--overwrite", action="store_true")
 
-    opt = fs.add_parser("optimize", help="the non-increasing schedule with the lowest predicted final loss")
+    opt = common.command(fs, "optimize", "the non-increasing schedule with the lowest predicted final loss", OPTIMIZE_EXAMPLES)
     opt.add_argument("law")
     opt.add_argument("--total", type=positive_int, help="optimizer steps in the run (required without --plan)")
     opt.add_argument("--peak", type=positive_float, help="the peak LR (required without --plan)")
@@ -196,10 +224,13 @@ def run(args) -> None:
         raise CadenceError("forecast needs an action: fit, predict, rank or optimize")
     if cmd == "fit":
         _writable(args.out, args.overwrite, "--out")
-        curves = [read_run(r, schedule=args.schedule, total=args.total, loss=args.loss) for r in args.runs]
+        curves = [_from(read_run(r, schedule=args.schedule, total=args.total, loss=args.loss), args.start)
+                  for r in args.runs]
         law = fit(curves, law=args.law, warmup="count" if args.count_warmup else "skip")
         law.save(args.out)
-        print(f"{args.law} law fitted to {len(curves)} run(s): " + ", ".join(f"{k}={v:.4g}" for k, v in law.params.items()))
+        since = f" from step {args.start}" if args.start > 0 else ""
+        print(f"{args.law} law fitted to {len(curves)} run(s){since}: "
+              + ", ".join(f"{k}={v:.4g}" for k, v in law.params.items()))
         for name, s in law.report["curves"].items():
             r2, pred_e, worst_e = ("n/a" if s[k] is None else f"{s[k] * (100 if k != 'r2' else 1):.{3 + (k == 'r2')}f}"
                                    for k in ("r2", "pred_e", "worst_e"))
@@ -309,6 +340,19 @@ def run(args) -> None:
             except OSError as e:
                 raise CadenceError(f"--csv: cannot write {_shown(args.csv)}: {e.strerror or e}") from None
             print(f"wrote {_shown(args.csv)}")
+
+
+def _from(curve, start: int):
+    """The curve without its losses measured before step ``start``."""
+    if start <= 0:
+        return curve
+    from cadence.forecast import Curve
+
+    keep = curve.steps >= start
+    if not keep.any():
+        raise CadenceError(f"--from {start}: {_shown(curve.name)} has no loss measured at or after step {start} "
+                           f"(its last is at step {int(curve.steps[-1])})")
+    return Curve(steps=curve.steps[keep], losses=curve.losses[keep], lrs=curve.lrs, name=curve.name)
 
 
 from cadence.schedules.base import SHAPES as LIVE_SHAPES  # noqa: E402 (the shapes decay_from and wsd take)

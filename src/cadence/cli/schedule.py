@@ -24,10 +24,11 @@ def register(sub) -> None:
     common.add_rates(p)
     p.set_defaults(handler=_cmd_schedule)
 
-    sub.add_parser("list", help="list schedule families and combinators with their parameters").set_defaults(
-        handler=lambda args: _cmd_list())
+    common.command(sub, "list", "list schedule families and combinators with their parameters",
+                   "examples:\n  cadence list\n  cadence list | grep -A2 '^  wsd'\n").set_defaults(handler=lambda args: _cmd_list())
 
-    g = sub.add_parser("gallery", help="draw every family in one figure")
+    g = common.command(sub, "gallery", "draw every family in one figure",
+                       "examples:\n  cadence gallery\n  cadence gallery --out families.svg --total 5000 --overwrite\n")
     g.add_argument("--out", default="gallery.png", help="figure path (default: gallery.png)")
     g.add_argument("--total", type=common.positive_int, default=1000, help="steps per panel (default: 1000)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing file")

@@ -81,7 +81,9 @@ def register(sub) -> None:
     _add_training(b)
     b.set_defaults(handler=_guarded(_cmd_bench))
 
-    rp = sub.add_parser("report", help="rewrite the report of a comparison folder")
+    rp = common.command(sub, "report", "rewrite the report of a comparison folder",
+                        "examples:\n  cadence bench digits --candidate cos=\"cosine(peak=3e-3)\" --seeds 3 --out cmp\n"
+                        "  cadence report cmp      # rewrite cmp/report.md from its runs\n")
     rp.add_argument("folder")
     rp.set_defaults(handler=_guarded(_cmd_report))
 

@@ -265,9 +265,14 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
     kept = [_thin(c.steps, max_points) for c in curves]
     n_total = sum(len(k) for k in kept)
     free_count = len(model.params) - len(fixed)
-    if n_total < free_count:
-        raise ForecastError(f"the {law} law has {free_count} free parameters but the curves have only {n_total} "
-                            "measurements after warmup: give more points (or fix some parameters)")
+    if n_total <= free_count:
+        raise ForecastError(f"too few points to fit: the {law} law has {free_count} free parameters but the curves have "
+                            f"only {n_total} measured losses after warmup; train longer or measure the loss more often "
+                            f"(at least {2 * free_count} points over all curves give a fit worth having)")
+    decay_terms = [n for n in _DECAY_TERMS.get(law, ()) if n not in fixed]
+    if strict and decay_terms and not any(_decays(c) for c in curves):
+        raise ForecastError(f"no curve's LR decays after its warmup, so nothing shows what a decay does to the loss (the "
+                            f"{law} law's {', '.join(decay_terms)}): add a run whose LR decays, such as a cosine one")
     with np.errstate(all="ignore"):
         prepared = [(model.prepare(c.lrs / lr_scale), c.steps[k], np.log(c.losses[k])) for c, k in zip(curves, kept)]
     max_loss = max(float(c.losses.max()) for c in curves)
@@ -331,9 +336,57 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
                      "iterations": int(best.nit), "curves": per_curve, "fixed": sorted(fixed),
                      "points": {name: [len(k), len(c.steps)] for name, k, c in zip(names, kept, curves)}}
     if strict and (mean_e > max_residual or not math.isfinite(mean_e)):
-        state = "converged" if best.success else f"did not converge: {best.message}"
+        why = _why(law, params, box, best, curves, names, max_residual)
         raise ForecastError(
-            f"the {law} law does not fit these curves (optimiser {state}); training residuals: mean "
-            f"{100 * mean_e:.2f}%, worst {100 * worst[1]['worst_e']:.2f}% on {worst[0]}"
+            f"the {law} law does not fit these curves (training residuals: mean {100 * mean_e:.2f}%, worst "
+            f"{100 * worst[1]['worst_e']:.2f}% on {worst[0]}, against a {100 * max_residual:g}% limit): {why}"
         )
     return fitted
+
+
+# The parameters of each law that only a decaying LR can show (the annealing term).
+_DECAY_TERMS = {"multipower": ("B", "C", "beta", "gamma"), "annealing": ("C", "lam")}
+
+
+def _decays(curve: Curve) -> bool:
+    """Whether the curve's LR falls by at least 1% below its peak after reaching it, by its last measurement."""
+    lrs = curve.lrs  # (ends at the last measured step)
+    top = int(np.argmax(lrs))
+    return bool(np.min(lrs[top:]) < 0.99 * lrs[top])
+
+
+def _noise(curve: Curve) -> float:
+    """The scatter of the curve's log-losses around a smooth trend (a robust standard deviation from
+    second differences: white noise of deviation s gives second differences of deviation s*sqrt(6));
+    0 for a curve of fewer than 5 points."""
+    if len(curve.losses) < 5:
+        return 0.0
+    second = np.diff(np.log(curve.losses), 2)
+    return float(np.median(np.abs(second)) / 0.6745 / math.sqrt(6))
+
+
+def _why(law: str, params: dict, box: dict, best, curves: list[Curve], names: list[str], max_residual: float) -> str:
+    """Why a fit failed and what to do, in the terms of the runs rather than the optimiser, most likely cause first."""
+    rising = []
+    for name, c in zip(names, curves):
+        third = max(1, len(c.losses) // 3)
+        first, last = float(np.median(c.losses[:third])), float(np.median(c.losses[-third:]))
+        if len(c.losses) >= 2 and last >= first:
+            rising.append(f"{name} from {first:.4g} to {last:.4g}")
+    if rising:
+        return (f"the loss does not decrease ({'; '.join(rising[:3])}), and these laws describe a falling loss; check "
+                "that the run learns (its LR, its data), or leave it out")
+    noise = {name: _noise(c) for name, c in zip(names, curves)}
+    noisy = max(noise, key=noise.get)
+    if 0.8 * noise[noisy] > 0.5 * max_residual:  # the mean |error| of a perfect fit to noise of deviation s is 0.8 s
+        return (f"the loss is too noisy: it scatters by about {100 * noise[noisy]:.2g}% around its trend between "
+                f"measurements ({noisy}); measure it on more data, average over seeds or over more steps, or use "
+                "the validation loss rather than the training loss")
+    if "L0" in params and "L0" in box and params["L0"] <= box["L0"][0] + 1e-9 * max(1.0, box["L0"][1]):
+        return ("the loss is still falling too steadily to show where it levels off (the fitted floor L0 is at 0), "
+                "as in the first phase of training, which these laws do not describe; train the runs longer, or "
+                "leave out their first part")
+    if not best.success:
+        return (f"the optimiser did not converge ({str(best.message).strip(': ') or 'no reason given'}); give longer "
+                "runs or more measurements, or try the other law")
+    return "the law's shape does not match these curves; try the other law, or longer runs"
