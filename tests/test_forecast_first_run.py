@@ -175,3 +175,16 @@ def test_readme_sequence_runs_end_to_end_at_a_smaller_size(tmp_path, monkeypatch
     print(out)
     assert "law fitted to 2 run(s)" in out and "| 1 |" in out and "as a spec (predicted" in out
     assert (tmp_path / "law.json").is_file()
+
+
+def test_fit_from_a_step_leaves_out_earlier_losses(tmp_path, capsys):
+    lrs = S.parse("cosine(peak=3e-4, warmup=100)").values(T)
+    losses = FittedLaw("annealing", ANNEAL, 3e-4).predict(lrs, np.arange(1, T))
+    path = tmp_path / "run.csv"
+    path.write_text("step,lr,loss\n0,0.0,\n" + "".join(f"{i},{float(lrs[i])!r},{float(losses[i - 1])!r}\n" for i in range(1, T)))
+    law = tmp_path / "law.json"
+    assert main(["forecast", "fit", str(path), "--law", "annealing", "--from", "1000", "-o", str(law)]) == 0
+    out = capsys.readouterr().out
+    assert "annealing law fitted to 1 run(s) from step 1000" in out
+    assert main(["forecast", "fit", str(path), "--from", str(T), "-o", str(tmp_path / "other.json")]) == 2
+    assert f"--from {T}: run has no loss measured at or after step {T} (its last is at step {T - 1})" in capsys.readouterr().err

@@ -61,7 +61,7 @@ def register(sub) -> None:
     fit.add_argument("--schedule", metavar="SPEC", help="the runs' LR schedule, if their files lack a per-step lr")
     fit.add_argument("--total", type=positive_int, help="run length for --schedule")
     fit.add_argument("--loss", choices=["val", "train"], default="val", help="which loss of a run folder (default val)")
-    fit.add_argument("--from", dest="start", type=int, default=0, metavar="STEP",
+    fit.add_argument("--from", dest="start", type=positive_int, default=0, metavar="STEP",
                      help="leave out the losses measured before STEP: the first phase of training, which the laws "
                           "do not describe (default: from the end of each run's warmup)")
     fit.add_argument("--count-warmup", action="store_true",

@@ -213,8 +213,11 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
 
     ``fixed`` pins parameters (e.g. ``{"lam": 0.999}``). With ``strict`` a fit that cannot
     describe its own training curves (mean relative residual above ``max_residual``) raises a
-    ForecastError that reports the residuals and the optimiser's status, instead of returning
-    a poor law silently.
+    ForecastError that reports the residuals, instead of returning
+    a poor law silently; the error gives the likeliest cause in the runs' terms (a loss that
+    does not fall, too noisy, still in its first phase, an optimiser that did not converge)
+    and what to do. A fit with no more points than free parameters is refused, and with
+    ``strict`` so is one where no curve's LR decays (nothing then shows the decay terms).
 
     A curve with more than ``max_points`` measurements is fitted on ``max_points`` of them,
     evenly spaced in steps (the fit's cost grows with the number of points); the report's
