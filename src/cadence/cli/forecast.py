@@ -221,7 +221,7 @@ def run(args) -> None:
 
     cmd = args.forecast_command
     if cmd is None:
-        raise CadenceError("forecast needs an action: fit, predict, rank or optimize")
+        raise CadenceError("forecast needs an action: fit, predict, rank, optimize or live")
     if cmd == "fit":
         _writable(args.out, args.overwrite, "--out")
         curves = [_from(read_run(r, schedule=args.schedule, total=args.total, loss=args.loss), args.start)
