@@ -163,7 +163,6 @@ def _smaller(argv: list[str], steps: int, warmup: int) -> list[str]:
 
 def test_readme_sequence_runs_end_to_end_at_a_smaller_size(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "runs").mkdir()
     commands = readme_commands()
     steps, warmup = 150, 12
     for argv in commands[:5]:
