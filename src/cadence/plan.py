@@ -52,7 +52,8 @@ from cadence.schedules.families import Constant
 from cadence.schedules.limits import MAX_ITEMS, MAX_TOTAL_STEPS
 from cadence.time import Clock, Duration, Rates, Unit, parse_count, parse_duration
 
-__all__ = ["Plan", "FORMAT", "BATCH", "UNITS", "MAX_CHANNELS", "PLAN_KEYS", "read_plan_file", "MAX_PLAN_FILE_BYTES"]
+__all__ = ["Plan", "FORMAT", "BATCH", "UNITS", "MAX_CHANNELS", "PLAN_KEYS", "PLAN_SUFFIXES", "is_plan_file",
+           "read_plan_file", "MAX_PLAN_FILE_BYTES"]
 
 FORMAT = "cadence.plan/1"
 BATCH = "batch"
@@ -67,6 +68,7 @@ _UNIT_NAME = {Unit.STEP: "step", Unit.SAMPLE: "sample", Unit.TOKEN: "token"}
 _CHANNEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63})?$")
 _MODES = ("replan", "stretch")
 PLAN_KEYS = ("unit", "horizon", "channels", "guards")
+PLAN_SUFFIXES = (".yaml", ".yml", ".json")  # a plan file's name ends in one of these
 MAX_PLAN_FILE_BYTES = 1 << 20
 
 
@@ -836,6 +838,12 @@ class Plan:
     def __repr__(self) -> str:
         driven = ", ".join(f"{n}={s.spec()}" for n, s in self.schedules.items())
         return f"Plan({_UNIT_NAME[self.unit]} {self.clock.position} of {self.horizon}, {driven})"
+
+
+def is_plan_file(text) -> bool:
+    """Whether a command-line value names a plan file (it ends in .yaml, .yml or .json) rather than a spec:
+    the rule of ``cadence bench --candidate`` and ``cadence forecast rank --schedule``."""
+    return isinstance(text, str) and text.strip().lower().endswith(PLAN_SUFFIXES)
 
 
 def read_plan_file(path, extra_keys: "tuple[str, ...]" = ()) -> dict[str, Any]:

@@ -52,7 +52,7 @@ from cadence._atomic import atomic_write, stable_temp
 from cadence.bench.runner import (CONFIG_FIELDS, MAX_THREADS, RUN_FILES, TEMP_FILES, RunConfig, _read_json, folder_lock,
                                   has_user_files, read_manifest, train)
 from cadence.errors import EXIT_INTERRUPTED, CadenceError, LimitError, PlanError, RunError, TrainingDiverged
-from cadence.plan import PLAN_KEYS, read_plan_file
+from cadence.plan import PLAN_KEYS, PLAN_SUFFIXES, is_plan_file, read_plan_file  # noqa: F401 (re-exported)
 
 __all__ = ["BenchConfig", "run_bench", "plan_candidate", "is_plan_file", "QUICK", "REPORT_FILES", "MAX_SEEDS",
            "MAX_CANDIDATES", "MAX_JOBS", "PLAN_SUFFIXES"]
@@ -65,7 +65,6 @@ FORMAT_1 = "cadence.bench/1"  # config key "plans" for "candidates"; still read
 _NEW_KEYS = ("unit", "horizon", "micro_batch")  # the config keys FORMAT added to FORMAT_2's
 REPORT_FILES = ("report.md", "summary.csv", "loss.png", "val_loss.png")
 BENCH_TEMP = stable_temp("bench.json").name
-PLAN_SUFFIXES = (".yaml", ".yml", ".json")  # a candidate ending in one of these names a plan file
 # What a plan file may hold besides unit, horizon and channels: the runner's settings.
 _PLAN_SETTINGS = tuple(k for k in CONFIG_FIELDS if k not in PLAN_KEYS)
 _RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
@@ -93,11 +92,6 @@ QUICK = {
     "eval_every": 50,
     "baseline": "cosine",
 }
-
-
-def is_plan_file(text: str) -> bool:
-    """Whether a candidate's text names a plan file (it ends in .yaml, .yml or .json) rather than a spec."""
-    return isinstance(text, str) and text.strip().lower().endswith(PLAN_SUFFIXES)
 
 
 def plan_candidate(path: "str | os.PathLike") -> dict:

@@ -40,12 +40,12 @@ from cadence.forecast.curve import ForecastError
 from cadence.forecast.limits import MAX_OPTIMIZE_STEPS, MAX_STEPS
 from cadence.schedules import Schedule
 from cadence.schedules.families import Constant
+from cadence.plan import PLAN_SUFFIXES, is_plan_file  # noqa: F401 (re-exported: one rule for every command)
 from cadence.time import Rates
 
 __all__ = ["PLAN_SUFFIXES", "PLAN_SETTINGS", "MODELLED", "PlanSchedule", "is_plan_file", "plan_schedule",
            "common_steps", "optimize_request"]
 
-PLAN_SUFFIXES = (".yaml", ".yml", ".json")  # as `cadence bench --candidate NAME=plan.yaml`
 # The run settings a plan file may hold besides unit, horizon, channels and guards (the runner's; the same list as
 # cadence.cli.common.PLAN_FILE_SETTINGS, which a test keeps in step). None changes the forecast: the batch is
 # read from batch_size.
@@ -74,11 +74,6 @@ class PlanSchedule:
     @property
     def label(self) -> str:
         return f"{_shown(self.path)}: lr={self.spec}"
-
-
-def is_plan_file(text) -> bool:
-    """Whether a candidate's text names a plan file (it ends in .yaml, .yml or .json) rather than a spec."""
-    return isinstance(text, str) and text.strip().lower().endswith(PLAN_SUFFIXES)
 
 
 def _shown(path: str) -> str:
