@@ -32,6 +32,7 @@ and ``plan.guard(signals)`` gives the verdict for a step.
 
 from __future__ import annotations
 
+import abc
 import difflib
 import math
 from collections.abc import Mapping
@@ -62,19 +63,22 @@ def _number(value) -> float | None:
         raise CadenceError(f"a guard's signal must be a number; got {_short_value(value)}", field="signals") from None
 
 
-class _Stateful:
+class _Stateful(abc.ABC):
     """The object-held state of a guard, for loops that do not use a Plan."""
 
     name = ""
 
+    @abc.abstractmethod
     def config(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The guard's settings (what a saved state must match)."""
 
+    @abc.abstractmethod
     def init(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The state before any step."""
 
+    @abc.abstractmethod
     def check_state(self, state: Any) -> str | None:
-        raise NotImplementedError
+        """Why ``state`` is not one this guard can be in, or None."""
 
     def state_dict(self) -> dict[str, Any]:
         """Plain JSON-safe data: this guard's settings and state."""
