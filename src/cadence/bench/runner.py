@@ -877,6 +877,7 @@ class Loop:
         self.rank, self.world = (group.rank, group.world) if group is not None else (0, 1)
         self.drawn = 0  # micro-batches drawn so far (the data cursor; skipped steps draw too)
         self.skips_in_a_row = 0
+        self.verdict = "apply"  # the guards' last answer: 'apply', 'skip' or 'rollback'
         self.rollbacks: list[dict] = []  # {at_step, to_step, drawn} of each rollback to a checkpoint
         self.monitored = bool(getattr(workload, "monitor_names", ()))
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -988,9 +989,14 @@ class Loop:
                 work["terms"][name[5:]] = full
 
     # 4
-    def guards(self, signals: dict) -> str:
-        """'apply', 'skip' or 'rollback' (see :meth:`cadence.Plan.guard`). Raises TrainingDiverged when the
-        run cannot go on."""
+    def guards(self, signals: dict) -> bool:
+        """True: take the step. False: skip it; ``self.verdict`` then says whether the plan's guards ask
+        for a rollback to the last checkpoint ('rollback') or a plain skip ('skip'), see
+        :meth:`cadence.Plan.guard`. Raises TrainingDiverged when the run cannot go on."""
+        self.verdict = self._verdict(signals)
+        return self.verdict == "apply"
+
+    def _verdict(self, signals: dict) -> str:
         bad = next((k for k in ("train_loss", "grad_norm") if not math.isfinite(signals[k])), None)
         if bad is None:
             self.skips_in_a_row = 0
@@ -1039,11 +1045,10 @@ class Loop:
         values = self.apply_values()
         work = self.micro_batches(values)
         signals = self.reduce_signals(work)
-        verdict = self.guards(signals)
-        if verdict != "apply":
+        if not self.guards(signals):
             self.opt.zero_grad(set_to_none=True)
-            if verdict == "rollback":
-                return verdict
+            if self.verdict == "rollback":
+                return self.verdict
             self.plan.skip()
             return None
         self.optimizer_step()
