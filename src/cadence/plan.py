@@ -859,8 +859,12 @@ def read_plan_file(path, extra_keys: "tuple[str, ...]" = ()) -> dict[str, Any]:
 
     name = str(path)
     suffix = os.path.splitext(name)[1].lower()
-    if suffix not in (".yaml", ".yml", ".json"):
+    if suffix not in PLAN_SUFFIXES:
         raise PlanError(f"a plan file is .yaml, .yml or .json; got {_short_value(name)}", field="plan")
+    if not os.path.lexists(name):
+        raise PlanError(f"the plan file {_short_value(name)} does not exist (No such file or directory)", field="plan")
+    if os.path.isdir(name):
+        raise PlanError(f"cannot read the plan file {_short_value(name)}: it is a folder, not a file", field="plan")
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_PLAN_FILE_BYTES + 1)

@@ -100,11 +100,10 @@ def plan_candidate(path: "str | os.PathLike") -> dict:
     name = os.fspath(path)
     if not isinstance(name, str) or not name.strip():
         raise PlanError("a plan candidate needs the path of a plan file", field="candidates")
-    if not os.path.lexists(name):
-        raise PlanError(f"the plan file {name[:200]!r} does not exist", field="candidates")
-    if os.path.isdir(name):
-        raise PlanError(f"the plan file {name[:200]!r} is a folder, not a file", field="candidates")
-    data = read_plan_file(name, _PLAN_SETTINGS)
+    try:
+        data = read_plan_file(name, _PLAN_SETTINGS)
+    except PlanError as e:  # the file is a candidate's: say so to whoever maps fields to flags
+        raise PlanError(str(e), field="candidates" if e.field == "plan" else e.field) from None
     if "file" in data:  # not a plan key, but a comparison records the path under it
         raise PlanError("a plan file has no key 'file'", field="candidates")
     return {"file": name, **data}

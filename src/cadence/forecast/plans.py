@@ -110,10 +110,6 @@ def plan_schedule(path, law=None, rates: Rates | None = None) -> PlanSchedule:
     name = os.fspath(path)
     if not isinstance(name, str) or not name.strip():
         raise PlanError("a plan file needs a path", field="plan")
-    if not os.path.lexists(name):
-        raise PlanError(f"the plan file {_shown(name)!r} does not exist", field="plan")
-    if os.path.isdir(name):
-        raise PlanError(f"the plan file {_shown(name)!r} is a folder, not a file", field="plan")
     data = read_plan_file(name, PLAN_SETTINGS)
     where = f"plan file {_shown(name)!r}"
     channels = data["channels"]
