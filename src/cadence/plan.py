@@ -202,6 +202,7 @@ class Plan:
         self.micro_batch = None if micro_batch is None else int(micro_batch)
         self.schedules: dict[str, Schedule] = {name: _schedule(name, s) for name, s in channels.items()}
         self.guards = make_guards(guards)
+        self._spikes = [(n, g) for n, g in self.guards.items() if isinstance(g, LossSpike)]  # worked out once
         self.guard_states = {name: g.init() for name, g in self.guards.items()}
         self._order = self._dependency_order()
         self.monitors: dict[str, list[str]] = {}
@@ -550,7 +551,7 @@ class Plan:
             raise PlanError(f"signals must be a mapping of names to numbers; got {type(signals).__name__}",
                             field="signals")
         states = self.guard_states
-        spikes = [(n, g) for n, g in self.guards.items() if isinstance(g, LossSpike)]
+        spikes = self._spikes
         fired = {n: g.check(states[n], signals.get(g.signal)) for n, g in spikes}
         skip = any(fired.values())
         new = dict(states)

@@ -106,7 +106,7 @@ from cadence.errors import CadenceError, PlanError, RunError
 from cadence.guards import LossSpike
 from cadence.plan import BATCH, Plan
 from cadence.schedules.base import _short_value
-from cadence.torch import Scheduler, optimizer_channels
+from cadence.torch import Scheduler, discard_gradients, gradient_norm, optimizer_channels
 
 __all__ = ["PlanCallback", "STATE_FILE", "FORMAT"]
 
@@ -384,12 +384,9 @@ class PlanCallback(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
         if self._guarded:
-            params = [p for g in optimizer.param_groups for p in g["params"]]
-            grads = [p.grad for p in params if p.grad is not None]
-            norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
-            if self.plan.guard({"grad_norm": norm}) != "apply":  # 'skip' ('rollback' is refused at __init__)
-                for p in params:  # no gradient: optimizer.step() leaves the weights and its state alone
-                    p.grad = None
+            norm = gradient_norm(optimizer)
+            if self.plan.guard({"grad_norm": 0.0 if norm is None else norm}) != "apply":  # 'skip' (no rollback here)
+                discard_gradients(optimizer)  # optimizer.step() leaves the weights and its state alone
                 self._skip = True
 
     def on_step_end(self, args, state, control, optimizer=None, **kwargs):

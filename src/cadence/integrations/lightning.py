@@ -86,7 +86,7 @@ from cadence.errors import CadenceError, PlanError
 from cadence.guards import Rollback
 from cadence.plan import BATCH, Plan
 from cadence.schedules.base import _short_value
-from cadence.torch import OptimizerFields, optimizer_channels
+from cadence.torch import OptimizerFields, discard_gradients, gradient_norm, optimizer_channels
 
 __all__ = ["PlanCallback", "plan_callback_class", "count_samples", "PACKAGES"]
 
@@ -316,13 +316,10 @@ class _PlanCallback:
                     mean = trainer.strategy.reduce(mean, reduce_op="mean")
                 signals["train_loss"] = float(mean)
         if self._wants_norm:
-            grads = [p.grad for g in self._optimizer.param_groups for p in g["params"] if p.grad is not None]
-            signals["grad_norm"] = float(torch.nn.utils.get_total_norm(grads)) if grads else None
+            signals["grad_norm"] = gradient_norm(self._optimizer)
         verdict = self.plan.guard(signals) if self._guarded else "apply"
         if verdict != "apply":  # "skip" (a plan here has no rollback guard)
-            for group in self._optimizer.param_groups:
-                for p in group["params"]:
-                    p.grad = None  # torch's optimizers skip a parameter without a gradient altogether
+            discard_gradients(self._optimizer)
         elif self._grad_scaler is not None:
             self._scale = self._grad_scaler.get_scale()
         self._verdict = verdict

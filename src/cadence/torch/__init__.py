@@ -129,6 +129,22 @@ def drivable(group: Mapping[str, Any]) -> list[str]:
     return names
 
 
+def gradient_norm(optimizer: torch.optim.Optimizer) -> float | None:
+    """The L2 norm of every gradient the optimizer would apply (None when no parameter has one): the
+    ``grad_norm`` signal a guard or controller reads, measured before the optimizer step."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    return float(torch.nn.utils.get_total_norm(grads)) if grads else None
+
+
+def discard_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """Make the coming ``optimizer.step()`` a true skip: every gradient becomes None, and torch's optimizers
+    leave a parameter without a gradient alone (weights, moments, step counts, weight decay), which a zero
+    gradient would not do. What a loop does on a guard's 'skip' before calling ``plan.skip()``."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = None
+
+
 class OptimizerFields:
     """Writes channel values into an optimizer's param groups, each group at its ratio.
 
