@@ -24,6 +24,9 @@ A sample or token clock is converted to steps through the batch: the plan's cons
 ``rates``. A token clock also needs the tokens per sample (``rates``): a plan file cannot
 say it (the workload does). Errors are :class:`ForecastError` (or :class:`PlanError`
 about the file itself), one line, naming the plan file.
+
+:func:`check_plan` and :func:`plan_lrs` apply the same rules to a :class:`cadence.Plan` that
+is already built (the runner's, for ``cadence run --forecast``): its own rates convert its clock.
 """
 
 from __future__ import annotations
@@ -44,13 +47,13 @@ from cadence.plan import PLAN_SUFFIXES, is_plan_file  # noqa: F401 (re-exported:
 from cadence.time import Rates
 
 __all__ = ["PLAN_SUFFIXES", "PLAN_SETTINGS", "MODELLED", "PlanSchedule", "is_plan_file", "plan_schedule",
-           "common_steps", "optimize_request"]
+           "check_plan", "plan_lrs", "common_steps", "optimize_request"]
 
 # The run settings a plan file may hold besides unit, horizon, channels and guards (the runner's; the same list as
 # cadence.cli.common.PLAN_FILE_SETTINGS, which a test keeps in step). None changes the forecast: the batch is
 # read from batch_size.
 PLAN_SETTINGS = ("workload", "seed", "size", "batch_size", "micro_batch", "optimizer", "weight_decay", "clip",
-                 "eval_every", "checkpoint_every", "skip_nonfinite", "device", "tensorboard")
+                 "eval_every", "checkpoint_every", "skip_nonfinite", "device", "tensorboard", "forecast")
 # The channels the laws model: every law in cadence.forecast.laws predicts from the LR sequence alone.
 MODELLED = ("lr",)
 _RATE_FIELDS = ("samples_per_step", "tokens_per_sample", "steps_per_epoch")
@@ -100,6 +103,55 @@ def _is_constant(schedule: Schedule) -> bool:
     return type(schedule) is Constant and schedule.warmup.value == 0
 
 
+def _check_modelled(schedules: Mapping[str, Schedule], law, where: str) -> None:
+    """A one-line ForecastError for the first channel a law cannot forecast: a controller that follows a signal
+    measured during the run, a batch that changes, or any other channel that is not a constant."""
+    for ch, s in schedules.items():
+        if s.stateful and s.monitors:
+            raise ForecastError(f"{where}: channel {ch!r} is a controller ({', '.join(_controllers(s))}) that follows "
+                                f"{', '.join(s.monitors)} measured during the run, which a forecast does not have; "
+                                "forecast the schedule under it")
+    if "batch" in schedules and not _is_constant(schedules["batch"]):
+        raise ForecastError(f"{where}: channel 'batch' changes over the run ({schedules['batch'].spec()[:80]}); "
+                            f"{_law_name(law)} predicts from the learning rate at a fixed batch (no law here models "
+                            "the batch size): give batch a constant")
+    for ch, s in schedules.items():
+        if ch not in ("lr", "batch") and not _is_constant(s):
+            raise ForecastError(f"{where}: channel {ch!r} changes over the run ({s.spec()[:80]}); {_law_name(law)} "
+                                "predicts from the learning rate alone, every other setting as in the runs it was "
+                                f"fitted on: give {ch} a constant")
+
+
+def check_plan(plan, law=None, where: str = "the plan") -> None:
+    """Whether ``law`` can forecast a built :class:`cadence.Plan`: the checks of :func:`plan_schedule` on its
+    channels, and a length within what a forecast previews. Cheap: nothing is previewed."""
+    from cadence.plan import MAX_PREVIEW_STEPS
+
+    if "lr" not in plan.schedules:
+        raise ForecastError(f"{where} has no lr channel; {_law_name(law)} predicts the loss from the learning rate")
+    _check_modelled(plan.schedules, law, where)
+    if plan.horizon is None:
+        raise ForecastError(f"{where} has no horizon; a forecast needs the run's length")
+    length = plan.clock.step_length  # units in one optimizer step (the batch is constant here)
+    if not length:
+        raise ForecastError(f"{where} counts samples or tokens but does not say how many an optimizer step holds",
+                            field="samples_per_step")
+    count = math.ceil(plan.horizon / length)
+    if count > min(MAX_PREVIEW_STEPS, MAX_STEPS):
+        raise LimitError(f"{where} takes {count:,} optimizer steps; a forecast of a plan covers at most "
+                         f"{min(MAX_PREVIEW_STEPS, MAX_STEPS):,}")
+
+
+def plan_lrs(plan, law=None, where: str = "the plan") -> np.ndarray:
+    """The LR of every optimizer step of a built :class:`cadence.Plan` over its horizon (``Plan.preview``; a
+    sample or token clock is converted through the plan's own rates), after :func:`check_plan`."""
+    check_plan(plan, law, where)
+    try:
+        return np.asarray(plan.preview()["lr"], dtype=np.float64)
+    except CadenceError as e:
+        raise type(e)(f"{where}: {e}", field=e.field if e.field in _RATE_FIELDS else None) from None
+
+
 def plan_schedule(path, law=None, rates: Rates | None = None) -> PlanSchedule:
     """The plan file at ``path`` as the LR of every optimizer step of its horizon, checked against what a law
     models (``law``: a :class:`FittedLaw`, named in the messages). ``rates`` give what the file cannot: tokens
@@ -116,20 +168,7 @@ def plan_schedule(path, law=None, rates: Rates | None = None) -> PlanSchedule:
     if "lr" not in channels:
         raise ForecastError(f"{where} has no lr channel; {_law_name(law)} predicts the loss from the learning rate")
     schedules = {ch: _schedule(ch, value) for ch, value in channels.items()}
-    for ch, s in schedules.items():
-        if s.stateful and s.monitors:
-            raise ForecastError(f"{where}: channel {ch!r} is a controller ({', '.join(_controllers(s))}) that follows "
-                                f"{', '.join(s.monitors)} measured during the run, which a forecast does not have; "
-                                "forecast the schedule under it")
-    if "batch" in schedules and not _is_constant(schedules["batch"]):
-        raise ForecastError(f"{where}: channel 'batch' changes over the run ({schedules['batch'].spec()[:80]}); "
-                            f"{_law_name(law)} predicts from the learning rate at a fixed batch (no law here models "
-                            "the batch size): give batch a constant")
-    for ch, s in schedules.items():
-        if ch not in ("lr", "batch") and not _is_constant(s):
-            raise ForecastError(f"{where}: channel {ch!r} changes over the run ({s.spec()[:80]}); {_law_name(law)} "
-                                "predicts from the learning rate alone, every other setting as in the runs it was "
-                                f"fitted on: give {ch} a constant")
+    _check_modelled(schedules, law, where)
     unit = unit_of(data.get("unit", "step"))
     unit_name = unit.name.lower()
     if data.get("horizon") is None:
