@@ -83,6 +83,8 @@ class RunConfig:
     accumulation of ``micro_batch``-sample micro-batches) and ``loss.<term>`` (the
     coefficient of a workload's extra loss term). ``horizon`` is the run's length in
     ``unit`` (``step``, ``sample`` or ``token``); the run ends when the clock reaches it.
+    ``forecast``: a fitted law (:class:`cadence.forecast.FittedLaw` or a law file's path) whose
+    predicted loss at every step metrics.csv logs as ``forecast``; resolved to the law's content.
     """
 
     workload: str
@@ -101,6 +103,9 @@ class RunConfig:
     skip_nonfinite: bool = False  # guard: skip a step whose loss or gradient is not finite, instead of stopping
     device: str = "cpu"  # "cuda" trains on a GPU; only CPU runs are bit-reproducible across a kill
     guards: dict | None = None  # the plan's guards, {name: settings} (cadence.guards): loss_spike, grad_spike, rollback
+    # a loss-curve law whose prediction metrics.csv logs next to the loss (column `forecast`): a FittedLaw or a law
+    # file's path, resolved to the law's content (cadence.bench.run_forecast), which run.json records
+    forecast: "dict | str | os.PathLike | None" = None
 
     def resolved(self) -> "RunConfig":
         """Fill workload defaults and validate; the result is what run.json records."""
@@ -114,6 +119,7 @@ def resolve(config: RunConfig, world: int = 1) -> "tuple[RunConfig, Plan]":
         raise CadenceError(f"workload must be a name; got {config.workload!r}")
     w = get_workload(config.workload)
     cfg = RunConfig(**asdict(config))
+    cfg.forecast = config.forecast  # as given: asdict() would turn a FittedLaw into a dict of its fields
     if cfg.size is not None and not isinstance(cfg.size, str):
         raise CadenceError(f"size must be a name; got {cfg.size!r}", field="size")
     cfg.size = w.check_size(cfg.size or w.default_size)
@@ -176,6 +182,11 @@ def resolve(config: RunConfig, world: int = 1) -> "tuple[RunConfig, Plan]":
     if cfg.unit == "step" and cfg.horizon > MAX_STEPS:
         raise LimitError(f"horizon is {cfg.horizon} steps; at most {MAX_STEPS} is supported", field="horizon")
     _check_monitors(plan, cfg, w)
+    if cfg.forecast is not None:
+        from cadence.bench.run_forecast import check_forecastable, law_content
+
+        cfg.forecast = law_content(cfg.forecast)
+        check_forecastable(plan, cfg.forecast)
     return cfg, plan
 
 
@@ -271,9 +282,10 @@ _FIELD_TYPES = {  # what run.json may hold for each RunConfig field (before vali
     "batch_size": (int, type(None)), "micro_batch": (int, type(None)), "optimizer": (str,),
     "weight_decay": (int, float, type(None)), "clip": (int, float, type(None)), "eval_every": (int, type(None)),
     "checkpoint_every": (int,), "skip_nonfinite": (bool,), "device": (str,), "guards": (dict, type(None)),
+    "forecast": (dict, type(None)),
 }
 CONFIG_FIELDS = tuple(_FIELD_TYPES)
-_OPTIONAL_FIELDS = {"guards": None}  # fields a run.json written before they existed may lack: their default
+_OPTIONAL_FIELDS = {"guards": None, "forecast": None}  # fields a run.json written before they existed may lack
 
 
 def _read_json(path: Path, what: str) -> object:
@@ -528,12 +540,15 @@ def _warn(message: str) -> None:
 
 def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwrite: bool = False,
           progress: "bool | str | None" = False, threads: int | None = None, stop_after: int | None = None,
-          warn: Callable[[str], None] | None = None, tensorboard: "str | os.PathLike | None" = None) -> dict:
+          warn: Callable[[str], None] | None = None, tensorboard: "str | os.PathLike | None" = None,
+          say: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) one training run; returns its manifest.
 
     ``threads``: torch threads; on resume, None keeps the run's own count (bit-exact), another
     count is used with a warning and recorded. ``stop_after`` ends it early (tests).
-    ``warn`` receives one-line warnings (default: ``warnings.warn``).
+    ``warn`` receives one-line warnings (default: ``warnings.warn``); ``say`` one-line news about
+    the run before its first step (default: none): the forecast's final loss when ``config.forecast``
+    is set, which is predicted (or refused) before anything is written.
     ``progress`` (on stderr): ``"bar"`` (or True) a tqdm bar, ``"lines"`` a line every 5% of the
     horizon, None (or False) nothing; reading the workload's data is shown the same way.
     ``tensorboard``: a folder where every metrics.csv row also goes as TensorBoard scalars (an
@@ -570,10 +585,13 @@ def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwri
         world = join(config.device if isinstance(config.device, str) else "cpu")  # torchrun: this process's rank
         join_world = world.world if world is not None else 1
         shown.enter_context(data_progress(mode if world is None or world.main else None))  # tiny-lm: reading its data
-        if resume:
-            asked = resolve(config, join_world)[0] if config.workload else None
-        else:
-            asked = resolve(config, join_world)[0]  # validate before touching the disk
+        asked = predicted = None
+        if config.workload or not resume:
+            asked, plan = resolve(config, join_world)  # validate before touching the disk
+            if asked.forecast is not None:
+                from cadence.bench.run_forecast import forecast_run
+
+                predicted = forecast_run(plan, asked.forecast)  # a law that cannot forecast this run: refused now
         main = world is None or world.main
         with contextlib.ExitStack() as held:
             def take() -> None:  # rank 0 alone makes, locks and writes the folder
@@ -586,9 +604,11 @@ def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwri
                 world.share(take if main else None, "locking the run folder")
             # a micro-batch left to its default depends on the number of processes: not compared on resume
             loose = ("micro_batch",) if config.micro_batch is None else ()
+            quiet = lambda m: None  # noqa: E731 - torchrun: rank 0 speaks for all
             return _train_locked(asked, out, resume=resume, overwrite=overwrite, progress=mode if main else None,
-                                 threads=threads, stop_after=stop_after, warn=warn if main else (lambda m: None),
-                                 group=world, tensorboard=tensorboard, loose=loose)
+                                 threads=threads, stop_after=stop_after, warn=warn if main else quiet,
+                                 say=(say or quiet) if main else quiet, group=world, tensorboard=tensorboard,
+                                 loose=loose, predicted=predicted)
     finally:
         shown.close()
         if world is not None:
@@ -597,7 +617,9 @@ def train(config: RunConfig, out: "str | Path", *, resume: bool = False, overwri
 
 def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite: bool, progress: "str | None",
                   threads: int | None, stop_after: int | None, warn: Callable[[str], None],
-                  group: Group | None = None, loose: tuple[str, ...] = (), tensorboard: Path | None = None) -> dict:
+                  say: Callable[[str], None], group: Group | None = None, loose: tuple[str, ...] = (),
+                  tensorboard: Path | None = None, predicted=None) -> dict:
+    """``predicted``: the RunForecast of ``asked`` (made before the folder was touched), or None."""
     main = group is None or group.main
 
     def write_manifest(manifest: dict) -> None:
@@ -611,7 +633,7 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
     if previous is not None and asked is not None and \
             {k: v for k, v in asdict(asked).items() if k not in loose} != {k: v for k, v in asdict(cfg).items() if k not in loose}:
         mine, theirs = asdict(asked), asdict(cfg)
-        diff = ", ".join(f"{k}: {theirs[k]!r} in the run, {mine[k]!r} asked" for k in mine
+        diff = ", ".join(f"{k}: {_setting(k, theirs[k])} in the run, {_setting(k, mine[k])} asked" for k in mine
                          if mine[k] != theirs[k] and k not in loose)
         raise RunError(f"cannot resume {out} with other settings ({diff})")
 
@@ -625,6 +647,10 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         torch.set_num_threads(threads)
     workload = get_workload(cfg.workload)
     cfg, plan = resolve(cfg, group.world if group is not None else 1)
+    if cfg.forecast is not None and predicted is None:  # a resume that names no settings: its law is run.json's
+        from cadence.bench.run_forecast import forecast_run
+
+        predicted = forecast_run(plan, cfg.forecast)  # the same call on the same LRs as the run's first start
     fingerprint = workload.fingerprint()
     if previous is not None and previous.get("data") != fingerprint:
         raise RunError(f"cannot resume {out}: the {cfg.workload} data on this machine differs from the run's "
@@ -681,8 +707,11 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
 
     channels = list(cfg.channels)
     signals = signals_of(cfg, workload)
+    logged = list(signals)  # what each row holds after the channels: the signals, and the forecast after val_loss
+    if predicted is not None:
+        logged.insert(logged.index("val_loss") + 1 if "val_loss" in logged else len(logged), "forecast")
     reports = plan.diagnostics  # controllers' state after the step: lr.scale, batch.b_simple, ...
-    header = ["step", "samples", "tokens", *channels, *signals, *reports]
+    header = ["step", "samples", "tokens", *channels, *logged, *reports]
     keep = start if start > 0 else None  # nothing checkpointed: the files start over
     rows = _Rows if main else _NoRows  # torchrun: rank 0 alone writes
     metrics = rows(out / "metrics.csv", header, keep, offsets.get("metrics.csv"))
@@ -707,6 +736,11 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
             from cadence.bench.logs import TensorBoardLog
 
             board = TensorBoardLog.open(tensorboard, header, start)  # hides what earlier processes logged from start on
+        if predicted is not None:
+            notice = predicted.extrapolation()
+            if notice:
+                warn(notice)
+            say(predicted.summary())
         while not plan.done and (stop_after is None or plan.clock.step < stop_after):
             t0 = time.perf_counter()
             step = plan.clock.step
@@ -726,8 +760,10 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
                      f"{plan.guards['rollback'].max_rollbacks})")
                 continue
             diagnosis = plan.diagnose() if reports else {}
+            if predicted is not None:
+                row["forecast"] = predicted.at(step)
             values = [step, plan.clock.samples, plan.clock.tokens, *(row[c] for c in channels),
-                      *(row.get(n) for n in signals), *(diagnosis[n] for n in reports)]
+                      *(row.get(n) for n in logged), *(diagnosis[n] for n in reports)]
             metrics.write(values)
             if board is not None:
                 board.row(values)
@@ -1079,6 +1115,16 @@ class Loop:
         self.rollbacks = [dict(r) for r in rollbacks]
 
 
+def _setting(key: str, value) -> str:
+    """A setting as a message shows it: its repr, and a recorded law in a few words (not its whole report)."""
+    if key != "forecast" or not isinstance(value, dict):
+        return repr(value)
+    params = value.get("params")
+    shown = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={str(v)[:20]}"
+                      for k, v in params.items()) if isinstance(params, dict) else "?"
+    return f"a {str(value.get('law'))[:20]} law ({shown}; lr_scale {str(value.get('lr_scale'))[:20]})"
+
+
 def _load_checkpoint(path: Path, cfg: RunConfig, settings: str, loop: Loop) -> tuple[float, dict]:
     """Restore model, optimizer, plan and data position; returns (elapsed seconds, recorded CSV lengths)."""
     try:
@@ -1098,8 +1144,12 @@ def _load_checkpoint(path: Path, cfg: RunConfig, settings: str, loop: Loop) -> t
         raise RunError(f"cannot resume: {path} is unreadable or corrupt ({type(e).__name__}: {first})") from None
     if theirs is not None and theirs != settings:
         mine, old = json.loads(settings), json.loads(theirs)
-        diff = ", ".join(f"{k}: {old.get(k)!r} in the checkpoint, {mine[k]!r} in run.json" for k in mine if mine[k] != old.get(k))
-        raise RunError(f"cannot resume: run.json does not match the checkpoint it was written with ({diff})")
+        if isinstance(old, dict):  # a checkpoint of a release before an optional setting existed: its default
+            old = {**{k: v for k, v in _OPTIONAL_FIELDS.items() if k not in old}, **old}
+        if old != mine:
+            diff = ", ".join(f"{k}: {_setting(k, old.get(k))} in the checkpoint, {_setting(k, mine[k])} in run.json"
+                             for k in mine if mine[k] != old.get(k))
+            raise RunError(f"cannot resume: run.json does not match the checkpoint it was written with ({diff})")
     try:
         loop.load_state_dict(state)
         if loop.plan.clock.step != step:

@@ -23,14 +23,16 @@ EXAMPLES = """examples:
   cadence refine runs/digits-cos                           # a refined LR schedule from the run's gradient norms
   cadence forecast fit runs/const runs/cos --law multipower -o law.json
   cadence forecast rank law.json --total 2000 --schedule cos="cosine(peak=2e-3)" --schedule wsd="wsd(peak=2e-3)"
+  cadence run tiny-lm --lr "wsd(peak=2e-3, warmup=50)" --steps 600 --forecast law.json --out runs/wsd  # forecast beside loss
   cadence recommend --params 1B --tokens 100B --seq-len 4096
 """
 
 
 # Run settings a plan file may hold besides unit, horizon, channels and guards (cadence.bench.runner.RunConfig's
-# fields), and where `cadence run` logs (tensorboard: an output folder, not a setting).
+# fields, forecast included: a law file whose content the run records), and where `cadence run` logs (tensorboard:
+# an output folder, not a setting).
 PLAN_FILE_SETTINGS = ("workload", "seed", "size", "batch_size", "micro_batch", "optimizer", "weight_decay", "clip",
-                      "eval_every", "checkpoint_every", "skip_nonfinite", "device", "tensorboard")
+                      "eval_every", "checkpoint_every", "skip_nonfinite", "device", "tensorboard", "forecast")
 
 
 class Parser(argparse.ArgumentParser):

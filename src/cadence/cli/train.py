@@ -13,13 +13,14 @@ from cadence.schedules import parse
 
 # Flags that set a run's settings: with --resume and no WORKLOAD they would be ignored, so they are refused.
 _SETTINGS = ("lr", "set", "guard", "steps", "horizon", "unit", "plan", "size", "batch_size", "micro_batch",
-             "weight_decay", "eval_every", "checkpoint_every", "device")
+             "weight_decay", "eval_every", "checkpoint_every", "device", "forecast")
 # Run settings a plan file may hold besides unit, horizon and channels, and the flag that sets each.
 _FILE_SETTINGS = {"workload": None, "seed": "--seed", "size": "--size", "batch_size": "--batch-size",
                   "micro_batch": "--micro-batch", "optimizer": "--optimizer", "weight_decay": "--weight-decay",
                   "clip": None, "eval_every": "--eval-every", "checkpoint_every": "--checkpoint-every",
                   "skip_nonfinite": "--skip-nonfinite", "device": "--device",
-                  "tensorboard": "--tensorboard"}  # an output folder, not a run setting: never in RunConfig
+                  "tensorboard": "--tensorboard",  # an output folder, not a run setting: never in RunConfig
+                  "forecast": "--forecast"}  # a law file: RunConfig (and run.json) hold its content
 
 
 def register(sub) -> None:
@@ -46,6 +47,9 @@ def register(sub) -> None:
     r.add_argument("--out", required=True, metavar="DIR", help="run folder")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     r.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    r.add_argument("--forecast", metavar="LAW.json",
+                   help="a law written by 'cadence forecast fit': say its predicted final loss before the run and log "
+                        "its prediction at every step in metrics.csv (column forecast); a resumed run keeps it")
     r.add_argument("--tensorboard", metavar="DIR",
                    help="also write every metrics.csv row as TensorBoard scalars into DIR (pip install "
                         "'cadence[tensorboard]'); a resumed run may log elsewhere")
@@ -209,15 +213,22 @@ def _cmd_run(args) -> int:
                 config.resolved()  # every setting checked before the run folder is touched
         except CadenceError as e:
             raise _where(e, args) from None
-    manifest = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=progress,
-                     threads=args.threads, warn=_warn, tensorboard=args.tensorboard)
+    try:
+        manifest = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=progress,
+                         threads=args.threads, warn=_warn, tensorboard=args.tensorboard,
+                         say=lambda message: print(_show(message), flush=True))
+    except CadenceError as e:
+        if e.field != "forecast":
+            raise
+        raise _where(e, args) from None
     if os.environ.get("RANK", "0") != "0":
         return 0  # torchrun: rank 0 reports for all
     from cadence.bench.report import load_metrics
 
     m = load_metrics(f"{args.out}/metrics.csv")
+    forecast = f" (forecast {m['forecast'][-1]:.4f})" if "forecast" in m else ""
     print(f"{manifest['config']['workload']} seed {manifest['config']['seed']}: {manifest['status']} at step "
-          f"{manifest['step']}; final train loss {m['train_loss'][-1]:.4f}, val loss {m['val_loss'][-1]:.4f}; "
+          f"{manifest['step']}; final train loss {m['train_loss'][-1]:.4f}, val loss {m['val_loss'][-1]:.4f}{forecast}; "
           f"{manifest.get('train_seconds', 0):.1f}s training")
     print(f"metrics: {_show(args.out)}/metrics.csv")
     if args.tensorboard is not None:
@@ -235,7 +246,7 @@ def _run_config(args):
     settings = {"seed": args.seed, "size": args.size, "batch_size": args.batch_size, "micro_batch": args.micro_batch,
                 "optimizer": args.optimizer, "weight_decay": args.weight_decay, "eval_every": args.eval_every,
                 "checkpoint_every": args.checkpoint_every, "skip_nonfinite": args.skip_nonfinite, "device": args.device,
-                "tensorboard": args.tensorboard}
+                "tensorboard": args.tensorboard, "forecast": args.forecast}
     guards = _guards(args.guard)
     if args.plan is not None:
         clash = [f for f, v in (("--lr", args.lr), ("--set", args.set), ("--steps", args.steps),
@@ -276,6 +287,10 @@ def _run_config(args):
         where = "--tensorboard" if args.tensorboard is not None else f"{_show(args.plan)}: tensorboard"
         raise CadenceError(f"{where} must name a folder; got {str(board)[:60]!r}")
     args.tensorboard = board
+    law = settings["forecast"]  # a law file's path: RunConfig.forecast loads it (cadence.forecast.load)
+    if law is not None and (not isinstance(law, str) or not law.strip()):
+        where = "--forecast" if args.forecast is not None else f"{_show(args.plan)}: forecast"
+        raise CadenceError(f"{where} must name a law file (written by 'cadence forecast fit'); got {str(law)[:60]!r}")
     defaults = {"seed": 0, "optimizer": "adamw", "checkpoint_every": 100, "skip_nonfinite": False, "device": "cpu"}
     settings = {k: (defaults[k] if v is None and k in defaults else v) for k, v in settings.items()}
     return RunConfig(workload=args.workload, channels=channels, horizon=horizon, unit=unit, guards=guards, **settings)
@@ -315,6 +330,8 @@ def _where(error: CadenceError, args) -> CadenceError:
         source = args.plan or {"horizon": "--steps" if args.steps is not None else "--horizon", "unit": "--unit"}[field]
     elif field in ("channels", "batch", "lr", "micro_batch", "plan", "tokens_per_sample", "rates", "guards"):
         source = args.plan or {"micro_batch": "--micro-batch", "guards": "--guard"}.get(field)  # the message names the channel
+    elif field == "forecast":  # the flag, the plan file's key, or neither (a resume: run.json's law)
+        source = "--forecast" if args.forecast is not None else (f"{args.plan}: forecast" if args.plan else None)
     else:
         return error
     if type(error).__init__ is not CadenceError.__init__:
