@@ -27,9 +27,23 @@ from cadence.forecast.laws import LAWS, Law, check_warmup
 from cadence._files import read_json
 from cadence.forecast.limits import MAX_FIT_POINTS, MAX_LAW_BYTES, MAX_STEPS, number, regular_file, shorten
 
-__all__ = ["fit", "FittedLaw", "load", "scores"]
+__all__ = ["fit", "FittedLaw", "load", "scores", "fitted_range", "RANGE_ABOVE", "RANGE_BELOW", "RANGE_LONGER",
+           "RANGE_LOW_LR", "RANGE_LOW_SHARE"]
 
 _FORMAT = "cadence.forecast.law/1"
+
+# How far a schedule may go beyond what a law was fitted on before FittedLaw.range_notes says so
+# (docs/forecast.md, "Limits and validation"). A peak LR more than 10% above the largest fitted LR;
+# a peak below half of it (a law fitted at a different peak); more than 4x the steps or the LR area
+# of the longest fitted curve (the published 72,000-step cosine predicted from 24,000-step fits is
+# 3x in steps and 1.7x in area, a use the laws were published with); LRs after the peak below a
+# tenth of the smallest LR the fitted curves reached after theirs, at more than 1% of the steps
+# from the peak on (the last step of a decay to 0 alone changes nothing worth a note).
+RANGE_ABOVE, RANGE_BELOW, RANGE_LONGER, RANGE_LOW_LR, RANGE_LOW_SHARE = 1.1, 0.5, 4.0, 0.1, 0.01
+# The fields of a fit report's "range" (older law files have none: the range is then unknown).
+_RANGE_FIELDS = {"lr_min": "the smallest LR after the peak", "steps": "the most steps of a fitted curve",
+                 "area": "the largest LR area of a fitted curve, in steps at lr_scale",
+                 "first_area": "the LR area before the first fitted measurement, in steps at lr_scale"}
 
 
 def scores(pred: np.ndarray, losses: np.ndarray) -> dict[str, float]:
@@ -71,7 +85,79 @@ class FittedLaw:
             raise ForecastError(f"lr_scale must be > 0 (the largest LR of the fitted runs); got {self.lr_scale!r}")
         if not isinstance(self.report, dict):
             raise ForecastError(f"report must be a dict; got {type(self.report).__name__}")
+        _check_range(self.report)
         check_warmup(self.warmup)
+
+    @property
+    def fitted_range(self) -> dict[str, float] | None:
+        """What the law was fitted on (``fit`` records it in ``report["range"]``): ``lr_min``, the
+        smallest LR its curves reached after their peak; ``steps``, the most steps of one curve;
+        ``area``, the largest LR area (sum of LRs) of one curve and ``first_area``, the smallest LR
+        area before a curve's first fitted measurement, both in steps at ``lr_scale`` (LR area /
+        lr_scale: never overflows). None when unknown (older law files; laws built directly)."""
+        return _check_range(self.report)
+
+    def range_notes(self, lrs) -> list[str]:
+        """One plain sentence for each way the schedule ``lrs`` (the LR of every step) is outside what
+        the law was fitted on; empty when it is inside, or when nothing can be said (lrs that
+        ``predict`` refuses). Linear in ``len(lrs)``. The peak LR is compared with ``lr_scale``
+        (every law has it); steps, LR area and low LRs only when ``fitted_range`` is known. The
+        thresholds are ``RANGE_ABOVE``, ``RANGE_BELOW``, ``RANGE_LONGER``, ``RANGE_LOW_LR`` and
+        ``RANGE_LOW_SHARE``."""
+        return [text for _, text in self.range_notes_by_kind(lrs)]
+
+    def range_notes_by_kind(self, lrs) -> list[tuple[str, str]]:
+        """``range_notes`` as (kind, sentence) pairs, the kind one of ``peak``, ``steps``, ``area``,
+        ``early`` and ``low``: a caller that checks several schedules keeps one note of each kind."""
+        try:
+            lrs = as_vector(lrs, "lrs")
+        except ForecastError:
+            return []
+        if len(lrs) == 0 or not np.all(np.isfinite(lrs)) or np.any(lrs < 0):
+            return []
+        top = int(np.argmax(lrs))
+        peak = float(lrs[top])
+        if peak <= 0:
+            return []
+        notes = []
+        scale = self.lr_scale
+        with np.errstate(all="ignore"):  # a ratio beyond the float range is inf, which still reads as "far above"
+            ratio = float(np.float64(peak) / scale)
+            area = float(np.sum(lrs) / np.float64(scale))
+        if ratio > RANGE_ABOVE:
+            notes.append(("peak", f"the schedule's peak LR {peak:.3g} is {_times(ratio)} the largest LR the {self.law} law "
+                                  f"was fitted on ({scale:.3g})"))
+        elif ratio < RANGE_BELOW:
+            notes.append(("peak", f"the schedule's peak LR {peak:.3g} is {_times(ratio)} the peak LR the {self.law} law was "
+                                  f"fitted at ({scale:.3g}): a law fitted at a different peak"))
+        fitted = self.fitted_range
+        if not fitted:
+            return notes
+        if "steps" in fitted and len(lrs) > RANGE_LONGER * fitted["steps"]:
+            notes.append(("steps", f"the schedule runs {len(lrs):,} steps, {_times(len(lrs) / fitted['steps'])} the longest "
+                                   f"curve the law was fitted on ({int(fitted['steps']):,}); beyond {RANGE_LONGER:g}x it "
+                                   "is a long extrapolation"))
+        if fitted.get("area", 0) > 0 and area > RANGE_LONGER * fitted["area"]:
+            notes.append(("area", f"the schedule's LR area (sum of its LRs) is {_times(area / fitted['area'])} the largest "
+                                  f"of the curves the law was fitted on ({fitted['area'] * scale:.4g}); beyond "
+                                  f"{RANGE_LONGER:g}x it is a long extrapolation"))
+        if "first_area" in fitted and area < fitted["first_area"]:
+            notes.append(("early", f"the schedule's LR area at its last step ({area * scale:.4g}) is below that before "
+                                   f"the first loss the law was fitted on ({fitted['first_area'] * scale:.4g}): the law "
+                                   "was not fitted that early in training"))
+        if fitted.get("lr_min", 0) > 0:
+            floor = RANGE_LOW_LR * fitted["lr_min"]
+            low, after = int(np.count_nonzero(lrs[top:] < floor)), len(lrs) - top
+            if low > RANGE_LOW_SHARE * after:
+                notes.append(("low", f"{low:,} of the schedule's {after:,} steps from its peak on "
+                                     f"({100 * low / after:.2g}%) have an LR below {floor:.3g}, a tenth of the smallest "
+                                     f"LR the law was fitted on ({fitted['lr_min']:.3g})"))
+        return notes
+
+    def _outside(self, lrs: np.ndarray) -> str:
+        """Why a schedule is outside what the law can describe, for an error message."""
+        return "; ".join([f"largest LR {float(lrs.max()):.3g}, {len(lrs):,} steps; the law was fitted with LRs up to "
+                          f"{self.lr_scale:.3g}"] + self.range_notes(lrs))
 
     def _law(self) -> Law:
         return LAWS[self.law](warmup=self.warmup)
@@ -110,8 +196,12 @@ class FittedLaw:
             i = int(np.argmax(~np.isfinite(pred)))
             raise ForecastError(
                 f"the {self.law} law's prediction overflows at step {int(steps[i])} (it gives {pred[i]}): its parameters "
-                f"do not describe this schedule (largest LR {float(lrs.max()):.3g}, {len(lrs):,} steps; the law was "
-                f"fitted with LRs up to {self.lr_scale:.3g})")
+                f"do not describe this schedule ({self._outside(lrs)})")
+        if np.any(pred <= 0):  # a loss is > 0: a law that goes below 0 is far outside what it was fitted on
+            i = int(np.argmax(pred <= 0))
+            raise ForecastError(
+                f"the {self.law} law predicts a loss of {float(pred[i]):.4g} at step {int(steps[i])}, and a loss is > 0: "
+                f"this schedule is outside what the law can describe ({self._outside(lrs)})")
         return pred
 
     def score(self, curve: Curve) -> dict[str, float]:
@@ -133,6 +223,47 @@ class FittedLaw:
             raise ForecastError(f"cannot write {path}: {e.strerror or e}", field="out") from None
         except ValueError as e:  # a NUL byte in the name
             raise ForecastError(f"cannot write {shorten(str(path))}: {e}", field="out") from None
+
+
+def _times(ratio: float) -> str:
+    """A ratio as "3.25x", "0.25x" or "1,000x"."""
+    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.3g}x"
+
+
+def _check_range(report: dict, where: str = "") -> dict[str, float] | None:
+    """``report["range"]`` checked (each field present a finite number >= 0, ``steps`` a whole
+    number >= 1); None when absent. A one-line ForecastError for anything else."""
+    fitted = report.get("range")
+    if fitted is None:
+        return None
+    if not isinstance(fitted, dict):
+        raise ForecastError(f"{where}report range must be an object of {', '.join(_RANGE_FIELDS)}; got "
+                            f"{type(fitted).__name__}")
+    out = {}
+    for key in _RANGE_FIELDS:
+        if key in fitted:
+            value = number(fitted[key], f"report range {key}", where)
+            if value < 0 or (key == "steps" and (value < 1 or value != int(value))):
+                raise ForecastError(f"{where}report range {key} ({_RANGE_FIELDS[key]}) must be "
+                                    f"{'a whole number >= 1' if key == 'steps' else '>= 0'}; got {value!r}")
+            out[key] = value
+    return out
+
+
+def fitted_range(curves: "list[Curve]", lr_scale: float) -> dict[str, float]:
+    """What a fit on ``curves`` covers, as ``FittedLaw.fitted_range`` gives it back (areas in steps
+    at ``lr_scale``, so that they cannot overflow). Linear in the curves' lengths."""
+    lr_min = min(float(c.lrs[int(np.argmax(c.lrs)):].min()) for c in curves)
+    with np.errstate(all="ignore"):
+        area = max(float(np.sum(c.lrs / lr_scale)) for c in curves)
+        first = min(float(np.sum(c.lrs[: c.steps[0] + 1] / lr_scale)) for c in curves)
+    return {"lr_min": lr_min, "steps": max(int(c.steps[-1]) + 1 for c in curves), "area": area, "first_area": first}
+
+
+def _flat(curves: "list[Curve]") -> float | None:
+    """The one loss every measurement of every curve has, if they all have the same (else None)."""
+    first = float(curves[0].losses[0])
+    return first if all(np.all(c.losses == first) for c in curves) else None
 
 
 def _steps(steps) -> np.ndarray:
@@ -177,6 +308,7 @@ def load(path: "str | Path") -> FittedLaw:
     report = data.get("report", {})
     if not isinstance(report, dict):
         raise ForecastError(f"{where}report must be a JSON object; got {type(report).__name__}")
+    _check_range(report, where)  # older files have no range: it is unknown, not an error
     return FittedLaw(law, params, lr_scale, report, warmup=warmup)
 
 
@@ -337,7 +469,13 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
         s.update({k: (v if math.isfinite(v) else None) for k, v in s.items()})
     fitted.report = {"objective": float(best.fun), "converged": bool(best.success), "message": str(best.message),
                      "iterations": int(best.nit), "curves": per_curve, "fixed": sorted(fixed),
-                     "points": {name: [len(k), len(c.steps)] for name, k, c in zip(names, kept, curves)}}
+                     "points": {name: [len(k), len(c.steps)] for name, k, c in zip(names, kept, curves)},
+                     "range": fitted_range(curves, lr_scale)}
+    flat = _flat(curves) if strict else None
+    if flat is not None:
+        raise ForecastError(f"every measured loss is {flat:.6g} ({sum(len(c.losses) for c in curves):,} measurements): a "
+                            "loss that never changes shows nothing a law can fit; check the loss column (is it the "
+                            "loss, and does the run learn?)")
     if strict and (mean_e > max_residual or not math.isfinite(mean_e)):
         why = _why(law, params, box, best, curves, names, max_residual)
         raise ForecastError(

@@ -24,7 +24,8 @@ __all__ = ["Law", "MultiPower", "Annealing", "LAWS", "WARMUP", "check_warmup", "
 WARMUP = ("skip", "count")
 
 # Where each kind of parameter is defined: the formula is finite there for every schedule
-# with finite LRs (the fit's search box is a sub-box of it).
+# with finite LRs, and each term has the sign the law gives it (a loss floor L0 below 0 means
+# nothing for a loss, which is > 0); the fit's search box is a sub-box of it.
 _DOMAINS = {
     "finite": (lambda v: True, "any finite number"),
     ">=0": (lambda v: v >= 0, ">= 0"),
@@ -150,7 +151,7 @@ class Annealing(Law):
     source = "Tissue et al. 2024, Scaling Law with Learning Rate Annealing"
     params = ("L0", "A", "alpha", "C", "lam")
     log_params = ("A", "C")
-    domain = {"A": ">=0", "alpha": ">=0", "C": ">=0", "lam": "[0,1)"}
+    domain = {"L0": ">=0", "A": ">=0", "alpha": ">=0", "C": ">=0", "lam": "[0,1)"}
     fit_steps = MAX_ANNEALING_FIT_STEPS  # S2 is a filter over every step: a fit's thousands of evaluations each pass over them
 
     def bounds(self, max_loss):
@@ -242,7 +243,9 @@ class MultiPower(Law):
     source = "Luo et al. 2025, A Multi-Power Law for Loss Curve Prediction Across Learning Rate Schedules"
     params = ("L0", "A", "alpha", "B", "C", "beta", "gamma")
     log_params = ("A", "B", "C")
-    domain = {"A": ">=0", "alpha": ">=0", "B": ">=0", "C": ">=0", "beta": ">0"}
+    # gamma may be any finite number: lr_k^-gamma is capped, and G stays in [0, 1) for any x >= 0
+    # when beta > 0, so gamma only changes how fast each decrement's benefit saturates.
+    domain = {"L0": ">=0", "A": ">=0", "alpha": ">=0", "B": ">=0", "C": ">=0", "beta": ">0"}
     max_bins: int | None = 384
     chunk = 1 << 21  # entries of the (steps x bins) block evaluated at once
     dense = 8192  # longer predictions evaluate LD exactly on a grid and interpolate between its points

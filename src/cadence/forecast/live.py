@@ -30,7 +30,7 @@ from cadence.forecast.fitting import FittedLaw
 from cadence.forecast.limits import MAX_STEPS, shorten
 from cadence.schedules.base import SHAPES, interpolate
 
-__all__ = ["LivePoint", "LiveForecast", "forecast_live", "stable_phase", "cooldown_lrs", "later_starts",
+__all__ = ["LivePoint", "LiveForecast", "forecast_live", "stable_phase", "cooldown_lrs", "later_starts", "range_notes",
            "MIN_LIVE_STEPS", "LATER"]
 
 MIN_LIVE_STEPS = 10  # a run shorter than this has too little history for a forecast worth giving
@@ -65,6 +65,7 @@ class LiveForecast:
     fit_error: float | None  # its largest per-curve mean error on its own fitting curves
     laws: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    range_notes: list[list[str]] = field(default_factory=list)  # per law: how the cooldowns leave what it was fitted on
 
     def to_dict(self) -> dict:
         """The contract of ``cadence forecast live --json``: exactly ``now`` and ``later``."""
@@ -91,11 +92,22 @@ def stable_phase(lrs) -> tuple[float, int]:
     since = n - int(np.argmin(same[::-1])) if not same.all() else 0
     if n - since < 2:
         prev = float(lrs[-2])
-        trend = "still rising (warmup?)" if prev < last else "decaying"
+        rising = prev < last
+        # Has the LR gone both ways after its first fall (a cyclic or re-warmed schedule)? One pass over the run.
+        step = np.diff(lrs)
+        falls = step < 0
+        fell_at = int(np.argmax(falls)) if falls.any() else None
+        cyclic = fell_at is not None and bool(np.any(step[fell_at:] > 0))
+        del step, falls
+        if rising:
+            trend = "rising again after falling (a cyclic or re-warmed schedule)" if cyclic else "still rising (warmup?)"
+        else:
+            trend = "decaying, in a schedule that has also risen again (cyclic?)" if cyclic else "decaying"
         window = lrs[max(0, n - 10):]
-        what = "rose" if prev < last else "fell"
-        raise ForecastError(f"the run is not in a constant-LR phase at its end: its LR is {trend}; it {what} from "
-                            f"{float(window[0]):.4g} to {last:.4g} over steps {n - len(window)}..{n - 1}")
+        raise ForecastError(f"the run is not in a constant-LR phase at its end: its LR is {trend}; it "
+                            f"{'rose' if rising else 'fell'} from {float(window[0]):.4g} to {last:.4g} over steps "
+                            f"{n - len(window)}..{n - 1}; forecast live forecasts a cooldown from a constant LR (the "
+                            "stable phase of a WSD-like run): give a run whose LR is held at its last steps")
     return last, since
 
 
@@ -164,17 +176,43 @@ def forecast_live(lrs, laws, cooldown: int, *, shape: str = "1-sqrt", final: flo
     band = max(known) if known else 0.0
     if not known:
         notes.append("no error measure available (no measured losses, no fit report): the interval is the laws' spread only")
-    for law in laws:
-        if lr > law.lr_scale * (1 + 1e-9):
-            notes.append(f"the run's LR {lr:.4g} is above the largest LR the {law.law} law was fitted on "
-                         f"({law.lr_scale:.4g}): an extrapolation")
+    outside = range_notes(history, laws, cooldown, shape=shape, final=final, fractions=fractions)
     points = []
     for start in starts:
         seq = cooldown_lrs(history, start, cooldown, shape, final)
         preds = [float(law.predict(seq, [len(seq) - 1])[0]) for law in laws]
         points.append(LivePoint(start, preds[0], min(preds) * (1 - band), max(preds) * (1 + band)))
     return LiveForecast(points[0], points[1:], cooldown, shape, float(final), lr, since, band, run_error, fit_error,
-                        [law.law for law in laws], notes)
+                        [law.law for law in laws], notes, outside)
+
+
+def range_notes(lrs, laws, cooldown: int, *, shape: str = "1-sqrt", final: float = 0.0,
+                fractions=LATER) -> list[list[str]]:
+    """For each law (one :class:`FittedLaw` or a list), ``FittedLaw.range_notes`` of the cooldowns
+    :func:`forecast_live` predicts: those of the latest start (the most steps and LR area), then any
+    other kind of note the first start has (its LR area may be below the earliest fitted). Linear
+    in the run's length; the same refusals as :func:`forecast_live` for bad arguments."""
+    history = as_vector(lrs, "lrs")
+    lr, _ = stable_phase(history)  # the refusals in forecast_live's order
+    if isinstance(laws, FittedLaw):
+        laws = [laws]
+    if not isinstance(laws, (list, tuple)) or not laws or not all(isinstance(x, FittedLaw) for x in laws):
+        raise ForecastError("laws must be a FittedLaw or a non-empty list of them")
+    cooldown = _whole(cooldown, "cooldown", 1)
+    _check_shape(shape, final, lr)
+    now = len(history)
+    latest = ([now] + later_starts(now, fractions))[-1]
+    if latest + cooldown > MAX_STEPS:
+        raise LimitError(f"a cooldown of {cooldown:,} steps from step {latest:,} (the latest start asked) ends past "
+                         f"the {MAX_STEPS:,} steps a forecast may cover")
+    first, last = cooldown_lrs(history, now, cooldown, shape, final), cooldown_lrs(history, latest, cooldown, shape, final)
+    out = []
+    for law in laws:
+        notes = law.range_notes_by_kind(last)
+        kinds = {kind for kind, _ in notes}
+        notes += [(kind, text) for kind, text in law.range_notes_by_kind(first) if kind not in kinds]
+        out.append([text for _, text in notes])
+    return out
 
 
 def _fit_error(law: FittedLaw) -> float | None:

@@ -20,7 +20,10 @@ from cadence.forecast.fitting import FittedLaw
 from cadence.forecast.limits import MAX_OPTIMIZE_STEPS, check_total, number, shorten
 from cadence.schedules import parse
 
-__all__ = ["optimize_schedule", "nearest_specs", "as_spec", "check_request"]
+__all__ = ["optimize_schedule", "nearest_specs", "as_spec", "check_request", "range_notes"]
+
+
+_BAD = 1e300  # the search's value for a schedule the law gives no loss for
 
 
 def _knots(z: np.ndarray, total: int, warmup: int):
@@ -86,10 +89,11 @@ def optimize_schedule(law: FittedLaw, total: int, peak: float, warmup: int = 0, 
 
     def loss(z):
         # The schedules built here are finite and >= 0 with LR area before the last step, so the
-        # checks of FittedLaw.predict are skipped; a non-finite result is a bad point, not an answer.
+        # checks of FittedLaw.predict are skipped; a result that is not a loss (non-finite, or <= 0
+        # where the law leaves what it can describe) is a bad point, never the best one.
         with np.errstate(all="ignore"):
             value = float(model.predict(law.params, _schedule(z, total, warmup, peak) / law.lr_scale, last)[0])
-        return value if np.isfinite(value) else 1e300
+        return value if np.isfinite(value) and value > 0 else _BAD
 
     x = np.linspace(0.0, 1.0, knots + 1)
     floor = 1e-3
@@ -102,12 +106,31 @@ def optimize_schedule(law: FittedLaw, total: int, peak: float, warmup: int = 0, 
             res = minimize(loss, _z_of(f), method="L-BFGS-B", bounds=[(-12.0, 3.0)] * knots, options={"maxiter": 300})
             if best is None or res.fun < best.fun:
                 best = res
+    if best.fun >= _BAD:
+        raise ForecastError(f"no schedule the search tried has a prediction the {law.law} law can give (each was not "
+                            f"finite or not > 0): the run is outside what it can describe "
+                            f"({law._outside(_schedule(np.array([-12.0]), total, warmup, peak))})")
     lrs = _schedule(best.x, total, warmup, peak)
     return lrs, float(law.predict(lrs, last)[0])
 
 
-def nearest_specs(law: FittedLaw, lrs: np.ndarray, total: int, peak: float, warmup: int) -> list[tuple[str, float, float]]:
-    """For WSD, cosine and linear: the spec closest to ``lrs`` (RMS of LR), its distance and predicted final loss."""
+def range_notes(law: FittedLaw, total: int, peak: float, warmup: int = 0, lrs=None) -> list[str]:
+    """``law.range_notes`` of the widest schedule the search can propose (warmup, then ``peak``
+    to the end: the most LR area): its peak, length and LR area against what the law was fitted
+    on. With ``lrs`` (the search's result), the notes of ``lrs`` of other kinds than those: the
+    LRs the search picked below the peak."""
+    total, peak, warmup = check_request(law, total, peak, warmup)
+    widest = law.range_notes_by_kind(_schedule(np.array([-12.0]), total, warmup, peak))
+    if lrs is None:
+        return [text for _, text in widest]
+    kinds = {kind for kind, _ in widest}
+    return [text for kind, text in law.range_notes_by_kind(lrs) if kind not in kinds]
+
+
+def nearest_specs(law: FittedLaw, lrs: np.ndarray, total: int, peak: float,
+                  warmup: int) -> list[tuple[str, float, float | str]]:
+    """For WSD, cosine and linear: the spec closest to ``lrs`` (RMS of LR), its distance and predicted final
+    loss, or, where the law refuses to predict that spec (a loss that would be <= 0, say), why, as a string."""
     total, peak, warmup = check_request(law, total, peak, warmup)
     candidates = {"wsd": [], "cosine": [], "linear": []}
     for frac in range(5, 65, 5):
@@ -135,5 +158,8 @@ def nearest_specs(law: FittedLaw, lrs: np.ndarray, total: int, peak: float, warm
             if best is None or d < best[1]:
                 best = (spec, d, values)
         if best is not None:
-            out.append((best[0], best[1], float(law.predict(best[2], [total - 1])[0])))
+            try:
+                out.append((best[0], best[1], float(law.predict(best[2], [total - 1])[0])))
+            except ForecastError as e:
+                out.append((best[0], best[1], str(e)))
     return out
