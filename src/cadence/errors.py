@@ -8,7 +8,8 @@ Exit statuses, used by every command (docs/reliability.md):
 
 ====  =========================================================================
 0     ok
-1     a check failed (``recommend --strict`` with an input outside a law's range)
+1     a check failed (``recommend --strict`` with an input outside a law's range,
+      ``forecast predict|rank|optimize|live --strict`` with a schedule outside what a law was fitted on)
 2     bad input: a spec, a flag, a file or a state that cannot be honoured
 3     training diverged (non-finite loss); the last good checkpoint is kept
 130   interrupted (SIGINT or SIGTERM)

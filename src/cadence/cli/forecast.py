@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from cadence.cli import common
-from cadence.errors import CadenceError
+from cadence.errors import CadenceError, CheckFailed
 from cadence.schedules import parse
 
 positive_int, positive_float = common.positive_int, common.positive_float
@@ -75,6 +75,7 @@ def register(sub) -> None:
     pred.add_argument("--csv", action="store_true", help="print step,lr,loss rows")
     pred.add_argument("--plot", metavar="PATH")
     pred.add_argument("--overwrite", action="store_true")
+    _add_strict(pred)
 
     rank = common.command(fs, "rank", "rank candidate schedules by predicted final loss", RANK_EXAMPLES)
     rank.add_argument("law")
@@ -86,6 +87,7 @@ def register(sub) -> None:
     common.add_rates(rank)  # what a plan file on a sample or token clock cannot say itself
     rank.add_argument("--plot", metavar="PATH")
     rank.add_argument("--overwrite", action="store_true")
+    _add_strict(rank)
 
     opt = common.command(fs, "optimize", "the non-increasing schedule with the lowest predicted final loss", OPTIMIZE_EXAMPLES)
     opt.add_argument("law")
@@ -96,6 +98,7 @@ def register(sub) -> None:
     common.add_rates(opt)  # what a plan file on a sample or token clock cannot say itself
     opt.add_argument("--csv", metavar="PATH", help="write step,lr of the optimised schedule")
     opt.add_argument("--overwrite", action="store_true")
+    _add_strict(opt)
 
     live = fs.add_parser("live", help="for a run in its constant-LR phase: the loss after a cooldown started now or later",
                          epilog=LIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,6 +110,25 @@ def register(sub) -> None:
     live.add_argument("--shape", choices=LIVE_SHAPES, default="1-sqrt", help="cooldown shape (default 1-sqrt)")
     live.add_argument("--final", type=float, default=0.0, help="the LR at the cooldown's end (default 0)")
     live.add_argument("--json", action="store_true", help="print {now, later} as JSON")
+    _add_strict(live)
+
+
+def _add_strict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1, before any forecast, when a schedule is outside what the law was fitted on "
+                        "(without it: one warning line each on stderr)")
+
+
+def _outside(notes: list[str], strict: bool) -> list[str]:
+    """The range notes to warn about; with --strict, a one-line error (exit status 1) instead."""
+    if notes and strict:
+        raise CheckFailed(f"--strict: outside what the law was fitted on: {'; '.join(notes)}")
+    return notes
+
+
+def _warn(notes: list[str]) -> None:
+    for note in dict.fromkeys(notes):  # each once, in order
+        print(f"cadence: warning: {note}", file=sys.stderr)
 
 
 def _shown(path) -> str:
@@ -255,13 +277,17 @@ def run(args) -> None:
         schedule = parse(args.schedule)
         lrs = schedule.values(total)
         first = _first_step(lrs)
+        notes = _outside(law.range_notes(lrs), args.strict)
         final = float(law.predict(lrs, [total - 1])[0])  # a one-line error if nothing can be predicted
+        losses = law.predict(lrs, np.arange(first, total)) if args.csv else None
+        sampled = _sampled(law, lrs, first) if args.plot else None
+        _warn(notes)  # after the predictions: a refused one is one error line that carries the notes itself
         if args.csv:
-            _write_rows(lrs, law.predict(lrs, np.arange(first, total)), first)
+            _write_rows(lrs, losses, first)
         else:
             print(f"{schedule.spec()}: predicted final loss {final:.4f} at step {total - 1} ({law.law} law)")
         if args.plot:
-            _plot({"prediction": _sampled(law, lrs, first)}, args.plot, args.overwrite, f"{law.law} law prediction")
+            _plot({"prediction": sampled}, args.plot, args.overwrite, f"{law.law} law prediction")
     elif cmd == "rank":
         from cadence.forecast.plans import common_steps, is_plan_file, plan_schedule
 
@@ -280,15 +306,17 @@ def run(args) -> None:
             else:
                 named.update(common.parse_named([item], "--schedule", "NAME=SPEC or NAME=PLAN.yaml"))
         total = common_steps(plans, total)
-        finals, curves = {}, {}
+        finals, curves, notes = {}, {}, []
         for name, spec in named.items():
             lrs = plans[name].lrs if name in plans else parse(spec).values(total, common.rates(args))
+            notes += _outside([f"--schedule {name}: {note}" for note in law.range_notes(lrs)], args.strict)
             try:
                 finals[name] = float(law.predict(lrs, [total - 1])[0])
+                if args.plot:
+                    curves[name] = _sampled(law, lrs, _first_step(lrs))
             except CadenceError as e:
                 raise CadenceError(f"--schedule {name}: {e}") from None
-            if args.plot:
-                curves[name] = _sampled(law, lrs, _first_step(lrs))
+        _warn(notes)
         order = sorted(finals, key=finals.get)
         best = finals[order[0]]
         print("| rank | schedule | predicted final loss | vs best | spec |\n|---|---|---|---|---|")
@@ -297,7 +325,7 @@ def run(args) -> None:
         if args.plot:
             _plot({n: curves[n] for n in order}, args.plot, args.overwrite, f"ranked by the {law.law} law")
     elif cmd == "optimize":
-        from cadence.forecast.optimize import as_spec, check_request, nearest_specs, optimize_schedule
+        from cadence.forecast.optimize import as_spec, check_request, nearest_specs, optimize_schedule, range_notes
 
         if args.plan is not None:
             from cadence.forecast.plans import optimize_request, plan_schedule
@@ -312,14 +340,24 @@ def run(args) -> None:
                 total, peak, warmup = optimize_request(plan)
             except CadenceError as e:
                 raise type(e)(f"--plan: {e}", field=e.field) from None
-            own = float(law.predict(plan.lrs, [total - 1])[0])
-            print(f"from {_shown(args.plan)}: {total} steps, peak {peak:.4g}, warmup {warmup}; its own lr predicts "
-                  f"{own:.4f}")
         elif args.total is None or args.peak is None:
             raise CadenceError("forecast optimize needs --total and --peak, or --plan FILE")
         total, peak, warmup = check_request(law, total, args.peak if args.plan is None else peak,
                                             (args.warmup or 0) if args.plan is None else warmup)
+        # What the search can propose (the peak held to the end: the most LR area) and, with --plan, the plan's own lr.
+        notes = range_notes(law, total, peak, warmup)
+        if args.plan is not None:
+            notes += [f"--plan: {note}" for note in law.range_notes(plan.lrs) if note not in notes]
+        _outside(notes, args.strict)
+        own = float(law.predict(plan.lrs, [total - 1])[0]) if args.plan is not None else None
         lrs, final = optimize_schedule(law, total, peak, warmup)
+        # The LRs the search picked below the peak (a note of a kind the notes above do not have).
+        notes += _outside([f"the optimised schedule: {note}" for note in range_notes(law, total, peak, warmup, lrs)],
+                          args.strict)
+        _warn(notes)
+        if own is not None:
+            print(f"from {_shown(args.plan)}: {total} steps, peak {peak:.4g}, warmup {warmup}; its own lr predicts "
+                  f"{own:.4f}")
         print(f"optimised non-increasing schedule: predicted final loss {final:.4f}")
         idx = np.unique(np.linspace(0, total - 1, 11).round().astype(int))
         print("  LR at " + ", ".join(f"{i}: {lrs[i]:.3g}" for i in idx))
@@ -328,7 +366,10 @@ def run(args) -> None:
         print(f"as a spec (predicted {spec_loss:.4f}): {spec}")
         print("nearest ordinary schedules:")
         for spec, dist, loss in nearest_specs(law, lrs, total, peak, warmup):
-            print(f"  {loss:.4f} ({loss - final:+.4f})  {spec}   [RMS LR distance {dist:.3g}]")
+            if isinstance(loss, str):  # the law refuses this one (a loss <= 0, say): say so, never a number
+                print(f"  no prediction  {spec}   [RMS LR distance {dist:.3g}]: {loss}")
+            else:
+                print(f"  {loss:.4f} ({loss - final:+.4f})  {spec}   [RMS LR distance {dist:.3g}]")
         if args.csv:
             from pathlib import Path
 
@@ -417,12 +458,16 @@ def live(args) -> None:
     import json
 
     from cadence.forecast import load
-    from cadence.forecast.live import forecast_live
+    from cadence.forecast.live import forecast_live, range_notes
 
     laws = [load(p) for p in args.law]
     lrs, observed, name, rates = _live_run(args.run)
     cooldown = _live_cooldown(args.cooldown, len(lrs), rates)
+    notes = [f"--law {_shown(path)}: {note}" for path, law_notes in
+             zip(args.law, range_notes(lrs, laws, cooldown, shape=args.shape, final=args.final)) for note in law_notes]
+    _outside(notes, args.strict)
     result = forecast_live(lrs, laws, cooldown, shape=args.shape, final=args.final, observed=observed)
+    _warn(notes)
     if args.json:
         print(json.dumps(result.to_dict()))
         return
