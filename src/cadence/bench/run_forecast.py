@@ -38,7 +38,7 @@ MAX_LAW_RECORD_BYTES = 1 << 17
 # A run whose peak LR is more than this factor from the law's lr_scale (the peak it was fitted at) is forecast
 # with a warning: the law extrapolates.
 PEAK_RATIO = 2.0
-_KEYS = ("format", "law", "params", "lr_scale", "warmup", "report", "cadence")
+_KEYS = ("format", "law", "params", "lr_scale", "warmup", "report", "members", "cadence")
 _WHERE = "the run"
 
 
@@ -48,34 +48,34 @@ def _field(error: CadenceError) -> CadenceError:
 
 
 def law_of(content: dict):
-    """The :class:`~cadence.forecast.FittedLaw` that recorded ``content`` holds, checked as a law file is."""
-    from cadence.forecast import FittedLaw
+    """The law (a :class:`~cadence.forecast.FittedLaw` or :class:`~cadence.forecast.CombinedLaw`) that recorded
+    ``content`` holds, checked as a law file is (:func:`cadence.forecast.fitting.from_dict`)."""
+    from cadence.forecast.fitting import LAW_FORMAT, from_dict
 
     if not isinstance(content, dict):
         raise ForecastError(f"the recorded law must be a JSON object; got {type(content).__name__}", field="forecast")
     unknown = [str(k)[:40] for k in content if k not in _KEYS]
-    missing = [k for k in ("format", "law", "params", "lr_scale") if k not in content]
+    needed = ("format", "law", "members") if content.get("law") == "combined" else ("format", "law", "params", "lr_scale")
+    missing = [k for k in needed if k not in content]
     if unknown or missing:
         said = "; ".join(([f"missing {', '.join(missing)}"] if missing else []) +
                          ([f"unknown {', '.join(unknown)}"] if unknown else []))
         raise ForecastError(f"the recorded law does not hold a law file's keys ({said})", field="forecast")
+    if content["format"] != LAW_FORMAT:
+        raise ForecastError(f"the recorded law has format {str(content['format'])[:40]!r}, not {LAW_FORMAT!r}",
+                            field="forecast")
     try:
-        law = FittedLaw(content["law"], content["params"], content["lr_scale"], content.get("report", {}),
-                        warmup=content.get("warmup", "skip"))
+        return from_dict(content)
     except CadenceError as e:
         raise ForecastError(f"the recorded law: {' '.join(str(e).split())}", field="forecast") from None
-    if content["format"] != law.to_dict()["format"]:
-        raise ForecastError(f"the recorded law has format {str(content['format'])[:40]!r}, not "
-                            f"{law.to_dict()['format']!r}", field="forecast")
-    return law
 
 
 def law_content(value) -> dict:
     """What run.json records of a law: ``value`` is a :class:`~cadence.forecast.FittedLaw`, the path of a law
     file, or that content already (a resumed run's). Plain JSON data, the same for all three."""
-    from cadence.forecast import FittedLaw, load
+    from cadence.forecast import CombinedLaw, FittedLaw, load
 
-    if isinstance(value, FittedLaw):
+    if isinstance(value, (FittedLaw, CombinedLaw)):
         law = value
     elif isinstance(value, (str, os.PathLike)):
         try:

@@ -23,14 +23,16 @@ from cadence import __version__
 from cadence._atomic import atomic_write
 from cadence.errors import LimitError
 from cadence.forecast.curve import Curve, ForecastError, as_vector
-from cadence.forecast.laws import LAWS, Law, check_warmup
+from cadence.forecast.combined import COMBINED, CombinedLaw
+from cadence.forecast.intervals import calibrate, check_uncertainty, predict_interval, uncertainty
+from cadence.forecast.laws import LAWS, WARMUP, Law, check_warmup
 from cadence._files import read_json
 from cadence.forecast.limits import MAX_FIT_POINTS, MAX_LAW_BYTES, MAX_STEPS, number, regular_file, shorten
 
 __all__ = ["fit", "FittedLaw", "load", "scores", "fitted_range", "RANGE_ABOVE", "RANGE_BELOW", "RANGE_LONGER",
            "RANGE_LOW_LR", "RANGE_LOW_SHARE"]
 
-_FORMAT = "cadence.forecast.law/1"
+LAW_FORMAT = _FORMAT = "cadence.forecast.law/1"
 
 # How far a schedule may go beyond what a law was fitted on before FittedLaw.range_notes says so
 # (docs/forecast.md, "Limits and validation"). A peak LR more than 10% above the largest fitted LR;
@@ -86,6 +88,7 @@ class FittedLaw:
         if not isinstance(self.report, dict):
             raise ForecastError(f"report must be a dict; got {type(self.report).__name__}")
         _check_range(self.report)
+        check_uncertainty(self.report, LAWS[self.law].params)
         check_warmup(self.warmup)
 
     @property
@@ -204,6 +207,18 @@ class FittedLaw:
                 f"this schedule is outside what the law can describe ({self._outside(lrs)})")
         return pred
 
+    def predict_interval(self, lrs, steps, level: float = 0.9):
+        """``(prediction, low, high)`` at ``steps``: the prediction and an interval meant to hold the
+        loss a run with this schedule measures there with probability ``level`` (see the intervals
+        module for how it is made and docs/forecast.md for how often it held). A law without
+        recorded uncertainty (built by hand, or fitted with ``intervals=False``, or an older file)
+        gives low = high = prediction."""
+        return predict_interval(self, lrs, steps, level)
+
+    @property
+    def has_interval(self) -> bool:
+        return bool(self.report.get("uncertainty"))
+
     def score(self, curve: Curve) -> dict[str, float]:
         return scores(self.predict(curve.lrs, curve.steps), curve.losses)
 
@@ -294,9 +309,28 @@ def load(path: "str | Path") -> FittedLaw:
     if not isinstance(data, dict) or data.get("format") != _FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ForecastError(f"{path} is not a {_FORMAT} law file (format: {shorten(found)}); refit it with this version")
-    law = data.get("law")
+    return from_dict(data, where)
+
+
+def from_dict(data: dict, where: str = "", nested: bool = False):
+    """The law (a FittedLaw or a CombinedLaw) that ``data``, a law file's content, holds: every field
+    checked as :func:`load` checks a file (the ``format`` key is the caller's to check)."""
+    law = data.get("law") if isinstance(data, dict) else None
+    if law == COMBINED and not nested:
+        members = data.get("members")
+        if not isinstance(members, list) or len(members) < 2 or len(members) > len(LAWS) * len(WARMUP):
+            raise ForecastError(f"{where}a {COMBINED} law needs 'members', a list of 2 to {len(LAWS) * len(WARMUP)} laws")
+        report = data.get("report", {})
+        if not isinstance(report, dict):
+            raise ForecastError(f"{where}report must be a JSON object; got {type(report).__name__}")
+        _check_range(report, where)
+        return CombinedLaw([from_dict(m, f"{where}member {i + 1}: ", nested=True) for i, m in enumerate(members)],
+                           report)
+    if not isinstance(data, dict):
+        raise ForecastError(f"{where}a law must be a JSON object; got {type(data).__name__}")
     if not isinstance(law, str) or law not in LAWS:
-        raise ForecastError(f"{where}unknown law {shorten(law)}; known: {', '.join(LAWS)}")
+        raise ForecastError(f"{where}unknown law {shorten(law)}; known: {', '.join(LAWS)}"
+                            + ("" if nested else f", {COMBINED}"))
     for key in ("params", "lr_scale"):
         if key not in data:
             raise ForecastError(f"{where}the law file has no {key!r}")
@@ -309,6 +343,7 @@ def load(path: "str | Path") -> FittedLaw:
     if not isinstance(report, dict):
         raise ForecastError(f"{where}report must be a JSON object; got {type(report).__name__}")
     _check_range(report, where)  # older files have no range: it is unknown, not an error
+    check_uncertainty(report, LAWS[law].params, where)
     return FittedLaw(law, params, lr_scale, report, warmup=warmup)
 
 
@@ -334,11 +369,22 @@ def _whole(value, name: str, low: int = 1) -> int:
     return int(value)
 
 
-def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int = 6, candidates: int = 128,
+def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int = 3, candidates: int = 128,
         seed: int = 0, delta: float = 1e-3, max_iter: int = 2000, fixed: dict[str, float] | None = None,
         strict: bool = True, max_residual: float = 0.01, warmup: str = "skip",
-        max_points: int = MAX_FIT_POINTS) -> FittedLaw:
+        max_points: int = MAX_FIT_POINTS, intervals: bool = True, _init: dict | None = None):
     """Fit ``law`` to one or more curves; returns a :class:`FittedLaw`.
+
+    ``law="combined"`` fits every law to the same curves and returns a
+    :class:`~cadence.forecast.combined.CombinedLaw` that predicts their geometric mean (the
+    same keywords apply to each member; a member that cannot be fitted fails the whole fit).
+
+    With ``intervals`` (default) the fit also measures how far off its predictions can be and
+    records it in ``report["uncertainty"]`` for ``predict_interval`` (see the intervals module):
+    the parameters' covariance and the residual scatter, then refits on parts of the curves
+    (each curve's first two thirds; all curves but one, for up to three curves) asked about
+    the parts they did not see. The refits start from this fit's parameters, so they cost a
+    fraction of the first fit.
 
     ``warmup="count"`` counts the LR rises of the initial warmup in the decrement terms, as
     the Multi-Power Law authors' code does; the default leaves them out (see the laws module).
@@ -360,8 +406,32 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
         curves = [curves]
     if not isinstance(curves, (list, tuple)) or not curves or not all(isinstance(c, Curve) for c in curves):
         raise ForecastError("fit needs a non-empty list of Curve objects")
+    if law == COMBINED:
+        if warmup != "skip" or fixed:
+            raise ForecastError(f"the {COMBINED} law fits each law under both warmup conventions, with no parameter "
+                                "fixed: fit one law to count the warmup or to fix a parameter")
+        members, skipped = [], []
+        for name in LAWS:
+            if LAWS[name].fit_steps is not None and sum(len(c.lrs) for c in curves) > LAWS[name].fit_steps:
+                skipped.append(f"{name}: the curves have more than the {LAWS[name].fit_steps:,} steps of LR its fit "
+                               "is limited to")
+                continue
+            for convention in WARMUP:
+                try:
+                    members.append(fit(curves, name, starts=starts, candidates=candidates, seed=seed, delta=delta,
+                                       max_iter=max_iter, strict=strict, max_residual=max_residual,
+                                       warmup=convention, max_points=max_points, intervals=intervals))
+                except ForecastError as e:
+                    raise type(e)(f"{COMBINED} law, fitting its {name} member (warmup {convention}): {e}",
+                                  field=e.field) from None
+        combined = CombinedLaw(members)
+        combined.report = {"skipped": skipped,"curves": {n: combined.score(c) for n, c in zip(members[0].report["curves"], curves)},
+                           "range": members[0].report["range"], "points": members[0].report["points"]}
+        return combined
     if not isinstance(law, str) or law not in LAWS:
-        raise ForecastError(f"unknown law {shorten(law)}; known: {', '.join(LAWS)}")
+        raise ForecastError(f"unknown law {shorten(law)}; known: {', '.join(LAWS)}, {COMBINED}")
+    if not isinstance(intervals, bool):
+        raise ForecastError(f"intervals must be True or False; got {shorten(intervals)}")
     starts, candidates, max_iter = _whole(starts, "starts"), _whole(candidates, "candidates"), _whole(max_iter, "max_iter")
     max_points, seed = _whole(max_points, "max_points", 2), _whole(seed, "seed", 0)
     delta, max_residual = number(delta, "delta"), number(max_residual, "max_residual")
@@ -453,6 +523,9 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
         # random_base2: the first 2**m points, as random(2**m) gives them, without the warning
         # scipy issues for a count that is not a power of 2.
         points = qmc.scale(sampler.random_base2(max(0, math.ceil(math.log2(candidates))))[:candidates], lo_t, hi_t)
+        if _init is not None:  # a refit for the intervals: from the full fit's parameters only
+            points = np.array([[math.log(max(_init[n], 1e-300)) if log else _init[n] for n, log in zip(free, is_log)]])
+            points = np.clip(points, lo_t, hi_t)
         values = np.array([objective(x)[0] for x in points])
         best = None
         for x0 in points[np.argsort(values)[:starts]]:
@@ -471,6 +544,10 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
                      "iterations": int(best.nit), "curves": per_curve, "fixed": sorted(fixed),
                      "points": {name: [len(k), len(c.steps)] for name, k, c in zip(names, kept, curves)},
                      "range": fitted_range(curves, lr_scale)}
+    if intervals:
+        fitted.report["uncertainty"] = _uncertainty(fitted, curves, kept, box, fixed, dict(
+            candidates=candidates, seed=seed, delta=delta, max_iter=max_iter, fixed=fixed or None, warmup=warmup,
+            max_points=max_points))
     flat = _flat(curves) if strict else None
     if flat is not None:
         raise ForecastError(f"every measured loss is {flat:.6g} ({sum(len(c.losses) for c in curves):,} measurements): a "
@@ -483,6 +560,28 @@ def fit(curves: "list[Curve] | Curve", law: str = "multipower", *, starts: int =
             f"{100 * worst[1]['worst_e']:.2f}% on {worst[0]}, against a {100 * max_residual:g}% limit): {why}"
         )
     return fitted
+
+
+REFIT_POINTS = 200  # a calibration refit uses at most this many measurements per curve (its cost grows with them)
+
+
+def _uncertainty(fitted: FittedLaw, curves: list[Curve], kept: list[np.ndarray], box: dict, fixed: dict,
+                 settings: dict) -> dict:
+    """``report["uncertainty"]``: the fit's own uncertainty, calibrated by refits on parts of the curves."""
+    points = [Curve(c.steps[k], c.losses[k], c.lrs, name=c.name) for c, k in zip(curves, kept)]
+    info = uncertainty(fitted, points, box, fixed)
+    decay_terms = [n for n in _DECAY_TERMS.get(fitted.law, ()) if n not in fixed]
+
+    def refit(part: list[Curve]) -> FittedLaw:
+        if decay_terms and not any(_decays(c) for c in part):
+            raise ForecastError("no decaying LR in this part")  # (a fold the law cannot be fitted on: skipped)
+        law = fit(part, fitted.law, starts=1, strict=False, intervals=False, _init=fitted.params,
+                  **{**settings, "max_points": min(settings["max_points"], REFIT_POINTS)})
+        law.report["uncertainty"] = uncertainty(law, part, box, fixed)
+        return law
+
+    info.update(calibrate(refit, points))
+    return info
 
 
 # The parameters of each law that only a decaying LR can show (the annealing term).

@@ -25,7 +25,8 @@ MAX_CSV_BYTES = 1 << 30        # a curve file (a 10,000,000-row step,lr,loss CSV
 MAX_HEADER_BYTES = 1 << 16     # the header line of a curve file
 MAX_LAW_BYTES = 1 << 24        # a law file (a fitted law is about 1 KB plus 200 bytes per fitted curve)
 MAX_FIT_POINTS = 1000          # measurements per curve that a fit uses; a longer curve is thinned evenly in steps
-MAX_ANNEALING_FIT_STEPS = 250_000  # LR steps of all curves an annealing fit filters at each of its evaluations
+MAX_ANNEALING_FIT_STEPS = 1_000_000  # LR steps of all curves an annealing fit filters at each of its evaluations
+# (258,056 steps: 4.2 s for the fit alone on the 2-core machine; docs/forecast.md, Speed)
 MAX_COUNT = 1e18               # recommend: parameters, tokens, batch, sequence length
 PLOT_POINTS = 4096             # a forecast plot shows a longer curve at this many evenly spaced steps
 

@@ -10,11 +10,13 @@ final=final, shape=shape)`` trained for ``start + cooldown`` steps: step ``start
 the constant LR (the shape's p=0) and the last step, ``start + cooldown - 1``, has p =
 (cooldown-1)/cooldown.
 
-Intervals (``low``, ``high``) are not confidence intervals with a measured coverage. They
-are the predictions of every law given (their spread), each widened by the primary law's
-relative error on what is known: the larger of its mean relative error on the run's own
-measured losses so far (when given) and its largest per-curve mean error on the curves it
-was fitted on (from the law file's report, when present). See docs/forecast.md, "Live".
+Intervals (``low``, ``high``, at ``level``, 0.9 by default) hold every law's own interval
+(``predict_interval``: its fit's uncertainty, calibrated on refits; a combined law's also
+holds its members' disagreement) and reach at least the primary law's mean relative error
+on the run's own measured losses so far (when given): a law already off on this run is off
+after the cooldown too. A law file without recorded uncertainty (an older one) is widened
+instead by the larger of that error and its largest per-curve error in its fit report. See
+docs/forecast.md, "Live".
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ import numpy as np
 
 from cadence.errors import ForecastError, LimitError
 from cadence.forecast.curve import Curve, as_vector
+from cadence.forecast.combined import CombinedLaw
 from cadence.forecast.fitting import FittedLaw
+from cadence.forecast.intervals import check_level
 from cadence.forecast.limits import MAX_STEPS, shorten
 from cadence.schedules.base import SHAPES, interpolate
 
 __all__ = ["LivePoint", "LiveForecast", "forecast_live", "stable_phase", "cooldown_lrs", "later_starts", "range_notes",
            "MIN_LIVE_STEPS", "LATER"]
 
+_LAW_TYPES = (FittedLaw, CombinedLaw)
 MIN_LIVE_STEPS = 10  # a run shorter than this has too little history for a forecast worth giving
 LATER = (0.10, 0.25, 0.50)  # later starts: now + this fraction of the steps so far
 _REL_TOL = 1e-9  # LRs within this relative distance of the last one count as the same constant
@@ -137,9 +142,9 @@ def later_starts(now: int, fractions=LATER) -> list[int]:
 
 
 def forecast_live(lrs, laws, cooldown: int, *, shape: str = "1-sqrt", final: float = 0.0,
-                  observed: Curve | None = None, fractions=LATER) -> LiveForecast:
+                  observed: Curve | None = None, fractions=LATER, level: float = 0.9) -> LiveForecast:
     """Predicted loss at the end of a cooldown started now (after the last step of ``lrs``)
-    and at later starts (:func:`later_starts`), with a heuristic interval (module docstring).
+    and at later starts (:func:`later_starts`), with an interval at ``level`` (module docstring).
 
     ``lrs`` is the LR of every step from 0 to the run's last logged step; ``laws`` one
     :class:`FittedLaw` or a list (the first is the primary: its prediction is ``loss``);
@@ -147,10 +152,10 @@ def forecast_live(lrs, laws, cooldown: int, *, shape: str = "1-sqrt", final: flo
     """
     history = as_vector(lrs, "lrs")
     lr, since = stable_phase(history)
-    if isinstance(laws, FittedLaw):
+    if isinstance(laws, _LAW_TYPES):
         laws = [laws]
-    if not isinstance(laws, (list, tuple)) or not laws or not all(isinstance(x, FittedLaw) for x in laws):
-        raise ForecastError("laws must be a FittedLaw or a non-empty list of them")
+    if not isinstance(laws, (list, tuple)) or not laws or not all(isinstance(x, _LAW_TYPES) for x in laws):
+        raise ForecastError("laws must be a fitted law (FittedLaw or CombinedLaw) or a non-empty list of them")
     cooldown = _whole(cooldown, "cooldown", 1)
     _check_shape(shape, final, lr)
     now = len(history)
@@ -171,17 +176,30 @@ def forecast_live(lrs, laws, cooldown: int, *, shape: str = "1-sqrt", final: flo
             bias = float(np.mean(pred / observed.losses[keep] - 1.0))
             notes.append(f"the {primary.law} law's mean error on this run's {int(keep.sum())} measured losses so far: "
                          f"{100 * run_error:.2f}% (bias {100 * bias:+.2f}%)")
+    level = check_level(level)
     fit_error = _fit_error(primary)
     known = [e for e in (run_error, fit_error) if e is not None]
-    band = max(known) if known else 0.0
-    if not known:
-        notes.append("no error measure available (no measured losses, no fit report): the interval is the laws' spread only")
+    band = max(known) if known else 0.0  # for a law without recorded uncertainty
+    if not all(law.has_interval for law in laws):
+        notes.append("a law file records no uncertainty (fitted by an older version): its interval is its error on "
+                     "the run and on its own fit instead; refit it for a calibrated one")
+        if not known:
+            notes.append("no error measure available (no measured losses, no fit report): that law's interval is a point")
     outside = range_notes(history, laws, cooldown, shape=shape, final=final, fractions=fractions)
     points = []
     for start in starts:
         seq = cooldown_lrs(history, start, cooldown, shape, final)
-        preds = [float(law.predict(seq, [len(seq) - 1])[0]) for law in laws]
-        points.append(LivePoint(start, preds[0], min(preds) * (1 - band), max(preds) * (1 + band)))
+        lows, highs, preds = [], [], []
+        for law in laws:
+            pred, low, high = (float(v[0]) for v in law.predict_interval(seq, [len(seq) - 1], level))
+            if not law.has_interval:
+                low, high = pred * (1 - band), pred * (1 + band)
+            preds.append(pred)
+            lows.append(low)
+            highs.append(high)
+        run_band = run_error or 0.0
+        points.append(LivePoint(start, preds[0], min(min(lows), preds[0] * (1 - run_band)),
+                                max(max(highs), preds[0] * (1 + run_band))))
     return LiveForecast(points[0], points[1:], cooldown, shape, float(final), lr, since, band, run_error, fit_error,
                         [law.law for law in laws], notes, outside)
 
@@ -194,10 +212,10 @@ def range_notes(lrs, laws, cooldown: int, *, shape: str = "1-sqrt", final: float
     in the run's length; the same refusals as :func:`forecast_live` for bad arguments."""
     history = as_vector(lrs, "lrs")
     lr, _ = stable_phase(history)  # the refusals in forecast_live's order
-    if isinstance(laws, FittedLaw):
+    if isinstance(laws, _LAW_TYPES):
         laws = [laws]
-    if not isinstance(laws, (list, tuple)) or not laws or not all(isinstance(x, FittedLaw) for x in laws):
-        raise ForecastError("laws must be a FittedLaw or a non-empty list of them")
+    if not isinstance(laws, (list, tuple)) or not laws or not all(isinstance(x, _LAW_TYPES) for x in laws):
+        raise ForecastError("laws must be a fitted law (FittedLaw or CombinedLaw) or a non-empty list of them")
     cooldown = _whole(cooldown, "cooldown", 1)
     _check_shape(shape, final, lr)
     now = len(history)

@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from cadence.errors import CadenceError
 from cadence.forecast.curve import ForecastError
+from cadence.forecast.combined import CombinedLaw
 from cadence.forecast.fitting import FittedLaw
 from cadence.forecast.limits import MAX_OPTIMIZE_STEPS, check_total, number, shorten
 from cadence.schedules import parse
@@ -55,8 +56,8 @@ def _z_of(f: np.ndarray) -> np.ndarray:
 def check_request(law: FittedLaw, total, peak, warmup) -> tuple[int, float, int]:
     """The arguments of an optimisation, checked: ``total`` in 2..MAX_OPTIMIZE_STEPS, ``peak``
     finite and > 0, ``warmup`` a whole number with at least 2 steps after it."""
-    if not isinstance(law, FittedLaw):
-        raise ForecastError(f"law must be a FittedLaw (from fit or load); got {type(law).__name__}")
+    if not isinstance(law, (FittedLaw, CombinedLaw)):
+        raise ForecastError(f"law must be a FittedLaw or CombinedLaw (from fit or load); got {type(law).__name__}")
     total = check_total(total, limit=MAX_OPTIMIZE_STEPS, what="forecast optimize")
     if total < 2:
         raise ForecastError(f"forecast optimize needs a run of at least 2 steps; got {total}", field="total")
@@ -84,15 +85,18 @@ def optimize_schedule(law: FittedLaw, total: int, peak: float, warmup: int = 0, 
         raise ForecastError(f"knots must be a whole number in 1..1000; got {shorten(knots)}")
     knots = min(knots, total - 1 - warmup)  # more knots than steps after the warmup shape nothing more
     last = np.array([total - 1])
-    model = law._law()
+    # a combined law predicts the geometric mean of its members' predictions
+    members = [(m._law(), m) for m in getattr(law, "members", [law])]
     law.predict(_schedule(np.zeros(knots), total, warmup, peak), last)  # a one-line error if the law overflows here
 
     def loss(z):
         # The schedules built here are finite and >= 0 with LR area before the last step, so the
         # checks of FittedLaw.predict are skipped; a result that is not a loss (non-finite, or <= 0
         # where the law leaves what it can describe) is a bad point, never the best one.
+        lrs = _schedule(z, total, warmup, peak)
         with np.errstate(all="ignore"):
-            value = float(model.predict(law.params, _schedule(z, total, warmup, peak) / law.lr_scale, last)[0])
+            values = [float(model.predict(m.params, lrs / m.lr_scale, last)[0]) for model, m in members]
+            value = float(np.exp(np.mean(np.log(values)))) if len(values) > 1 else values[0]
         return value if np.isfinite(value) and value > 0 else _BAD
 
     x = np.linspace(0.0, 1.0, knots + 1)
