@@ -34,13 +34,16 @@ def test_fit_predict_rank_optimize_round_trip(tmp_path, capsys):
     assert main(["forecast", "predict", str(law_path), "--schedule", "wsd(peak=3e-4, warmup=150)", "--total", str(T),
                  "--csv"]) == 0
     rows = capsys.readouterr().out.splitlines()
-    assert rows[0] == "step,lr,loss" and len(rows) == T + 1
+    assert rows[0] == "step,lr,loss,low,high" and len(rows) == T + 1
+    cells = np.array([[float(x) for x in row.split(",")[2:]] for row in rows[1:] if row.split(",")[2]])
+    assert len(cells) == T - 1 and np.all(cells[:, 1] <= cells[:, 0]) and np.all(cells[:, 0] <= cells[:, 2])
 
     assert main(["forecast", "rank", str(law_path), "--total", str(T), "--schedule", "cos=cosine(peak=3e-4, warmup=150)",
                  "--schedule", "wsd=wsd(peak=3e-4, warmup=150, decay='20%')", "--schedule", "const=constant(value=3e-4)",
                  "--plot", str(tmp_path / "rank.png")]) == 0
     table = capsys.readouterr().out
-    order = [line.split("|")[2].strip() for line in table.splitlines()[2:]]
+    order = [line.split("|")[2].strip() for line in table.splitlines()[2:] if line.startswith("|")]
+    assert "90% interval" in table.splitlines()[0] and ("not distinguishable from" in table or " is best: " in table)
     truth = sorted(["cos", "wsd", "const"], key=lambda n: TRUE.predict(S.parse({
         "cos": "cosine(peak=3e-4, warmup=150)", "wsd": "wsd(peak=3e-4, warmup=150, decay='20%')",
         "const": "constant(value=3e-4)"}[n]).values(T), [T - 1])[0])

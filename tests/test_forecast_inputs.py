@@ -358,8 +358,10 @@ def test_predict_csv_leaves_the_loss_empty_where_there_is_no_prediction(tmp_path
     rows = capsys.readouterr().out.splitlines()
     law = load(path)
     lrs = S.parse("cosine(peak=3e-4, warmup=2)").values(6)
-    assert rows[:2] == ["step,lr,loss", "0,0.0,"]
-    assert rows[2:] == [f"{i},{lrs[i].item()!r},{v!r}" for i, v in zip(range(1, 6), law.predict(lrs, np.arange(1, 6)).tolist())]
+    assert rows[:2] == ["step,lr,loss,low,high", "0,0.0,,,"]
+    # a law without recorded uncertainty: low = high = the prediction
+    assert rows[2:] == [f"{i},{lrs[i].item()!r},{v!r},{v!r},{v!r}"
+                        for i, v in zip(range(1, 6), law.predict(lrs, np.arange(1, 6)).tolist())]
     one_error_line(capsys, ["forecast", "predict", str(path), "--schedule", "constant(value=0.0)", "--total", "5"])
 
 

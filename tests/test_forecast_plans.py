@@ -48,7 +48,7 @@ def refused(capsys, *argv):
 
 def ranked(table):
     """{name: predicted final loss} from rank's table."""
-    rows = [line.split("|") for line in table.splitlines()[2:]]
+    rows = [line.split("|") for line in table.splitlines()[2:] if line.startswith("|")]
     return {r[2].strip(): float(r[3]) for r in rows}
 
 

@@ -56,7 +56,9 @@ def register(sub) -> None:
     fs = f.add_subparsers(dest="forecast_command", metavar="ACTION", parser_class=common.Parser)
     fit = common.command(fs, "fit", "fit a law to runs: cadence run folders or step,lr,loss CSV files", FIT_EXAMPLES)
     fit.add_argument("runs", nargs="+", metavar="RUN")
-    fit.add_argument("--law", choices=["multipower", "annealing"], default="multipower")
+    fit.add_argument("--law", choices=["combined", "multipower", "annealing"], default="combined",
+                     help="combined (default): both laws under both warmup conventions, predicting the geometric "
+                          "mean of the four; or one law")
     fit.add_argument("-o", "--out", required=True, help="law file to write (JSON)")
     fit.add_argument("--schedule", metavar="SPEC", help="the runs' LR schedule, if their files lack a per-step lr")
     fit.add_argument("--total", type=positive_int, help="run length for --schedule")
@@ -72,10 +74,11 @@ def register(sub) -> None:
     pred.add_argument("law")
     pred.add_argument("--schedule", metavar="SPEC", required=True)
     pred.add_argument("--total", type=positive_int, required=True)
-    pred.add_argument("--csv", action="store_true", help="print step,lr,loss rows")
+    pred.add_argument("--csv", action="store_true", help="print step,lr,loss,low,high rows (low..high: the interval)")
     pred.add_argument("--plot", metavar="PATH")
     pred.add_argument("--overwrite", action="store_true")
     _add_strict(pred)
+    _add_level(pred)
 
     rank = common.command(fs, "rank", "rank candidate schedules by predicted final loss", RANK_EXAMPLES)
     rank.add_argument("law")
@@ -88,6 +91,7 @@ def register(sub) -> None:
     rank.add_argument("--plot", metavar="PATH")
     rank.add_argument("--overwrite", action="store_true")
     _add_strict(rank)
+    _add_level(rank)
 
     opt = common.command(fs, "optimize", "the non-increasing schedule with the lowest predicted final loss", OPTIMIZE_EXAMPLES)
     opt.add_argument("law")
@@ -99,6 +103,7 @@ def register(sub) -> None:
     opt.add_argument("--csv", metavar="PATH", help="write step,lr of the optimised schedule")
     opt.add_argument("--overwrite", action="store_true")
     _add_strict(opt)
+    _add_level(opt)
 
     live = fs.add_parser("live", help="for a run in its constant-LR phase: the loss after a cooldown started now or later",
                          epilog=LIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,6 +116,30 @@ def register(sub) -> None:
     live.add_argument("--final", type=float, default=0.0, help="the LR at the cooldown's end (default 0)")
     live.add_argument("--json", action="store_true", help="print {now, later} as JSON")
     _add_strict(live)
+    _add_level(live)
+
+
+def indistinct(order: list[str], bounds: dict[str, tuple[float, float]], level: float) -> str:
+    """Which candidates cannot be told from the best: their interval reaches below the top of the best's."""
+    best = order[0]
+    tied = [n for n in order[1:] if bounds[n][0] <= bounds[best][1]]
+    if not tied:
+        return f"{best} is best: no other candidate's {100 * level:g}% interval reaches its own"
+    return (f"not distinguishable from {best} within the {100 * level:g}% intervals: {', '.join(tied)} "
+            "(the intervals overlap: train them both, or narrow the intervals with more or longer pilot runs)")
+
+
+def _add_level(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--level", type=float, default=0.9, metavar="P",
+                   help="the probability the interval around each prediction is meant to hold (default 0.9)")
+
+
+def _interval(law, lrs, step: int, level: float) -> tuple[float, float, float, str]:
+    """(prediction, low, high, its text) at ``step``; the text says when the law has no interval."""
+    pred, low, high = (float(v[0]) for v in law.predict_interval(lrs, [step], level))
+    if not law.has_interval:
+        return pred, low, high, "no interval: this law file records no uncertainty (refit it with this version)"
+    return pred, low, high, f"{100 * level:g}% interval {low:.4f} .. {high:.4f}"
 
 
 def _add_strict(p: argparse.ArgumentParser) -> None:
@@ -238,6 +267,7 @@ def recommend(args) -> int:
 
 def run(args) -> None:
     from cadence.forecast import fit, load
+    from cadence.forecast.intervals import check_level
     from cadence.forecast.io import read_run
     from cadence.forecast.limits import check_total
 
@@ -259,6 +289,15 @@ def run(args) -> None:
             used, measured = law.report["points"][name]
             thinned = f"  (fitted on {used:,} of {measured:,} points)" if used < measured else ""
             print(f"  {_shown(name)}: R2 {r2}  PredE {pred_e}%  WorstE {worst_e}%{thinned}")
+        for skipped in law.report.get("skipped", []):
+            print(f"  not a member: {skipped}")
+        for member in getattr(law, "members", [law]):
+            info = member.report.get("uncertainty") or {}
+            if info.get("folds"):
+                print(f"  {member.law}{' (warmup counted)' if member.warmup == 'count' else ''} intervals: calibrated on {info['folds']} refit(s) on parts of these runs, which "
+                      f"predicted the parts they had not seen within {100 * info['extra']:.2f}% (RMS)")
+            elif info:
+                print(f"  {member.law}{' (warmup counted)' if member.warmup == 'count' else ''} intervals: from the fit alone (too few points to refit on parts of the runs)")
         print(f"wrote {_shown(args.out)}")
         return
     if cmd == "live":
@@ -278,14 +317,15 @@ def run(args) -> None:
         lrs = schedule.values(total)
         first = _first_step(lrs)
         notes = _outside(law.range_notes(lrs), args.strict)
-        final = float(law.predict(lrs, [total - 1])[0])  # a one-line error if nothing can be predicted
-        losses = law.predict(lrs, np.arange(first, total)) if args.csv else None
+        level = check_level(args.level)
+        final, _, _, interval = _interval(law, lrs, total - 1, level)  # a one-line error if nothing can be predicted
+        losses = law.predict_interval(lrs, np.arange(first, total), level) if args.csv else None
         sampled = _sampled(law, lrs, first) if args.plot else None
         _warn(notes)  # after the predictions: a refused one is one error line that carries the notes itself
         if args.csv:
             _write_rows(lrs, losses, first)
         else:
-            print(f"{schedule.spec()}: predicted final loss {final:.4f} at step {total - 1} ({law.law} law)")
+            print(f"{schedule.spec()}: predicted final loss {final:.4f} at step {total - 1} ({law.law} law; {interval})")
         if args.plot:
             _plot({"prediction": sampled}, args.plot, args.overwrite, f"{law.law} law prediction")
     elif cmd == "rank":
@@ -306,12 +346,14 @@ def run(args) -> None:
             else:
                 named.update(common.parse_named([item], "--schedule", "NAME=SPEC or NAME=PLAN.yaml"))
         total = common_steps(plans, total)
-        finals, curves, notes = {}, {}, []
+        finals, bounds, curves, notes = {}, {}, {}, []
+        level = check_level(args.level)
         for name, spec in named.items():
             lrs = plans[name].lrs if name in plans else parse(spec).values(total, common.rates(args))
             notes += _outside([f"--schedule {name}: {note}" for note in law.range_notes(lrs)], args.strict)
             try:
-                finals[name] = float(law.predict(lrs, [total - 1])[0])
+                finals[name], low, high, _ = _interval(law, lrs, total - 1, level)
+                bounds[name] = (low, high)
                 if args.plot:
                     curves[name] = _sampled(law, lrs, _first_step(lrs))
             except CadenceError as e:
@@ -319,9 +361,16 @@ def run(args) -> None:
         _warn(notes)
         order = sorted(finals, key=finals.get)
         best = finals[order[0]]
-        print("| rank | schedule | predicted final loss | vs best | spec |\n|---|---|---|---|---|")
+        print(f"| rank | schedule | predicted final loss | {100 * level:g}% interval | vs best | spec |\n"
+              "|---|---|---|---|---|---|")
         for i, name in enumerate(order, 1):
-            print(f"| {i} | {name} | {finals[name]:.4f} | +{finals[name] - best:.4f} | `{named[name]}` |")
+            low, high = bounds[name]
+            print(f"| {i} | {name} | {finals[name]:.4f} | {low:.4f} .. {high:.4f} | +{finals[name] - best:.4f} | "
+                  f"`{named[name]}` |")
+        if not law.has_interval:
+            print("no intervals: this law file records no uncertainty (refit it with this version)")
+        else:
+            print(indistinct(order, bounds, level))
         if args.plot:
             _plot({n: curves[n] for n in order}, args.plot, args.overwrite, f"ranked by the {law.law} law")
     elif cmd == "optimize":
@@ -358,7 +407,8 @@ def run(args) -> None:
         if own is not None:
             print(f"from {_shown(args.plan)}: {total} steps, peak {peak:.4g}, warmup {warmup}; its own lr predicts "
                   f"{own:.4f}")
-        print(f"optimised non-increasing schedule: predicted final loss {final:.4f}")
+        _, _, _, interval = _interval(law, lrs, total - 1, check_level(args.level))
+        print(f"optimised non-increasing schedule: predicted final loss {final:.4f} ({interval})")
         idx = np.unique(np.linspace(0, total - 1, 11).round().astype(int))
         print("  LR at " + ", ".join(f"{i}: {lrs[i]:.3g}" for i in idx))
         spec = as_spec(lrs, total, warmup)
@@ -458,6 +508,7 @@ def live(args) -> None:
     import json
 
     from cadence.forecast import load
+    from cadence.forecast.intervals import check_level
     from cadence.forecast.live import forecast_live, range_notes
 
     laws = [load(p) for p in args.law]
@@ -466,7 +517,8 @@ def live(args) -> None:
     notes = [f"--law {_shown(path)}: {note}" for path, law_notes in
              zip(args.law, range_notes(lrs, laws, cooldown, shape=args.shape, final=args.final)) for note in law_notes]
     _outside(notes, args.strict)
-    result = forecast_live(lrs, laws, cooldown, shape=args.shape, final=args.final, observed=observed)
+    result = forecast_live(lrs, laws, cooldown, shape=args.shape, final=args.final, observed=observed,
+                           level=check_level(args.level))
     _warn(notes)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -482,18 +534,21 @@ def live(args) -> None:
     print("| start at step | predicted loss at the end | interval | cooldown ends at step |\n|---|---|---|---|")
     for label, p in [("now", result.now)] + [("later", p) for p in result.later]:
         print(f"| {p.step} ({label}) | {p.loss:.4f} | {p.low:.4f} .. {p.high:.4f} | {p.step + cooldown - 1} |")
-    print(f"\ninterval: each law's prediction widened by {100 * result.band:.2f}% (the law's error on this run so far "
-          "or on its own fit, whichever is larger); not a measured coverage")
+    print(f"\ninterval ({100 * args.level:g}%): every law's own interval (its fit's uncertainty, calibrated on refits "
+          "on parts of its pilot runs; docs/forecast.md gives how often such intervals held), and at least the first "
+          "law's error on this run so far")
     for note in result.notes:
         print(f"note: {note}")
 
 
-def _write_rows(lrs: np.ndarray, losses: np.ndarray, first: int, chunk: int = 1 << 16) -> None:
-    """step,lr,loss for every step, written a chunk at a time; the loss cell is empty before
-    ``first``, the first step with LR area (the laws predict nothing there)."""
+def _write_rows(lrs: np.ndarray, predicted, first: int, chunk: int = 1 << 16) -> None:
+    """step,lr,loss,low,high for every step, written a chunk at a time (``predicted``: the
+    prediction, low and high from ``first`` on); the loss cells are empty before ``first``, the
+    first step with LR area (the laws predict nothing there)."""
     out = sys.stdout
-    out.write("step,lr,loss\n")
+    out.write("step,lr,loss,low,high\n")
     for a in range(0, len(lrs), chunk):
         b = min(a + chunk, len(lrs))
-        cells = [""] * max(0, min(first, b) - a) + [repr(x) for x in losses[max(a, first) - first: b - first].tolist()]
+        cells = [",,"] * max(0, min(first, b) - a) + [
+            f"{x!r},{lo!r},{hi!r}" for x, lo, hi in zip(*(v[max(a, first) - first: b - first].tolist() for v in predicted))]
         out.write("".join(f"{i},{lr!r},{cell}\n" for i, lr, cell in zip(range(a, b), lrs[a:b].tolist(), cells)))
