@@ -37,6 +37,7 @@ __all__ = ["uncertainty", "calibrate", "predict_interval", "check_level", "check
 
 HOLDOUT = 2 / 3  # a calibration refit sees each training curve's measurements up to this share of its steps
 FOLDS = 3  # at most this many leave-one-curve-out refits
+GRID = 4096  # a longer prediction computes the parameter part of its interval at this many steps and interpolates
 
 
 def check_level(level) -> float:
@@ -123,12 +124,17 @@ def uncertainty(law, curves: list[Curve], box: dict[str, tuple[float, float]], f
 
 
 def _variance(law, lrs, steps, info: dict) -> np.ndarray:
-    """The raw variance of the log-prediction at ``steps``: parameters, scatter and extra (no scale)."""
+    """The raw variance of the log-prediction at ``steps``: parameters, scatter and extra (no scale).
+    More than ``GRID`` steps: the parameter part is computed at ``GRID`` evenly spaced ones (the first
+    and last kept) and interpolated, so that its cost does not grow with a long prediction."""
     var = np.full(len(steps), float(info["scatter"]) ** 2 + float(info.get("extra") or 0.0) ** 2)
     names = list(info["params"])
     if names:
-        _, G = _log_jacobian(law, lrs, steps, names)
-        var += np.einsum("ij,jk,ik->i", G, np.asarray(info["cov"], dtype=np.float64), G)
+        cov = np.asarray(info["cov"], dtype=np.float64)
+        at = steps if len(steps) <= GRID else np.unique(steps[np.linspace(0, len(steps) - 1, GRID).round().astype(int)])
+        _, G = _log_jacobian(law, lrs, at, names)
+        part = np.einsum("ij,jk,ik->i", G, cov, G)
+        var += part if len(at) == len(steps) else np.interp(steps, at, part)
     return np.maximum(var, 0.0)
 
 
@@ -153,7 +159,7 @@ def calibrate(refit, curves: list[Curve], level: float = 0.9) -> dict:
     parts = [_split(c, HOLDOUT) for c in curves]
     if all(p is not None for p in parts):
         folds.append(([p[0] for p in parts], [p[1] for p in parts]))
-    if len(curves) >= 2:
+    if len(curves) >= 3:  # a fit to one curve is far weaker than one to two: its errors would not be the full fit's
         for i in range(min(len(curves), FOLDS)):
             folds.append(([c for j, c in enumerate(curves) if j != i], [curves[i]]))
     errors, raw = [], []
