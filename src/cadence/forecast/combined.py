@@ -15,17 +15,14 @@ A combined law saves to the same format as a single one (``law: "combined"``, th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from cadence import __version__
-from cadence._atomic import atomic_write
 from cadence.forecast.curve import Curve, ForecastError
 from cadence.forecast.intervals import check_level
-from cadence.forecast.limits import shorten
 
 __all__ = ["CombinedLaw", "COMBINED"]
 
@@ -113,13 +110,7 @@ class CombinedLaw:
                 "lr_scale": self.lr_scale, "report": self.report, "cadence": __version__}
 
     def save(self, path: "str | Path") -> Path:
-        try:
-            text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-        except (TypeError, ValueError) as e:
-            raise ForecastError(f"cannot save this law: its report is not plain JSON data ({e})") from None
-        try:
-            return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-        except OSError as e:
-            raise ForecastError(f"cannot write {path}: {e.strerror or e}", field="out") from None
-        except ValueError as e:
-            raise ForecastError(f"cannot write {shorten(str(path))}: {e}", field="out") from None
+        """Write the law as JSON (atomically), in the format :func:`cadence.forecast.load` reads."""
+        from cadence.forecast.fitting import save_law
+
+        return save_law(self, path)

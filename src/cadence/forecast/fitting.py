@@ -228,16 +228,21 @@ class FittedLaw:
 
     def save(self, path: "str | Path") -> Path:
         """Write the law as JSON (atomically: a reader sees the old file or the new one)."""
-        try:
-            text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-        except (TypeError, ValueError) as e:
-            raise ForecastError(f"cannot save this law: its report is not plain JSON data ({e})") from None
-        try:
-            return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-        except OSError as e:
-            raise ForecastError(f"cannot write {path}: {e.strerror or e}", field="out") from None
-        except ValueError as e:  # a NUL byte in the name
-            raise ForecastError(f"cannot write {shorten(str(path))}: {e}", field="out") from None
+        return save_law(self, path)
+
+
+def save_law(law, path: "str | Path") -> Path:
+    """Write ``law.to_dict()`` as JSON to ``path``, atomically (a reader sees the old file or the new one)."""
+    try:
+        text = json.dumps(law.to_dict(), indent=2, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as e:
+        raise ForecastError(f"cannot save this law: its report is not plain JSON data ({e})") from None
+    try:
+        return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    except OSError as e:
+        raise ForecastError(f"cannot write {path}: {e.strerror or e}", field="out") from None
+    except ValueError as e:  # a NUL byte in the name
+        raise ForecastError(f"cannot write {shorten(str(path))}: {e}", field="out") from None
 
 
 def _times(ratio: float) -> str:

@@ -152,10 +152,7 @@ def forecast_live(lrs, laws, cooldown: int, *, shape: str = "1-sqrt", final: flo
     """
     history = as_vector(lrs, "lrs")
     lr, since = stable_phase(history)
-    if isinstance(laws, _LAW_TYPES):
-        laws = [laws]
-    if not isinstance(laws, (list, tuple)) or not laws or not all(isinstance(x, _LAW_TYPES) for x in laws):
-        raise ForecastError("laws must be a fitted law (FittedLaw or CombinedLaw) or a non-empty list of them")
+    laws = _laws(laws)
     cooldown = _whole(cooldown, "cooldown", 1)
     _check_shape(shape, final, lr)
     now = len(history)
@@ -212,10 +209,7 @@ def range_notes(lrs, laws, cooldown: int, *, shape: str = "1-sqrt", final: float
     in the run's length; the same refusals as :func:`forecast_live` for bad arguments."""
     history = as_vector(lrs, "lrs")
     lr, _ = stable_phase(history)  # the refusals in forecast_live's order
-    if isinstance(laws, _LAW_TYPES):
-        laws = [laws]
-    if not isinstance(laws, (list, tuple)) or not laws or not all(isinstance(x, _LAW_TYPES) for x in laws):
-        raise ForecastError("laws must be a fitted law (FittedLaw or CombinedLaw) or a non-empty list of them")
+    laws = _laws(laws)
     cooldown = _whole(cooldown, "cooldown", 1)
     _check_shape(shape, final, lr)
     now = len(history)
@@ -231,6 +225,15 @@ def range_notes(lrs, laws, cooldown: int, *, shape: str = "1-sqrt", final: float
         notes += [(kind, text) for kind, text in law.range_notes_by_kind(first) if kind not in kinds]
         out.append([text for _, text in notes])
     return out
+
+
+def _laws(laws) -> list:
+    """``laws`` as a non-empty list of fitted laws (one law is a list of one); a ForecastError otherwise."""
+    if isinstance(laws, _LAW_TYPES):
+        laws = [laws]
+    if not isinstance(laws, (list, tuple)) or not laws or not all(isinstance(x, _LAW_TYPES) for x in laws):
+        raise ForecastError("laws must be a fitted law (FittedLaw or CombinedLaw) or a non-empty list of them")
+    return list(laws)
 
 
 def _fit_error(law: FittedLaw) -> float | None:
