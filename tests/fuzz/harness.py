@@ -624,9 +624,10 @@ def _check_forecast(args, r: CliResult, cwd: Path) -> None:
     law = load(cwd / args.law)
     if action == "predict":
         lrs = parse(args.schedule).values(args.total)
-        losses = law.predict(lrs, np.arange(args.total))
+        losses, low, high = law.predict_interval(lrs, np.arange(args.total), level=getattr(args, "level", 0.9))
         if args.csv:
-            want = ["step,lr,loss"] + [f"{i},{lr!r},{l!r}" for i, (lr, l) in enumerate(zip(lrs.tolist(), losses.tolist()))]
+            want = ["step,lr,loss,low,high"] + [f"{i},{lr!r},{l!r},{lo!r},{hi!r}" for i, (lr, l, lo, hi) in
+                                                enumerate(zip(lrs.tolist(), losses.tolist(), low.tolist(), high.tolist()))]
             if r.out.splitlines() != want:
                 raise Violation("wrong", "forecast predict --csv differs from law.predict", "forecast predict")
         if not np.all(np.isfinite(losses)):
