@@ -120,6 +120,40 @@ def run_split(job: tuple) -> dict:
     return out
 
 
+# Live cooldown checks: a pilot law fitted on a shorter set's constant and cosine runs (from 15% of
+# the run), asked by forecast_live about the longer set's constant run at the step where a WSD run of
+# the longer set starts its cooldown; compared with that WSD run's final loss.
+LIVE = [("xs-1000", "xs-2000", "wsd-1sqrt-20", 400, "1-sqrt"), ("xs-1000", "xs-2000", "wsd-linear-10", 200, "linear"),
+        ("small-1000", "small-2000", "wsd-1sqrt-20", 400, "1-sqrt"),
+        ("small-1000", "small-2000", "wsd-linear-10", 200, "linear")]
+
+
+def live_checks(sets: Path) -> list[dict]:
+    from cadence.forecast.live import forecast_live
+
+    rows = []
+    for pilot, target, wsd, cooldown, shape in LIVE:
+        if not (sets / pilot).is_dir() or not (sets / target).is_dir():
+            continue
+        curves = load_tiny(sets / pilot)
+        law = fit([fitted_part(curves[n], int(FROM * len(curves[n].lrs))) for n in PILOT_TINY], law="combined",
+                  strict=False)
+        long = load_tiny(sets / target)
+        start = len(long[wsd].lrs) - cooldown
+        run = long["constant"]
+        seen = run.steps < start
+        observed = Curve(run.steps[seen], run.losses[seen], run.lrs[:start], name="constant")
+        t0 = time.perf_counter()
+        result = forecast_live(run.lrs[:start], law, cooldown, shape=shape, observed=observed)
+        seconds = time.perf_counter() - t0
+        real = float(long[wsd].losses[-1])
+        p = result.now
+        rows.append({"pilot": pilot, "run": target, "cooldown": f"{wsd}: {cooldown} steps {shape} from step {start}",
+                     "real": real, "predicted": p.loss, "low": p.low, "high": p.high, "error": p.loss / real - 1,
+                     "held": bool(p.low <= real <= p.high), "seconds": seconds})
+    return rows
+
+
 def summarise(results: list[dict]) -> dict:
     table = {}
     for method in results[0]["scores"]:
@@ -147,6 +181,8 @@ def main() -> None:
     ap.add_argument("--protocols", nargs="+", default=["paper", "pilot", "loso"])
     ap.add_argument("--json", help="write every score to this file")
     ap.add_argument("--markdown", action="store_true", help="also print the table as markdown (docs/forecast.md)")
+    ap.add_argument("--live", action="store_true",
+                    help="also check forecast live on real WSD cooldowns (pilot laws from the 1000-step sets)")
     args = ap.parse_args()
 
     data = []  # (name, kind, folder)
@@ -210,6 +246,15 @@ def main() -> None:
                     points[m][1] += r["points"]
         print("\npooled coverage of the 90% intervals over every held-out point: "
               + ", ".join(f"{m} {100 * a / b:.1f}% of {b:,}" for m, (a, b) in points.items()))
+    if args.live:
+        rows = live_checks(sets)
+        report["live"] = rows
+        print("\n| pilot law (fitted on) | run | cooldown | real final loss | predicted | 90% interval | error | held | time |"
+              "\n|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['pilot']} constant + cosine | {r['run']} constant | {r['cooldown']} | {r['real']:.4f} | "
+                  f"{r['predicted']:.4f} | {r['low']:.4f} .. {r['high']:.4f} | {100 * r['error']:+.2f}% | "
+                  f"{'yes' if r['held'] else 'no'} | {r['seconds']:.2f} s |")
     seconds = {}
     for (name, _), res in grouped.items():
         seconds[name] = seconds.get(name, 0.0) + sum(sum(r["seconds"].values()) for r in res)
