@@ -118,7 +118,7 @@ def readme_commands() -> list[list[str]]:
 SHAPE = [
     ("run", "tiny-lm", {"--size", "--lr", "--steps", "--eval-every", "--out"}),
     ("run", "tiny-lm", {"--size", "--lr", "--steps", "--eval-every", "--out"}),
-    ("forecast fit", None, {"--law", "--from", "-o"}),
+    ("forecast fit", None, {"--from", "-o"}),
     ("forecast rank", None, {"--total", "--schedule"}),
     ("forecast optimize", None, {"--total", "--peak", "--warmup"}),
     ("recommend", None, {"--params", "--tokens", "--seq-len"}),

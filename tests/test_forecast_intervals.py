@@ -207,3 +207,12 @@ def test_a_long_prediction_interpolates_its_interval_closely(annealing_fit):
     sample = steps[:: 97]
     _, low_exact, high_exact = annealing_fit.predict_interval(lrs, sample)  # under GRID points: computed exactly
     assert np.allclose(high[::97], high_exact, rtol=1e-4) and np.allclose(low[::97], low_exact, rtol=1e-4)
+
+
+def test_a_combined_fit_beyond_the_annealing_limit_keeps_the_multipower_members(monkeypatch):
+    from cadence.forecast.laws import Annealing
+
+    monkeypatch.setattr(Annealing, "fit_steps", 500)
+    law = fit([noisy("constant", 0.002, 1), noisy("cosine", 0.002, 2)], law="combined", intervals=False)
+    assert sorted((m.law, m.warmup) for m in law.members) == [("multipower", "count"), ("multipower", "skip")]
+    assert len(law.report["skipped"]) == 1 and law.report["skipped"][0].startswith("annealing: ")
