@@ -29,15 +29,11 @@ import numpy as np
 
 from cadence.errors import CadenceError, ForecastError, LimitError
 
-__all__ = ["RunForecast", "law_content", "law_of", "forecast_run", "check_forecastable", "MAX_LAW_RECORD_BYTES",
-           "PEAK_RATIO"]
+__all__ = ["RunForecast", "law_content", "law_of", "forecast_run", "check_forecastable", "MAX_LAW_RECORD_BYTES"]
 
 # The JSON a law takes in run.json (which is limited to 1 MiB in all): a fitted law is about 1 KB plus 200 bytes
 # per curve it was fitted on.
 MAX_LAW_RECORD_BYTES = 1 << 17
-# A run whose peak LR is more than this factor from the law's lr_scale (the peak it was fitted at) is forecast
-# with a warning: the law extrapolates.
-PEAK_RATIO = 2.0
 _KEYS = ("format", "law", "params", "lr_scale", "warmup", "report", "members", "cadence")
 _WHERE = "the run"
 
@@ -152,12 +148,10 @@ class RunForecast:
                 f"{self.steps - 1}")
 
     def extrapolation(self) -> "str | None":
-        """A warning when the run's peak LR is more than PEAK_RATIO from the one the law was fitted at, else None."""
-        peak, scale = float(self.lrs.max()), self.law.lr_scale
-        if scale / PEAK_RATIO <= peak <= scale * PEAK_RATIO:
-            return None
-        return (f"the {self.law.law} law was fitted at a peak LR of {scale:.3g} and this run's LR peaks at {peak:.3g}: "
-                "its forecast is an extrapolation")
+        """One warning when the run's schedule is outside what the law was fitted on (``range_notes``, the rule
+        every forecast command uses: its peak, length, LR area and low LRs), else None."""
+        notes = self.law.range_notes(self.lrs)
+        return "the forecast is an extrapolation: " + "; ".join(notes) if notes else None
 
 
 def forecast_run(plan, content: dict) -> RunForecast:
