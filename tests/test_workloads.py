@@ -76,4 +76,4 @@ def test_unknown_names():
         get_workload("digits").check_size(["small"])  # not a name at all: still one clear error
     with pytest.raises(CadenceError, match="unknown workload"):
         get_workload(["digits"])
-    assert set(WORKLOADS) == {"tiny-lm", "digits", "digits-cnn", "logreg"}
+    assert set(WORKLOADS) == {"tiny-lm", "text", "digits", "digits-cnn", "logreg"}

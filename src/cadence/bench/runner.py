@@ -5,7 +5,8 @@ A run directory holds:
 * ``run.json``: the manifest (workload, size, plan, seed, optimizer, versions, status).
   It is written first, so a folder with any other run file always has one.
 * ``metrics.csv``: one row per step: ``step, samples, tokens, <each driven channel>,
-  train_loss, grad_norm, <eval metrics>`` (eval columns are empty when not measured).
+  train_loss, grad_norm, <monitors>, <mixture/D, samples/D per domain>, <eval metrics>`` (eval
+  columns are empty when not measured).
   It is deterministic: a killed and resumed run writes the same bytes as one that was not.
 * ``timing.csv``: wall-clock seconds per step (kept apart from metrics.csv because time is
   never reproducible).
@@ -106,6 +107,8 @@ class RunConfig:
     # a loss-curve law whose prediction metrics.csv logs next to the loss (column `forecast`): a FittedLaw or a law
     # file's path, resolved to the law's content (cadence.bench.run_forecast), which run.json records
     forecast: "dict | str | os.PathLike | None" = None
+    # the data folder of a workload that reads one (text: its subfolders are the domains); None: the workload's own
+    data: str | None = None
 
     def resolved(self) -> "RunConfig":
         """Fill workload defaults and validate; the result is what run.json records."""
@@ -117,8 +120,13 @@ def resolve(config: RunConfig, world: int = 1) -> "tuple[RunConfig, Plan]":
     before anything is trained or written. ``world``: processes sharing each step (torchrun)."""
     if not isinstance(config.workload, str):
         raise CadenceError(f"workload must be a name; got {config.workload!r}")
-    w = get_workload(config.workload)
+    if config.data is not None and (not isinstance(config.data, (str, os.PathLike)) or not str(config.data).strip()
+                                    or "\x00" in str(config.data)):
+        raise CadenceError(f"data must name a folder; got {str(config.data)[:60]!r}", field="data")
+    data = None if config.data is None else os.path.abspath(config.data)
+    w = get_workload(config.workload, data)
     cfg = RunConfig(**asdict(config))
+    cfg.data = data
     cfg.forecast = config.forecast  # as given: asdict() would turn a FittedLaw into a dict of its fields
     if cfg.size is not None and not isinstance(cfg.size, str):
         raise CadenceError(f"size must be a name; got {cfg.size!r}", field="size")
@@ -247,7 +255,9 @@ def signals_of(cfg: RunConfig, w) -> list[str]:
         names += list(NOISE_SIGNALS)
     names += [f"loss_{name[5:]}" for name in cfg.channels if name.startswith("loss.")]
     names += list(getattr(w, "monitor_names", ()))
-    return names + list(w.metrics)
+    domains = w.domain_names()
+    names += [f"mixture/{d}" for d in domains] + [f"samples/{d}" for d in domains]
+    return names + list(w.metric_names())
 
 
 def _accumulates(cfg: RunConfig) -> bool:
@@ -257,7 +267,7 @@ def _accumulates(cfg: RunConfig) -> bool:
 
 def _check_monitors(plan: Plan, cfg: RunConfig, w) -> None:
     produced = signals_of(cfg, w)
-    before_step = [name for name in produced if name not in w.metrics]  # validation comes after the step
+    before_step = [name for name in produced if name not in w.metric_names()]  # validation comes after the step
     for name, guard in plan.guards.items():
         signal = getattr(guard, "signal", None)
         if signal is not None and signal not in before_step:
@@ -282,10 +292,10 @@ _FIELD_TYPES = {  # what run.json may hold for each RunConfig field (before vali
     "batch_size": (int, type(None)), "micro_batch": (int, type(None)), "optimizer": (str,),
     "weight_decay": (int, float, type(None)), "clip": (int, float, type(None)), "eval_every": (int, type(None)),
     "checkpoint_every": (int,), "skip_nonfinite": (bool,), "device": (str,), "guards": (dict, type(None)),
-    "forecast": (dict, type(None)),
+    "forecast": (dict, type(None)), "data": (str, type(None)),
 }
 CONFIG_FIELDS = tuple(_FIELD_TYPES)
-_OPTIONAL_FIELDS = {"guards": None, "forecast": None}  # fields a run.json written before they existed may lack
+_OPTIONAL_FIELDS = {"guards": None, "forecast": None, "data": None}  # fields a run.json written before they existed may lack
 
 
 def _read_json(path: Path, what: str) -> object:
@@ -645,16 +655,17 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         threads = recorded  # the run's own count: the rest of the run stays bit-exact
     if threads:
         torch.set_num_threads(threads)
-    workload = get_workload(cfg.workload)
     cfg, plan = resolve(cfg, group.world if group is not None else 1)
+    workload = get_workload(cfg.workload, cfg.data)
     if cfg.forecast is not None and predicted is None:  # a resume that names no settings: its law is run.json's
         from cadence.bench.run_forecast import forecast_run
 
         predicted = forecast_run(plan, cfg.forecast)  # the same call on the same LRs as the run's first start
     fingerprint = workload.fingerprint()
     if previous is not None and previous.get("data") != fingerprint:
+        changed = workload.data_changes(previous.get("corpus")) or f"{fingerprint} vs {str(previous.get('data'))[:40]}"
         raise RunError(f"cannot resume {out}: the {cfg.workload} data on this machine differs from the run's "
-                       f"({fingerprint} vs {str(previous.get('data'))[:40]})")
+                       f"({changed})")
 
     loop = make_loop(cfg, workload, plan, group)
     model = loop.model
@@ -691,6 +702,7 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         "status": "running",
         "step": start,
         "data": fingerprint,
+        **({"corpus": corpus} if (corpus := workload.corpus_record()) is not None else {}),
         "parameters": parameter_count(model),
         "rates": asdict(rates),
         "versions": {"cadence": __version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -829,19 +841,19 @@ def _roll_back(loop: "Loop", out: Path, cfg: RunConfig, settings: str, saved: in
                                f"(max_rollbacks={policy.max_rollbacks})")
     # `skipped`: the steps not applied since the checkpoint, this one included (the restored clock no longer counts them)
     record = {"at_step": step, "to_step": saved, "drawn": loop.drawn, "skipped": loop.plan.clock.skipped + 1}
-    drawn, rollbacks = loop.drawn, [*loop.rollbacks, record]
+    drawn, rollbacks, kept = loop.drawn, [*loop.rollbacks, record], list(loop.domain_samples)
     checkpoint = out / "checkpoint.pt"
     if isinstance(metrics, _NoRows):  # torchrun, rank > 0: restore only; rank 0 rewrites the files
         _load_checkpoint(checkpoint, cfg, settings, loop)
         record["skipped"] -= loop.plan.clock.skipped
-        loop.drawn, loop.rollbacks = drawn, rollbacks
+        loop.drawn, loop.rollbacks, loop.domain_samples = drawn, rollbacks, kept
         torch.distributed.barrier()
         return metrics, timing
     metrics.close()
     timing.close()
     elapsed, offsets = _load_checkpoint(checkpoint, cfg, settings, loop)
     record["skipped"] -= loop.plan.clock.skipped
-    loop.drawn, loop.rollbacks = drawn, rollbacks
+    loop.drawn, loop.rollbacks, loop.domain_samples = drawn, rollbacks, kept
     if loop.group is not None:
         torch.distributed.barrier()  # every rank has read the checkpoint before it is replaced
     metrics = _Rows(out / "metrics.csv", metrics.header, saved, offsets.get("metrics.csv"))
@@ -920,6 +932,8 @@ class Loop:
         self.terms = [name[5:] for name in plan.schedules if name.startswith("loss.")]
         self.clip = cfg.clip if cfg.clip is not None else math.inf
         self.noise = _accumulates(cfg)
+        self.domains = workload.domain_names()  # a workload with domains: samples drawn from each so far
+        self.domain_samples = [0] * len(self.domains)
 
     # 1
     def apply_values(self) -> dict:
@@ -954,6 +968,9 @@ class Loop:
             losses.append(main.item())
             if count > 1:
                 previous = self._micro_norm(previous, count, small, last=j == mine[-1])
+        if self.domains:  # counted for every micro-batch of the step (every rank's): a function of (seed, index)
+            counts = self.workload.domain_counts(cfg.seed, self.drawn, count, micro)
+            self.domain_samples = [a + b for a, b in zip(self.domain_samples, counts)]
         self.drawn += count
         if self.group is not None:
             self.group.sum_gradients(self.params)
@@ -995,6 +1012,10 @@ class Loop:
                 top = self.group.max_(torch.tensor([monitors[n] for n in names], dtype=torch.float64))
                 monitors = dict(zip(names, top.tolist()))
             signals.update({k: (v if math.isfinite(v) else None) for k, v in monitors.items()})  # NaN: not measured
+        if self.domains:
+            weights = self.workload.weights().tolist()
+            signals.update({f"mixture/{d}": w for d, w in zip(self.domains, weights)})
+            signals.update({f"samples/{d}": n for d, n in zip(self.domains, self.domain_samples)})
         if self.noise:
             g2 = trace = None
             if work["count"] > 1 and math.isfinite(grad_norm):
@@ -1095,6 +1116,8 @@ class Loop:
     def state_dict(self) -> dict:
         state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "plan": self.plan.state_dict(),
                  "drawn": self.drawn}
+        if self.domains:
+            state["domain_samples"] = list(self.domain_samples)
         if self.rollbacks:
             state["rollbacks"] = [dict(r) for r in self.rollbacks]
         return state
@@ -1113,6 +1136,12 @@ class Loop:
         self.plan.load_state_dict(state["plan"])
         self.drawn = drawn
         self.rollbacks = [dict(r) for r in rollbacks]
+        if self.domains:
+            counts = state.get("domain_samples")
+            if not (isinstance(counts, list) and len(counts) == len(self.domains)
+                    and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts)):
+                raise ValueError(f"its samples per domain {str(counts)[:60]} do not fit the {len(self.domains)} domains")
+            self.domain_samples = list(counts)
 
 
 def _setting(key: str, value) -> str:

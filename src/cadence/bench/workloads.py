@@ -4,6 +4,8 @@
   interpreter's standard library (train/validation split by a stable hash of the path).
 * ``digits`` / ``digits-cnn``: an MLP / a small CNN on scikit-learn's bundled digits.
 * ``logreg``: logistic regression on scikit-learn's bundled breast-cancer data (convex).
+* ``text``: tiny-lm's model on a corpus of domains (the subfolders of a data folder, or three
+  built from the standard library), each batch drawn over the domains by a mixture.
 
 Every batch is a pure function of (seed, step): nothing about the data stream needs to be
 saved to resume a run exactly.
@@ -109,6 +111,22 @@ class Workload(abc.ABC):
     def fingerprint(self) -> str:
         """Identifies the data, so a resumed run can check it trains on the same thing."""
         return "-"
+
+    def metric_names(self) -> tuple[str, ...]:
+        """What :meth:`evaluate` returns (metrics.csv columns): ``metrics``, unless the data decides."""
+        return tuple(self.metrics)
+
+    def domain_names(self) -> tuple[str, ...]:
+        """The data's domains, for a workload that draws batches over domains (else none)."""
+        return ()
+
+    def corpus_record(self) -> "dict | None":
+        """A per-domain description of the data that run.json keeps, to name what changed (else None)."""
+        return None
+
+    def data_changes(self, recorded) -> str:
+        """What differs between ``recorded`` (an earlier :meth:`corpus_record`) and the data here, in words."""
+        return ""
 
     def check_size(self, size: str) -> str:
         if not isinstance(size, str) or size not in self.sizes:
@@ -469,19 +487,27 @@ class LogReg(_Tabular):
         return nn.Linear(30, 2)
 
 
-WORKLOADS = {w.name: w for w in (TinyLM, Digits, DigitsCNN, LogReg)}
+from cadence.bench.text import Text  # noqa: E402 - it builds on TinyLM above
+
+WORKLOADS = {w.name: w for w in (TinyLM, Text, Digits, DigitsCNN, LogReg)}
 
 
-_INSTANCES: dict[str, Workload] = {}
+_INSTANCES: dict = {}
 
 
-def get_workload(name: str) -> Workload:
-    """The process's one instance of a workload: its data is read once, however often it is asked for."""
+def get_workload(name: str, data: "str | None" = None) -> Workload:
+    """The process's one instance of a workload (per data folder): its data is read once, however often it is asked for.
+
+    ``data``: the folder of a workload that reads one (``text``); the others take none.
+    """
     if not isinstance(name, str) or name not in WORKLOADS:
         raise CadenceError(f"unknown workload {name!r}; available: {', '.join(WORKLOADS)}")
-    if name not in _INSTANCES:
-        _INSTANCES[name] = WORKLOADS[name]()
-    return _INSTANCES[name]
+    if data is not None and not getattr(WORKLOADS[name], "takes_data", False):
+        raise CadenceError(f"the {name} workload reads no data folder (only text does)", field="data")
+    key = (name, data)
+    if key not in _INSTANCES:
+        _INSTANCES[key] = WORKLOADS[name](data_dir=data) if data is not None else WORKLOADS[name]()
+    return _INSTANCES[key]
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -13,7 +13,7 @@ from cadence.schedules import parse
 
 # Flags that set a run's settings: with --resume and no WORKLOAD they would be ignored, so they are refused.
 _SETTINGS = ("lr", "set", "guard", "steps", "horizon", "unit", "plan", "size", "batch_size", "micro_batch",
-             "weight_decay", "eval_every", "checkpoint_every", "device", "forecast")
+             "weight_decay", "eval_every", "checkpoint_every", "device", "forecast", "data")
 # Run settings a plan file may hold besides unit, horizon and channels, and the flag that sets each.
 _FILE_SETTINGS = {"workload": None, "seed": "--seed", "size": "--size", "batch_size": "--batch-size",
                   "micro_batch": "--micro-batch", "optimizer": "--optimizer", "weight_decay": "--weight-decay",
@@ -27,7 +27,9 @@ def register(sub) -> None:
     sub.add_parser("workloads", help="list the training workloads").set_defaults(handler=_guarded(lambda args: _cmd_workloads()))
 
     r = common.command(sub, "run", "train one workload under a plan (resumable)")
-    r.add_argument("workload", nargs="?", help="tiny-lm, digits, digits-cnn or logreg (omit with --resume)")
+    r.add_argument("workload", nargs="?", help="tiny-lm, text, digits, digits-cnn or logreg (omit with --resume)")
+    r.add_argument("--data", metavar="DIR", help="text: the corpus folder, one subfolder per domain (default: three "
+                   "domains from the standard library)")
     r.add_argument("--plan", metavar="FILE", help="a plan file (.yaml/.json): unit, horizon, channels and run settings")
     r.add_argument("--lr", metavar="SPEC", help="learning-rate schedule or controller (default: the workload's)")
     r.add_argument("--set", metavar="CHANNEL=SPEC", action="append", default=[],
@@ -58,7 +60,7 @@ def register(sub) -> None:
     r.set_defaults(handler=_guarded(_cmd_run))
 
     b = common.command(sub, "bench", "compare candidate schedules over seeds on one workload and write a report")
-    b.add_argument("workload", help="tiny-lm, digits, digits-cnn or logreg")
+    b.add_argument("workload", help="tiny-lm, text, digits, digits-cnn or logreg")
     b.add_argument("--candidate", metavar="NAME=SPEC", action="append", default=[],
                    help="a candidate to compare: an LR schedule, or a plan file (NAME=plan.yaml: its channels, unit, "
                         "horizon and run settings); repeat")
@@ -199,7 +201,7 @@ def _cmd_run(args) -> int:
     progress = None if args.no_progress else auto_progress()
     if args.workload is None:
         if not args.resume:
-            raise CadenceError("name a WORKLOAD (tiny-lm, digits, digits-cnn, logreg), or pass --resume --out DIR")
+            raise CadenceError("name a WORKLOAD (tiny-lm, text, digits, digits-cnn, logreg), or pass --resume --out DIR")
         given = [name for name in (*_SETTINGS, "seed", "optimizer") if getattr(args, name) not in (None, [])]
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
@@ -243,7 +245,7 @@ def _run_config(args):
     from cadence.plan import read_plan_file
 
     w = get_workload(args.workload)
-    settings = {"seed": args.seed, "size": args.size, "batch_size": args.batch_size, "micro_batch": args.micro_batch,
+    settings = {"data": args.data, "seed": args.seed, "size": args.size, "batch_size": args.batch_size, "micro_batch": args.micro_batch,
                 "optimizer": args.optimizer, "weight_decay": args.weight_decay, "eval_every": args.eval_every,
                 "checkpoint_every": args.checkpoint_every, "skip_nonfinite": args.skip_nonfinite, "device": args.device,
                 "tensorboard": args.tensorboard, "forecast": args.forecast}
@@ -330,6 +332,8 @@ def _where(error: CadenceError, args) -> CadenceError:
         source = args.plan or {"horizon": "--steps" if args.steps is not None else "--horizon", "unit": "--unit"}[field]
     elif field in ("channels", "batch", "lr", "micro_batch", "plan", "tokens_per_sample", "rates", "guards"):
         source = args.plan or {"micro_batch": "--micro-batch", "guards": "--guard"}.get(field)  # the message names the channel
+    elif field == "data":  # the flag (a plan file does not hold the data folder)
+        source = "--data" if args.data is not None else None
     elif field == "forecast":  # the flag, the plan file's key, or neither (a resume: run.json's law)
         source = "--forecast" if args.forecast is not None else (f"{args.plan}: forecast" if args.plan else None)
     else:
