@@ -53,8 +53,7 @@ def test_plan_file_settings_are_the_runners():
     from cadence.cli.common import PLAN_FILE_SETTINGS
     from cadence.plan import PLAN_KEYS
 
-    # `data` (the text workload's folder) comes from --data alone for now: no plan-file reader takes it yet
-    assert set(PLAN_FILE_SETTINGS) == (set(CONFIG_FIELDS) - set(PLAN_KEYS) - {"data"}) | {"workload", "tensorboard"} - {"unit"}
+    assert set(PLAN_FILE_SETTINGS) == (set(CONFIG_FIELDS) - set(PLAN_KEYS)) | {"workload", "tensorboard"} - {"unit"}
 
 
 def test_integrations_page_examples_run(tmp_path, monkeypatch):

@@ -143,3 +143,19 @@ def test_default_corpus_has_three_domains(tmp_path):
     record = w.corpus_record()
     assert all(r["files"] > 0 and 0 < r["bytes"] <= w.budget + 400_000 for r in record.values())
     assert all(len(v) > w.context + 1 for v in w._corpus()[1])
+
+
+def test_a_plan_file_names_the_data_folder(tmp_path, capsys):
+    data = make_corpus(tmp_path / "corpus")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(f"workload: text\nhorizon: 4\nsize: xs\nbatch_size: 8\neval_every: 4\ndata: {json.dumps(str(data))}\n"
+                    "channels:\n  lr: 'constant(1e-3)'\n")
+    out = tmp_path / "run"
+    assert main(["run", "text", "--plan", str(plan), "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    capsys.readouterr()
+    assert json.loads((out / "run.json").read_text())["config"]["data"] == str(data.resolve())
+    assert main(["run", "text", "--plan", str(plan), "--data", str(data), "--out", str(tmp_path / "two")]) == 2
+    assert "--data and the plan file's data both set it; keep one" in capsys.readouterr().err
+    plan.write_text("workload: text\nhorizon: 4\ndata: 3\nchannels:\n  lr: 'constant(1e-3)'\n")
+    assert main(["run", "text", "--plan", str(plan), "--out", str(tmp_path / "three")]) == 2
+    assert "plan.yaml: data must name a folder of domains; got '3'" in capsys.readouterr().err

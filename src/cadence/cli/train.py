@@ -20,7 +20,8 @@ _FILE_SETTINGS = {"workload": None, "seed": "--seed", "size": "--size", "batch_s
                   "clip": None, "eval_every": "--eval-every", "checkpoint_every": "--checkpoint-every",
                   "skip_nonfinite": "--skip-nonfinite", "device": "--device",
                   "tensorboard": "--tensorboard",  # an output folder, not a run setting: never in RunConfig
-                  "forecast": "--forecast"}  # a law file: RunConfig (and run.json) hold its content
+                  "forecast": "--forecast",  # a law file: RunConfig (and run.json) hold its content
+                  "data": "--data"}  # the text workload's corpus folder
 
 
 def register(sub) -> None:
@@ -293,6 +294,10 @@ def _run_config(args):
     if law is not None and (not isinstance(law, str) or not law.strip()):
         where = "--forecast" if args.forecast is not None else f"{_show(args.plan)}: forecast"
         raise CadenceError(f"{where} must name a law file (written by 'cadence forecast fit'); got {str(law)[:60]!r}")
+    folder = settings["data"]
+    if folder is not None and (not isinstance(folder, str) or not folder.strip()):
+        where = "--data" if args.data is not None else f"{_show(args.plan)}: data"
+        raise CadenceError(f"{where} must name a folder of domains; got {str(folder)[:60]!r}")
     defaults = {"seed": 0, "optimizer": "adamw", "checkpoint_every": 100, "skip_nonfinite": False, "device": "cpu"}
     settings = {k: (defaults[k] if v is None and k in defaults else v) for k, v in settings.items()}
     return RunConfig(workload=args.workload, channels=channels, horizon=horizon, unit=unit, guards=guards, **settings)

@@ -53,7 +53,7 @@ __all__ = ["PLAN_SUFFIXES", "PLAN_SETTINGS", "MODELLED", "PlanSchedule", "is_pla
 # cadence.cli.common.PLAN_FILE_SETTINGS, which a test keeps in step). None changes the forecast: the batch is
 # read from batch_size.
 PLAN_SETTINGS = ("workload", "seed", "size", "batch_size", "micro_batch", "optimizer", "weight_decay", "clip",
-                 "eval_every", "checkpoint_every", "skip_nonfinite", "device", "tensorboard", "forecast")
+                 "eval_every", "checkpoint_every", "skip_nonfinite", "device", "tensorboard", "forecast", "data")
 # The channels the laws model: every law in cadence.forecast.laws predicts from the LR sequence alone.
 MODELLED = ("lr",)
 _RATE_FIELDS = ("samples_per_step", "tokens_per_sample", "steps_per_epoch")
