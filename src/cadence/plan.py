@@ -841,7 +841,7 @@ class Plan:
         return f"Plan({_UNIT_NAME[self.unit]} {self.clock.position} of {self.horizon}, {driven})"
 
 
-def is_plan_file(text) -> bool:
+def is_plan_file(text: str) -> bool:
     """Whether a command-line value names a plan file (it ends in .yaml, .yml or .json) rather than a spec:
     the rule of ``cadence bench --candidate`` and ``cadence forecast rank --schedule``."""
     return isinstance(text, str) and text.strip().lower().endswith(PLAN_SUFFIXES)

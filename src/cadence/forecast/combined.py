@@ -82,9 +82,15 @@ class CombinedLaw:
         """Every member's parameters, as ``law.name`` (``law/count.name`` for a member that counts the warmup)."""
         return {f"{m.law}{'/count' if m.warmup == 'count' else ''}.{k}": v for m in self.members for k, v in m.params.items()}
 
+    @staticmethod
+    def combine(predictions) -> np.ndarray:
+        """The combined forecast from the members' predictions (one array each, in member order): their
+        geometric mean, equal weights. The one place the rule lives (``forecast optimize`` calls it too)."""
+        return np.exp(np.mean(np.log(predictions), axis=0))
+
     def predict(self, lrs, steps) -> np.ndarray:
-        """The geometric mean of the members' predictions (each checked as FittedLaw.predict checks it)."""
-        return np.exp(np.mean([np.log(m.predict(lrs, steps)) for m in self.members], axis=0))
+        """:meth:`combine` of the members' predictions (each checked as FittedLaw.predict checks it)."""
+        return self.combine([m.predict(lrs, steps) for m in self.members])
 
     def predict_interval(self, lrs, steps, level: float = 0.9):
         """``(prediction, low, high)``: in log space, the half-width is the members' largest own
@@ -92,7 +98,7 @@ class CombinedLaw:
         level = check_level(level)
         out = [m.predict_interval(lrs, steps, level) for m in self.members]
         logs = np.log([o[0] for o in out])
-        pred = np.exp(logs.mean(axis=0))
+        pred = self.combine([o[0] for o in out])
         own = np.max([np.log(o[2] / o[0]) for o in out], axis=0)
         spread = logs.max(axis=0) - logs.min(axis=0)
         half = np.sqrt(own ** 2 + spread ** 2)

@@ -96,7 +96,7 @@ def optimize_schedule(law: FittedLaw, total: int, peak: float, warmup: int = 0, 
         lrs = _schedule(z, total, warmup, peak)
         with np.errstate(all="ignore"):
             values = [float(model.predict(m.params, lrs / m.lr_scale, last)[0]) for model, m in members]
-            value = float(np.exp(np.mean(np.log(values)))) if len(values) > 1 else values[0]
+            value = float(CombinedLaw.combine(values)) if isinstance(law, CombinedLaw) else values[0]
         return value if np.isfinite(value) and value > 0 else _BAD
 
     x = np.linspace(0.0, 1.0, knots + 1)
