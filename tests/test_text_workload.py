@@ -53,12 +53,13 @@ def test_domains_skipped_files_and_split(tmp_path):
     again = Text(data_dir=str(data))  # the split and the batches are functions of the paths and (seed, index)
     assert all(torch.equal(a, b) for a, b in zip(w._corpus()[1], again._corpus()[1]))
     assert torch.equal(w._corpus()[0], again._corpus()[0])
-    x, y = w.batch(3, 7, 16)
-    x2, y2 = again.batch(3, 7, 16)
-    assert torch.equal(x, x2) and torch.equal(y, y2) and x.shape == (16, w.context)
+    x, y, d = w.batch(3, 7, 16)
+    x2, y2, d2 = again.batch(3, 7, 16)
+    assert torch.equal(x, x2) and torch.equal(y, y2) and torch.equal(d, d2) and x.shape == (16, w.context)
+    assert torch.equal(d, w.draw(3, 7, 16)[0])  # the domain of each sample, as the sampler drew it
     assert sum(w.domain_counts(3, 0, 5, 16)) == 80
     assert w.weights().tolist() == pytest.approx([1 / 3] * 3)
-    skewed = w.weights({"code": 0.0, "numbers": 1.0, "prose": 0.0})  # what a mixture channel will pass
+    skewed = w.weights({"code": 0.0, "numbers": 1.0, "prose": 0.0})  # what a mixture channel passes
     assert w.domain_counts(3, 0, 2, 16, skewed) == [0, 32, 0]
     for wrong in ({"code": 1.0}, {"code": 1, "numbers": 1, "prose": 1, "x": 1}, {"code": -1, "numbers": 1, "prose": 1},
                   {"code": float("nan"), "numbers": 1, "prose": 1}, {"code": 0, "numbers": 0, "prose": 0}):

@@ -39,7 +39,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,11 +52,16 @@ from cadence.schedules.families import Constant
 from cadence.schedules.limits import MAX_ITEMS, MAX_TOTAL_STEPS
 from cadence.time import Clock, Duration, Rates, Unit, parse_count, parse_duration
 
-__all__ = ["Plan", "FORMAT", "BATCH", "UNITS", "MAX_CHANNELS", "PLAN_KEYS", "PLAN_SUFFIXES", "is_plan_file",
+__all__ = ["Plan", "FORMAT", "BATCH", "MIXTURE", "DATA_CHANNELS", "UNITS", "MAX_CHANNELS", "PLAN_KEYS", "PLAN_SUFFIXES", "is_plan_file",
            "read_plan_file", "MAX_PLAN_FILE_BYTES"]
 
 FORMAT = "cadence.plan/1"
 BATCH = "batch"
+MIXTURE = "mixture"
+# channels that act on the data, not on the optimizer: a weight per domain (mixture), how much of the data
+# a curriculum opens (curriculum), the strength of per-sample loss weights (sample_weights)
+DATA_CHANNELS = (MIXTURE, "curriculum", "sample_weights")
+VECTOR_CHANNELS = (MIXTURE,)  # channels whose value is a weight per key: shown as '<channel>/<key>' values
 MAX_CHANNELS = 64
 MAX_BATCH = 2**40  # samples in one step's batch: beyond it the counters could not add a step exactly
 MAX_PREVIEW_STEPS = 2**20  # optimizer steps one preview() covers (about 60 MB of arrays, a second of CPU)
@@ -106,6 +111,16 @@ def _is_count(text: str) -> bool:
 
 
 def _schedule(name: str, value) -> Schedule:
+    if isinstance(value, Mapping):
+        if name not in VECTOR_CHANNELS:
+            raise PlanError(f"channel {name!r} takes one schedule, not an object of weights (only "
+                            f"{', '.join(map(repr, VECTOR_CHANNELS))} takes a weight per domain)", field="channels")
+        from cadence.controllers.mixture import Mix
+
+        try:
+            return Mix(**{str(k): v for k, v in value.items()})
+        except CadenceError as e:
+            raise type(e)(f"channel {name!r}: {e}", field=e.field) from None
     if isinstance(value, str) and _is_count_literal(value):  # "256" in a YAML file or on a command line
         value = float(value)
     if _is_number(value):
@@ -183,7 +198,7 @@ class Plan:
 
     def __init__(self, channels: Mapping[str, Any], horizon: "int | str | None" = None, unit: "str | Unit" = "step",
                  rates: Rates | None = None, *, micro_batch: int | None = None,
-                 guards: "Mapping[str, Any] | None" = None) -> None:
+                 guards: "Mapping[str, Any] | None" = None, domains: "Sequence[str] | None" = None) -> None:
         if not isinstance(channels, Mapping) or not channels:
             raise PlanError("a plan needs at least one channel, as in {'lr': 'cosine(peak=3e-4)'}", field="channels")
         if len(channels) > MAX_CHANNELS:
@@ -201,6 +216,7 @@ class Plan:
         self.rates = rates or Rates()
         self.micro_batch = None if micro_batch is None else int(micro_batch)
         self.schedules: dict[str, Schedule] = {name: _schedule(name, s) for name, s in channels.items()}
+        self.domains = self._bind_keys(domains)
         self.guards = make_guards(guards)
         self._spikes = [(n, g) for n, g in self.guards.items() if isinstance(g, LossSpike)]  # worked out once
         self.guard_states = {name: g.init() for name, g in self.guards.items()}
@@ -218,6 +234,8 @@ class Plan:
         self.states = {name: self.schedules[name].init() for name in self._order}
         self._cache: tuple[int, dict] | None = None
         self._check_first_batch()
+        if self.domains is not None and any(getattr(s, "vector", False) for s in self.schedules.values()):
+            self._values()  # a mixture whose weights are all zero at the start is refused now, not at step 0
         self._fixed_counts = self._constant_counts()
 
     # -- the clock --------------------------------------------------------------------------
@@ -263,6 +281,37 @@ class Plan:
         for name in self.schedules:
             visit(name, [])
         return order
+
+    def _bind_keys(self, domains) -> "tuple[str, ...] | None":
+        """Give each vector channel (``mixture``) its keys, the run's domains; refuse a vector where one
+        number is wanted and one number where a weight per domain is."""
+        if domains is not None:
+            if isinstance(domains, str) or not isinstance(domains, Sequence) or not all(
+                    isinstance(d, str) and d for d in domains) or len(set(domains)) != len(domains):
+                raise PlanError(f"domains must be distinct names; got {_short_value(domains)}", field="domains")
+            domains = tuple(domains)
+        for name, s in self.schedules.items():
+            vector = getattr(s, "vector", False)
+            if name in VECTOR_CHANNELS and not vector:
+                raise PlanError(f"channel {name!r} takes a weight per domain: an object such as {{code: 0.5, prose: "
+                                f"0.5}}, mix(...) or a mixing controller (odm(), doremi(...), aioli()); got {s.spec()}",
+                                field=name)
+            if vector and name not in VECTOR_CHANNELS:
+                raise PlanError(f"channel {name!r}: {s.name}() gives a weight per domain; it drives the "
+                                f"{' or '.join(map(repr, VECTOR_CHANNELS))} channel", field="channels")
+            if vector:
+                if domains is None:
+                    raise PlanError(f"channel {name!r} needs the run's domains (a workload with domains, such as "
+                                    "text)", field=name)
+                if len(domains) < 2:
+                    raise PlanError(f"channel {name!r} mixes two or more domains; the run has "
+                                    f"{len(domains)} ({', '.join(domains)})", field=name)
+                try:
+                    s.bind_keys(domains)
+                except CadenceError as e:
+                    raise PlanError(f"channel {name!r}: {e}" if not str(e).startswith("the mixture") else str(e),
+                                    field=name) from None
+        return domains
 
     def _batch_is_constant(self) -> bool:
         s = self.schedules.get(BATCH)
@@ -395,6 +444,10 @@ class Plan:
                 raise type(e)(f"{name}: {e}", field=e.field) from None
             if name == BATCH:
                 v = self._whole_batch(v)
+            elif type(v) is dict:  # a weight per key (mixture): shown as '<channel>/<key>'
+                for k, w in v.items():
+                    out[f"{name}/{k}"] = w
+                continue
             out[name] = v
         self._cache = (self._tick, out)
         return out
@@ -578,9 +631,16 @@ class Plan:
         return self.clock.done
 
     @property
-    def channels(self) -> dict[str, str]:
-        """Each channel's spec string."""
-        return {name: s.spec() for name, s in self.schedules.items()}
+    def channels(self) -> "dict[str, str | dict]":
+        """Each channel's spec string; a mixture of weights per domain as its object ``{domain: weight or spec}``."""
+        return {name: s.spec_object() if hasattr(s, "spec_object") else s.spec() for name, s in self.schedules.items()}
+
+    def mixture(self) -> "dict[str, float] | None":
+        """The ``mixture`` channel's weight per domain for the step about to run (None without one)."""
+        if MIXTURE not in self.schedules:
+            return None
+        values = self._values()
+        return {d: values[f"{MIXTURE}/{d}"] for d in self.domains}
 
     # -- looking ahead ----------------------------------------------------------------------
     def preview(self, stop: int | None = None) -> dict[str, np.ndarray]:
@@ -616,6 +676,10 @@ class Plan:
                 raise type(e)(f"{name}: {e}", field=e.field) from None
             if name == BATCH:
                 values = self._whole_batches(values)
+            elif isinstance(values, dict):
+                for k, v in values.items():
+                    out[f"{name}/{k}"] = v
+                continue
             out[name] = values
         return out
 
@@ -910,6 +974,13 @@ def read_plan_file(path, extra_keys: "tuple[str, ...]" = ()) -> dict[str, Any]:
     if not isinstance(channels, dict) or not channels:
         raise PlanError("the plan file's channels must map names to schedule specs or numbers", field="channels")
     for key, value in channels.items():
+        if key in VECTOR_CHANNELS and isinstance(value, dict):
+            for domain, weight in value.items():
+                if isinstance(weight, bool) or not isinstance(weight, (str, int, float)):
+                    raise PlanError(f"the plan file's {key} gives domain {_short_value(domain)} the weight "
+                                    f"{_short_value(weight)}; a weight is a number >= 0 or a schedule spec",
+                                    field=key)
+            continue
         if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise PlanError(f"the plan file's channel {_short_value(key)} must be a schedule spec or a number; got "
                             f"{_short_value(value)}", field="channels")

@@ -5,8 +5,9 @@ A run directory holds:
 * ``run.json``: the manifest (workload, size, plan, seed, optimizer, versions, status).
   It is written first, so a folder with any other run file always has one.
 * ``metrics.csv``: one row per step: ``step, samples, tokens, <each driven channel>,
-  train_loss, grad_norm, <monitors>, <mixture/D, samples/D per domain>, <eval metrics>`` (eval
-  columns are empty when not measured).
+  train_loss, grad_norm, <monitors>, <mixture/D, samples/D, train_loss/D per domain>,
+  <probe_loss/D when a mixing controller probes>, <eval metrics>`` (eval and probe columns are
+  empty when not measured).
   It is deterministic: a killed and resumed run writes the same bytes as one that was not.
 * ``timing.csv``: wall-clock seconds per step (kept apart from metrics.csv because time is
   never reproducible).
@@ -56,7 +57,7 @@ from cadence.controllers import NOISE_SIGNALS, noise_scale
 from cadence.errors import CadenceError, LimitError, PlanError, RunError, TrainingDiverged
 from cadence.bench.distributed import Group, join
 from cadence.guards import settings_of
-from cadence.plan import BATCH, Plan
+from cadence.plan import BATCH, VECTOR_CHANNELS, Plan
 from cadence.torch import OptimizerFields, optimizer_channels
 
 __all__ = ["RunConfig", "train", "resolve", "make_loop", "Loop", "TrainingDiverged", "read_manifest", "RUN_FILES", "TEMP_FILES", "STATUSES",
@@ -140,6 +141,8 @@ def resolve(config: RunConfig, world: int = 1) -> "tuple[RunConfig, Plan]":
     if "lr" not in cfg.channels:
         raise PlanError("the channels must drive 'lr'", field="lr")
     for name, spec in cfg.channels.items():
+        if name in VECTOR_CHANNELS and isinstance(spec, dict):
+            continue  # a weight per domain: checked when the plan is built
         if isinstance(spec, bool) or not isinstance(spec, (str, int, float)):
             raise PlanError(f"channel {name!r} must be a schedule spec or a number; got {str(spec)[:60]!r}",
                             field="channels")
@@ -241,14 +244,21 @@ def _make_plan(cfg: RunConfig, w, world: int = 1) -> Plan:
     step = cfg.micro_batch * world  # a moving batch stays a whole number of micro-batches on every process
     try:
         return Plan(channels, horizon=cfg.horizon, unit=cfg.unit, rates=w.rates(cfg.batch_size),
-                    micro_batch=step if BATCH in channels else None, guards=cfg.guards)
+                    micro_batch=step if BATCH in channels else None, guards=cfg.guards,
+                    domains=w.domain_names() or None)
     except PlanError as e:
         if world > 1 and e.field == "batch":
             raise PlanError(f"{e} ({cfg.micro_batch} samples on each of {world} processes)", field="batch") from None
         raise
 
 
-def signals_of(cfg: RunConfig, w) -> list[str]:
+def probe_every(plan: Plan) -> int | None:
+    """Steps between the held-out probes (``probe_loss/<domain>``) the plan's mixing controllers ask for."""
+    asks = [s.probe_every for s in plan.schedules.values() if getattr(s, "probe_every", None)]
+    return min(asks) if asks else None
+
+
+def signals_of(cfg: RunConfig, w, plan: "Plan | None" = None) -> list[str]:
     """Every signal the run measures, in metrics.csv's order (after the channels)."""
     names = ["train_loss", "grad_norm"]
     if _accumulates(cfg):
@@ -256,7 +266,9 @@ def signals_of(cfg: RunConfig, w) -> list[str]:
     names += [f"loss_{name[5:]}" for name in cfg.channels if name.startswith("loss.")]
     names += list(getattr(w, "monitor_names", ()))
     domains = w.domain_names()
-    names += [f"mixture/{d}" for d in domains] + [f"samples/{d}" for d in domains]
+    names += [f"{what}/{d}" for what in ("mixture", "samples", "train_loss") for d in domains]
+    if plan is not None and probe_every(plan):
+        names += [f"probe_loss/{d}" for d in domains]
     return names + list(w.metric_names())
 
 
@@ -266,8 +278,8 @@ def _accumulates(cfg: RunConfig) -> bool:
 
 
 def _check_monitors(plan: Plan, cfg: RunConfig, w) -> None:
-    produced = signals_of(cfg, w)
-    before_step = [name for name in produced if name not in w.metric_names()]  # validation comes after the step
+    produced = signals_of(cfg, w, plan)
+    before_step = [name for name in produced if name not in w.metric_names() and not name.startswith("probe_loss/")]
     for name, guard in plan.guards.items():
         signal = getattr(guard, "signal", None)
         if signal is not None and signal not in before_step:
@@ -717,8 +729,8 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         manifest["tensorboard"] = os.path.abspath(tensorboard)  # where this start or resume logs (not a setting)
     write_manifest(manifest)  # first: a folder with run files always has a manifest
 
-    channels = list(cfg.channels)
-    signals = signals_of(cfg, workload)
+    channels = [c for c in cfg.channels if c not in VECTOR_CHANNELS]  # a mixture is logged as mixture/<domain>
+    signals = signals_of(cfg, workload, plan)
     logged = list(signals)  # what each row holds after the channels: the signals, and the forecast after val_loss
     if predicted is not None:
         logged.insert(logged.index("val_loss") + 1 if "val_loss" in logged else len(logged), "forecast")
@@ -934,6 +946,7 @@ class Loop:
         self.noise = _accumulates(cfg)
         self.domains = workload.domain_names()  # a workload with domains: samples drawn from each so far
         self.domain_samples = [0] * len(self.domains)
+        self.probe_every = probe_every(plan)
 
     # 1
     def apply_values(self) -> dict:
@@ -941,11 +954,19 @@ class Loop:
         self.fields.apply(values)
         return values
 
+    def mixture(self) -> "torch.Tensor | None":
+        """The sampling weight of each domain for the step about to run (the plan's mixture, else uniform)."""
+        if not self.domains:
+            return None
+        return self.workload.weights(self.plan.mixture())
+
     # 2
     def micro_batches(self, values: dict) -> dict:
         cfg, micro = self.cfg, self.cfg.micro_batch
         batch = int(values.get(BATCH, cfg.batch_size))
         count = batch // micro
+        weights = self.mixture()
+        per_domain = torch.zeros(2, len(self.domains), dtype=torch.float64) if self.domains else None
         torch.manual_seed(cfg.seed * 1_000_003 + self.plan.clock.step + self.plan.clock.skipped)  # dropout and friends
         self.model.train()
         self.opt.zero_grad(set_to_none=True)
@@ -953,10 +974,21 @@ class Loop:
         previous = None
         mine = range(self.rank, count, self.world)  # torchrun: micro-batch j of the step goes to rank j % world
         for j in mine:
-            data = self.workload.batch(cfg.seed, self.drawn + j, micro)
+            data = self.workload.batch(cfg.seed, self.drawn + j, micro, weights) if self.domains else \
+                self.workload.batch(cfg.seed, self.drawn + j, micro)
             if cfg.device != "cpu":
                 data = tuple(t.to(cfg.device, non_blocking=True) for t in data)
-            if self.terms:
+            if self.domains:  # the loss of each sample: its domain's training loss comes from the same pass
+                parts = self.workload.per_sample(self.model, data, tuple(self.terms))
+                per = parts[""]
+                drawn = data[2].cpu()
+                per_domain[0] += torch.bincount(drawn, weights=per.detach().cpu().double(), minlength=len(self.domains))
+                per_domain[1] += torch.bincount(drawn, minlength=len(self.domains)).double()
+                main = per.mean()
+                loss = main + sum(values[f"loss.{t}"] * parts[t] for t in self.terms)
+                for t in self.terms:
+                    terms[t].append(float(parts[t].detach()))
+            elif self.terms:
                 parts = self.workload.losses(self.model, data)
                 loss = parts[""] + sum(values[f"loss.{t}"] * parts[t] for t in self.terms)
                 for t in self.terms:
@@ -969,12 +1001,13 @@ class Loop:
             if count > 1:
                 previous = self._micro_norm(previous, count, small, last=j == mine[-1])
         if self.domains:  # counted for every micro-batch of the step (every rank's): a function of (seed, index)
-            counts = self.workload.domain_counts(cfg.seed, self.drawn, count, micro)
+            counts = self.workload.domain_counts(cfg.seed, self.drawn, count, micro, weights)
             self.domain_samples = [a + b for a, b in zip(self.domain_samples, counts)]
         self.drawn += count
         if self.group is not None:
             self.group.sum_gradients(self.params)
-        return {"batch": batch, "count": count, "losses": losses, "terms": terms, "small": small}
+        return {"batch": batch, "count": count, "losses": losses, "terms": terms, "small": small,
+                "weights": weights, "per_domain": per_domain}
 
     def _micro_norm(self, previous, count: int, small: list, last: bool):
         """|g_j|^2 of micro-batch j's own gradient, from the accumulated gradient's change (no extra backward).
@@ -1013,9 +1046,11 @@ class Loop:
                 monitors = dict(zip(names, top.tolist()))
             signals.update({k: (v if math.isfinite(v) else None) for k, v in monitors.items()})  # NaN: not measured
         if self.domains:
-            weights = self.workload.weights().tolist()
+            weights = work["weights"].tolist()
             signals.update({f"mixture/{d}": w for d, w in zip(self.domains, weights)})
             signals.update({f"samples/{d}": n for d, n in zip(self.domains, self.domain_samples)})
+            sums, counts = work["per_domain"].tolist()  # every rank's samples, after _reduce_across_ranks
+            signals.update({f"train_loss/{d}": (s / n if n else None) for d, s, n in zip(self.domains, sums, counts)})
         if self.noise:
             g2 = trace = None
             if work["count"] > 1 and math.isfinite(grad_norm):
@@ -1044,6 +1079,8 @@ class Loop:
                 work[name] = full
             else:
                 work["terms"][name[5:]] = full
+        if work["per_domain"] is not None:  # per-domain loss sums and sample counts of every rank
+            self.group.sum_(work["per_domain"])
 
     # 4
     def guards(self, signals: dict) -> bool:
@@ -1087,14 +1124,19 @@ class Loop:
     def evaluate(self) -> dict:
         """Validation metrics when due (every eval_every steps and at the end), observed at once."""
         step = self.plan.clock.step
+        probe = {}
+        if self.probe_every and step % self.probe_every == 0:  # the mixing controllers' held-out probe
+            self.model.eval()
+            probe = self.workload.probe(self.model)
+            self.plan.observe(probe)
         if step % self.cfg.eval_every and not self.plan.done:
-            return {}
+            return probe
         self.model.eval()
         result = self.workload.evaluate(self.model)
         if not math.isfinite(result["val_loss"]):
             raise TrainingDiverged(f"the validation loss became {result['val_loss']} at step {step - 1}")
         self.plan.observe(result)
-        return result
+        return {**probe, **result}
 
     def run_step(self) -> "dict | str | None":
         """One step in order; returns the row (values and signals), None when a guard skipped it, or

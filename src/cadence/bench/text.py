@@ -9,9 +9,9 @@ byte budget so start-up takes a few seconds.
 
 Each file goes to validation or training by a stable hash of its relative path, as in
 tiny-lm. Every sample of micro-batch ``i`` picks its domain with probability given by the
-mixture weights (uniform today: :meth:`Text.draw` takes the weights, so a mixture channel
-can set them per step) and then a window of that domain, all from a generator seeded by
-(seed, i): a resumed run draws the same batches.
+mixture weights (the plan's ``mixture`` channel at that step; uniform without one) and then a
+window of that domain, all from a generator seeded by (seed, i): since the weights are a
+function of the clock and the recorded controller state, a resumed run draws the same batches.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _is_text(data: bytes) -> bool:
 class Text(_w.TinyLM):
     name: str = "text"
     description: str = ("tiny-lm's model on a corpus of domains (a data folder's subfolders; default: the standard "
-                        "library's code, its tests, and Python's help topics), batches drawn uniformly over domains")
+                        "library's code, its tests, and Python's help topics), batches drawn by a mixture over domains")
     default_steps: int = 1000
     eval_every: int = 50
     val_fraction: float = 0.1
@@ -233,7 +233,7 @@ class Text(_w.TinyLM):
 
     def weights(self, mixture=None) -> torch.Tensor:
         """The sampling weight of each domain, normalised: uniform when ``mixture`` is None, else
-        ``mixture`` ({domain: weight >= 0}, the future mixture channel's value)."""
+        ``mixture`` ({domain: weight >= 0}, the mixture channel's value)."""
         names = self.domain_names()
         if mixture is None:
             return torch.full((len(names),), 1.0 / len(names), dtype=torch.float64)
@@ -266,11 +266,49 @@ class Text(_w.TinyLM):
         return total.tolist()
 
     def batch(self, seed: int, step: int, batch_size: int, weights=None):
+        """(inputs, targets, domain of each sample) of micro-batch ``step``, drawn under ``weights``."""
         train, _ = self._corpus()
         domains, u = self.draw(seed, step, batch_size, weights)
         room = self._data["lengths"][domains] - self.context - 1
         starts = self._data["offsets"][domains] + (u * room).long()
-        return self._windows(train, starts)
+        return (*self._windows(train, starts), domains)
+
+    def loss(self, model, batch):
+        return self.per_sample(model, batch)[""].mean()
+
+    def losses(self, model, batch):
+        parts = self.per_sample(model, batch, terms=("z",))
+        return {"": parts[""].mean(), "z": parts["z"]}
+
+    def per_sample(self, model, batch, terms: "tuple[str, ...]" = ()) -> "dict[str, torch.Tensor]":
+        """The loss of each sample (mean over its positions) under ``""``, and each extra term of ``terms``
+        (the z-loss, a mean over the batch), from one forward pass."""
+        x, y = batch[0], batch[1]
+        logits = model(x)
+        per = F.cross_entropy(logits.reshape(-1, 256), y.reshape(-1), reduction="none").view(y.shape).mean(dim=1)
+        out = {"": per}
+        if "z" in terms:
+            out["z"] = torch.logsumexp(logits.reshape(-1, 256), dim=-1).square().mean()
+        return out
+
+    #: held-out windows per domain of the probe a mixing controller may ask for (``probe_loss/<domain>``)
+    probe_windows: int = 16
+
+    def probe(self, model) -> dict[str, float]:
+        """The loss on a small fixed held-out probe of each domain (other windows than evaluate()'s)."""
+        _, val = self._corpus()
+        if "probe" not in self._data:
+            windows = []
+            for k, text in enumerate(val):
+                g = torch.Generator().manual_seed(54321 + k)
+                windows.append(self._windows(text, torch.randint(0, len(text) - self.context - 1,
+                                                                 (self.probe_windows,), generator=g)))
+            self._data["probe"] = windows
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            return {f"probe_loss/{name}": float(F.cross_entropy(model(x.to(device)).reshape(-1, 256),
+                                                                y.to(device).reshape(-1)))
+                    for name, (x, y) in zip(self.domain_names(), self._data["probe"])}
 
     def evaluate(self, model) -> dict[str, float]:
         _, val = self._corpus()

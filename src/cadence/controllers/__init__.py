@@ -9,6 +9,7 @@ written in the same spec language as schedules and may wrap them:
 * ``plateau``: torch's reduce-on-plateau rule over any schedule.
 * ``noise_batch``: the batch size grown towards the measured gradient noise scale.
 * ``scale_with``: a schedule scaled by another channel (the square-root LR rule).
+* ``mix``: the ``mixture`` channel's weight per domain, each a number or a schedule.
 
 Building blocks: :class:`PlateauRule` and :func:`noise_scale` / :class:`NoiseScale`.
 """
@@ -18,13 +19,15 @@ from cadence.controllers.batch import NOISE_SIGNALS, NoiseBatch, ScaleWith
 from cadence.controllers.noise import NoiseScale, noise_scale
 from cadence.controllers.plateau import Plateau
 from cadence.controllers.plateau_rule import PlateauRule
+from cadence.controllers.base import VectorController
+from cadence.controllers.mixture import Mix
 from cadence.schedules.registry import register
 
-CONTROLLERS = (Plateau, NoiseBatch, ScaleWith)
+CONTROLLERS = (Plateau, NoiseBatch, ScaleWith, Mix)
 for _cls in CONTROLLERS:
     register(_cls, kind="controller")
 
-plateau, noise_batch, scale_with = Plateau, NoiseBatch, ScaleWith
+plateau, noise_batch, scale_with, mix = Plateau, NoiseBatch, ScaleWith, Mix
 
-__all__ = ["Controller", "Plateau", "NoiseBatch", "ScaleWith", "CONTROLLERS", "NOISE_SIGNALS", "NoiseScale",
+__all__ = ["Controller", "VectorController", "Mix", "mix", "Plateau", "NoiseBatch", "ScaleWith", "CONTROLLERS", "NOISE_SIGNALS", "NoiseScale",
            "noise_scale", "PlateauRule", "plateau", "noise_batch", "scale_with"]

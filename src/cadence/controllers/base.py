@@ -11,13 +11,14 @@ its value before any observation, so a preview of ``plateau(cosine(...))`` is th
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import numpy as np
 
 from cadence.schedules.base import Schedule
 
-__all__ = ["Controller"]
+__all__ = ["Controller", "VectorController"]
 
 
 class Controller(Schedule):
@@ -80,3 +81,48 @@ def finite(value: Any) -> float | None:
     except OverflowError:  # an int too large for a float
         return None
     return value if np.isfinite(value) else None
+
+
+class VectorController(Controller):
+    """A controller whose value is a weight per key: the ``mixture`` channel's weight per domain
+    (keys bound by the plan from the run's domains), or a curriculum's weight per difficulty bucket.
+
+    The plan calls :meth:`bind_keys` once, before :meth:`init`; :meth:`value` returns
+    ``{key: weight}`` (weights >= 0 summing to 1) and the plan shows it as ``<channel>/<key>``
+    values. A vector controller reads signals named ``<signal>/<key>`` (``train_loss/code``);
+    it lists them in ``monitors`` once its keys are bound. ``probe_every`` (steps, or None)
+    asks the loop for ``probe_loss/<key>`` signals on a small held-out probe at that cadence.
+    """
+
+    vector = True
+    probe_every: "int | None" = None
+
+    def __init__(self, schedule: Schedule | None = None, **params: Any) -> None:
+        super().__init__(schedule, **params)
+        self.keys: "tuple[str, ...] | None" = None
+
+    def bind_keys(self, keys) -> None:
+        """Bind the names this controller weighs (the run's domains); at least two, distinct strings."""
+        keys = tuple(keys)
+        if len(keys) < 2 or len(set(keys)) != len(keys) or not all(isinstance(k, str) and k for k in keys):
+            from cadence.errors import ScheduleError
+
+            raise ScheduleError(f"{self.name}: needs two or more distinct names to weigh; got {list(keys)[:8]}")
+        self.keys = keys
+
+    def _evaluate(self, t, ctx):  # a vector has no one number per position: preview() gives one array per key
+        return np.zeros_like(np.asarray(t, dtype=np.float64))
+
+    def preview(self, t: np.ndarray, ctx, inputs: dict) -> "dict[str, np.ndarray]":
+        """Each key's weight at positions ``t`` before any observation (the initial weights, held)."""
+        state = self.init()
+        first = self.start_value(state)
+        return {k: np.full(np.shape(t), first[k], dtype=np.float64) for k in self.keys}
+
+    def start_value(self, state) -> "dict[str, float]":
+        """The weights before any observation (what :meth:`preview` holds); by default uniform."""
+        return {k: 1.0 / len(self.keys) for k in self.keys}
+
+    @abc.abstractmethod
+    def value(self, state, clock, inputs=None) -> "dict[str, float]":
+        """``{key: weight}`` for the step about to run at ``clock``: weights >= 0 that sum to 1."""

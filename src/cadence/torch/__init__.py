@@ -39,7 +39,7 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from cadence.errors import CadenceError, LimitError
-from cadence.plan import BATCH, FORMAT as PLAN_FORMAT, Plan
+from cadence.plan import BATCH, DATA_CHANNELS, FORMAT as PLAN_FORMAT, Plan
 from cadence.schedules import Schedule
 from cadence.schedules.base import _short_value
 from cadence.schedules.limits import MAX_ITEMS, MAX_TOTAL_STEPS
@@ -117,8 +117,9 @@ def _accessor(field: str):
 
 
 def optimizer_channels(plan: Plan) -> list[str]:
-    """The channels of ``plan`` that are optimizer fields (not ``batch``, not dotted names like ``loss.z``)."""
-    return [name for name in plan.schedules if name != BATCH and "." not in name]
+    """The channels of ``plan`` that are optimizer fields (not ``batch``, not the data channels such as
+    ``mixture``, not dotted names like ``loss.z``)."""
+    return [name for name in plan.schedules if name != BATCH and name not in DATA_CHANNELS and "." not in name]
 
 
 def drivable(group: Mapping[str, Any]) -> list[str]:

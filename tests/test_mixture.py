@@ -1,0 +1,138 @@
+"""The mixture channel: a weight per domain from numbers, schedules or a controller, in the plan and the runner."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cadence.bench.report import load_metrics
+from cadence.bench.runner import RunConfig, train
+from cadence.cli import main
+from cadence.controllers import Mix
+from cadence.errors import CadenceError, PlanError
+from cadence.plan import Plan, read_plan_file
+from cadence.torch import optimizer_channels
+
+from test_text_workload import make_corpus
+
+DOMAINS = ("code", "numbers", "prose")
+
+
+def plan(mixture, horizon=10, **kw):
+    return Plan({"lr": "cosine(peak=1e-3)", "mixture": mixture}, horizon=horizon, domains=DOMAINS, **kw)
+
+
+def test_weights_are_normalised_at_every_step_and_follow_their_schedules():
+    p = plan({"code": 2, "numbers": "linear(peak=1, final=3)", "prose": 0})
+    first = p.values()
+    assert first["mixture/code"] == pytest.approx(2 / 3) and first["mixture/numbers"] == pytest.approx(1 / 3)
+    assert first["mixture/prose"] == 0.0 and "mixture" not in first
+    p.advance()
+    p.advance()
+    numbers = 1 + 2 * 2 / 10  # linear from 1 to 3 over the 10-step horizon, at step 2
+    assert p.mixture() == pytest.approx({"code": 2 / (2 + numbers), "numbers": numbers / (2 + numbers), "prose": 0.0})
+    preview = p.preview()
+    assert np.allclose(preview["mixture/code"] + preview["mixture/numbers"] + preview["mixture/prose"], 1.0)
+    assert preview["mixture/numbers"][2] == pytest.approx(p.mixture()["numbers"])
+    assert optimizer_channels(p) == ["lr"]  # the mixture is not an optimizer field
+
+
+def test_the_spec_form_and_the_object_form_are_one_channel():
+    a, b = plan("mix(code=1, numbers=1, prose=2)"), plan({"code": 1, "numbers": 1, "prose": 2})
+    assert a.channels == b.channels == {"lr": a.channels["lr"], "mixture": {"code": 1.0, "numbers": 1.0, "prose": 2.0}}
+    assert a.values() == b.values()
+    state = json.loads(json.dumps(a.state_dict()))  # the channels, as a checkpoint holds them
+    b.load_state_dict(state)
+    other = plan({"code": 1, "numbers": 2, "prose": 2})
+    with pytest.raises(PlanError, match="its 'mixture' is"):
+        other.load_state_dict(state)
+
+
+@pytest.mark.parametrize("mixture, message", [
+    ({"code": -1, "numbers": 1, "prose": 1}, "finite number >= 0"),
+    ({"code": float("nan"), "numbers": 1, "prose": 1}, "finite number >= 0"),
+    ({"code": 0, "numbers": 0, "prose": 0}, "all zero at step 0"),
+    ({"code": 1, "numbers": 1, "prose": 1, "web": 1}, "names 'web', which the run does not have"),
+    ({"code": 1, "numbers": 1}, "has no weight for 'prose'"),
+    ({"code": 1, "numbers": True, "prose": 1}, "a number >= 0 or a schedule"),
+    ({"code": 1, "numbers": "plateau(cosine(peak=1))", "prose": 1}, "not a controller"),
+    ("cosine(peak=1)", "takes a weight per domain"),
+    (0.5, "takes a weight per domain"),
+])
+def test_bad_mixtures_are_one_line_errors(mixture, message):
+    with pytest.raises(CadenceError, match=message) as e:
+        plan(mixture)
+    assert "\n" not in str(e.value)
+
+
+def test_a_mixture_needs_domains_and_only_the_mixture_takes_one():
+    with pytest.raises(PlanError, match="needs the run's domains"):
+        Plan({"lr": 0.1, "mixture": {"a": 1, "b": 1}}, horizon=5)
+    with pytest.raises(PlanError, match="takes one schedule, not an object"):
+        Plan({"lr": {"a": 1}}, horizon=5, domains=DOMAINS)
+    with pytest.raises(PlanError, match="mix\\(\\) gives a weight per domain"):
+        Plan({"lr": "mix(a=1, b=1)"}, horizon=5, domains=("a", "b"))
+    with pytest.raises(PlanError, match="two or more domains"):
+        Plan({"lr": 0.1, "mixture": {"a": 1}}, horizon=5, domains=("a",))
+    ahead = Plan({"lr": 0.1, "mixture": {"code": "linear(peak=1, final=0)", "numbers": 0, "prose": 0}}, horizon=4,
+                 domains=DOMAINS)  # code alone, falling towards 0 but never reaching it within the horizon
+    assert ahead.preview()["mixture/code"].tolist() == [1.0] * 4
+    with pytest.raises(PlanError, match="all zero at step 0"):  # a warmup from 0: nothing to draw at the start
+        Plan({"lr": 0.1, "mixture": {"code": "constant(1, warmup=2)", "numbers": 0, "prose": 0}}, horizon=4,
+             domains=DOMAINS)
+    assert Mix(a=1, b=2).spec() == "mix(a=1.0, b=2.0)" and Mix(a=1, b="linear(peak=1)").spec().startswith("mix(a=1.0, b=linear(")
+
+
+def test_plan_files_write_the_mixture_as_an_object(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("channels:\n  lr: cosine(peak=1e-3)\n  mixture: {code: 0.5, numbers: 'linear(peak=0.2, final=0.4)', "
+                    "prose: 0.3}\n")
+    data = read_plan_file(path)
+    p = Plan(data["channels"], horizon=10, domains=DOMAINS)
+    assert p.values()["mixture/code"] == pytest.approx(0.5 / 1.0)
+    path.write_text("channels:\n  lr: cosine(peak=1e-3)\n  mixture: {code: [1], numbers: 1, prose: 1}\n")
+    with pytest.raises(PlanError, match="gives domain 'code' the weight"):
+        read_plan_file(path)
+
+
+def config(data, **kw):
+    base = dict(workload="text", data=str(data), size="xs", horizon=12, batch_size=8, eval_every=6,
+                checkpoint_every=4, channels={"lr": "cosine(peak=2e-3, warmup=2)",
+                                              "mixture": {"code": 3, "numbers": "linear(peak=0, final=2)", "prose": 0}})
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def test_the_runner_draws_by_the_mixture_and_resumes_exactly(tmp_path):
+    data = make_corpus(tmp_path / "corpus")
+    train(config(data), tmp_path / "a", threads=1)
+    train(config(data), tmp_path / "b", threads=1, stop_after=7)
+    train(config(data), tmp_path / "b", threads=1, resume=True)
+    assert (tmp_path / "a" / "metrics.csv").read_bytes() == (tmp_path / "b" / "metrics.csv").read_bytes()
+    m = load_metrics(tmp_path / "a" / "metrics.csv")
+    header = (tmp_path / "a" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "mixture" not in header and {f"train_loss/{d}" for d in DOMAINS} <= set(header)
+    assert m["samples/prose"].tolist() == [0] * 12 and np.isnan(m["train_loss/prose"]).all()  # weight 0: never drawn
+    assert m["mixture/numbers"][0] == 0 and m["samples/numbers"][0] == 0 and m["samples/numbers"][-1] > 0
+    assert m["mixture/code"][0] == 1.0 and m["mixture/code"][-1] == pytest.approx(3 / (3 + 2 * 11 / 12))
+    assert np.isfinite(m["train_loss/code"]).all()
+    saved = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert saved["config"]["channels"]["mixture"] == {"code": 3.0, "numbers": "linear(peak=0, final=2, warmup=0)",
+                                                      "prose": 0.0}
+
+
+def test_a_bad_mixture_on_the_command_line_is_one_line_before_anything_is_written(tmp_path, capsys):
+    data = make_corpus(tmp_path / "corpus")
+    for spec, message in (("mix(code=1, numbers=1)", "no weight for 'prose'"),
+                          ("mix(code=-1, numbers=1, prose=1)", "finite number >= 0"),
+                          ("mix(code=0, numbers=0, prose=0)", "all zero"),
+                          ("cosine(peak=1)", "takes a weight per domain")):
+        code = main(["run", "text", "--data", str(data), "--set", f"mixture={spec}", "--steps", "2", "--size", "xs",
+                     "--out", str(tmp_path / "out"), "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+        assert not (tmp_path / "out").exists()
+    code = main(["run", "tiny-lm", "--set", "mixture=mix(a=1, b=1)", "--steps", "2", "--size", "xs",
+                 "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs the run's domains" in err and not (tmp_path / "out").exists()
