@@ -172,7 +172,9 @@ def _same_shape(model: Any, value: Any) -> bool:
     if isinstance(model, dict):
         return isinstance(value, dict) and set(model) == set(value) and all(
             _same_shape(model[k], value[k]) for k in model)
-    if model is None or _is_number(model):  # a number that may be unknown (None) or infinite ("inf", "-inf")
+    if model is None:  # not known yet: a number, or a record a controller fills later (its check_state checks it)
+        return value is None or _is_number(value) or value in ("inf", "-inf") or isinstance(value, (dict, list))
+    if _is_number(model):  # a number that may be unknown (None) or infinite ("inf", "-inf")
         return value is None or _is_number(value) or value in ("inf", "-inf")
     if isinstance(model, list):
         return isinstance(value, list)

@@ -110,6 +110,13 @@ class RunConfig:
     forecast: "dict | str | os.PathLike | None" = None
     # the data folder of a workload that reads one (text: its subfolders are the domains); None: the workload's own
     data: str | None = None
+    # continual pre-training: a finished run whose weights (and, with init_optimizer, optimizer state) this run
+    # starts from; resolved to the record of cadence.bench.continual.read_init, which run.json keeps
+    init: "dict | str | os.PathLike | None" = None
+    init_optimizer: bool = False
+    # [every, until]: evaluate every `every` steps during the first `until` steps as well (the stability gap after
+    # a switch of data); a run with `init` gets [max(1, eval_every // 10), 2 * eval_every] unless given
+    dense_eval: "list[int] | None" = None
 
     def resolved(self) -> "RunConfig":
         """Fill workload defaults and validate; the result is what run.json records."""
@@ -129,6 +136,7 @@ def resolve(config: RunConfig, world: int = 1) -> "tuple[RunConfig, Plan]":
     cfg = RunConfig(**asdict(config))
     cfg.data = data
     cfg.forecast = config.forecast  # as given: asdict() would turn a FittedLaw into a dict of its fields
+    cfg.init = config.init if not isinstance(config.init, os.PathLike) else os.fspath(config.init)
     if cfg.size is not None and not isinstance(cfg.size, str):
         raise CadenceError(f"size must be a name; got {cfg.size!r}", field="size")
     cfg.size = w.check_size(cfg.size or w.default_size)
@@ -186,6 +194,7 @@ def resolve(config: RunConfig, world: int = 1) -> "tuple[RunConfig, Plan]":
                             field="channels")
     if cfg.guards is not None and not isinstance(cfg.guards, dict):
         raise PlanError(f"guards must map guard names to their settings; got {str(cfg.guards)[:60]!r}", field="guards")
+    _fill_reference(cfg, w)
     plan = _make_plan(cfg, w, world)
     cfg.guards = {name: settings_of(name, g) for name, g in plan.guards.items()} or None
     _optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))], plan)  # every optimizer channel names a field it has
@@ -193,12 +202,79 @@ def resolve(config: RunConfig, world: int = 1) -> "tuple[RunConfig, Plan]":
     if cfg.unit == "step" and cfg.horizon > MAX_STEPS:
         raise LimitError(f"horizon is {cfg.horizon} steps; at most {MAX_STEPS} is supported", field="horizon")
     _check_monitors(plan, cfg, w)
+    _resolve_init(cfg)
     if cfg.forecast is not None:
         from cadence.bench.run_forecast import check_forecastable, law_content
 
         cfg.forecast = law_content(cfg.forecast)
         check_forecastable(plan, cfg.forecast)
     return cfg, plan
+
+
+def _fill_reference(cfg: RunConfig, w) -> None:
+    """``doremi(reference='RUN')``: the reference run's final validation loss per domain, read once and written
+    into the spec (``reference_loss``), so that run.json holds the numbers and a resume never reads the run again."""
+    spec = cfg.channels.get("mixture")
+    if not isinstance(spec, str) or "doremi" not in spec:
+        return
+    from cadence.schedules import parse
+
+    mixer = parse(spec)
+    if mixer.name != "doremi" or mixer.reference is None or mixer.reference_loss is not None:
+        return
+    from cadence.bench.report import load_metrics
+
+    folder = Path(mixer.reference)
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    if manifest is None:
+        raise PlanError(f"doremi: the reference run {str(folder)[:200]} is not a run folder (no run.json)",
+                        field="mixture")
+    if manifest.get("status") != "complete":
+        raise PlanError(f"doremi: the reference run {str(folder)[:200]} is {manifest.get('status')}, not complete",
+                        field="mixture")
+    metrics = load_metrics(folder / "metrics.csv")
+    losses = []
+    for d in w.domain_names():
+        column = metrics.get(f"val_loss/{d}")
+        measured = column[np.isfinite(column)] if column is not None else []
+        if not len(measured):
+            raise PlanError(f"doremi: the reference run {str(folder)[:200]} has no validation loss of domain {d!r}; "
+                            "it must be a run of the same domains", field="mixture")
+        losses.append(float(measured[-1]))
+    params = dict(mixer.params)
+    params.update(reference=os.path.abspath(folder), reference_loss=losses)
+    cfg.channels = {**cfg.channels, "mixture": type(mixer)(**params).spec()}
+
+
+def _resolve_init(cfg: RunConfig) -> None:
+    """Check the continual pre-training settings; a run folder given as ``init`` becomes its record."""
+    if not isinstance(cfg.init_optimizer, bool):
+        raise CadenceError(f"init_optimizer must be true or false; got {cfg.init_optimizer!r}", field="init_optimizer")
+    if cfg.init is None:
+        if cfg.init_optimizer:
+            raise CadenceError("init_optimizer asks for the optimizer state of the run to start from: give init too",
+                               field="init_optimizer")
+    else:
+        from cadence.bench import continual
+
+        if isinstance(cfg.init, dict):  # a resume: run.json's record
+            cfg.init = continual.check_record(cfg.init)
+            if cfg.init["optimizer"] != cfg.init_optimizer:
+                raise CadenceError("the init record and init_optimizer disagree", field="init")
+        elif isinstance(cfg.init, str) and cfg.init.strip() and "\x00" not in cfg.init:
+            cfg.init = continual.read_init(cfg.init, workload=cfg.workload, size=cfg.size,
+                                           optimizer=cfg.init_optimizer).record
+        else:
+            raise CadenceError(f"init must name a finished run's folder; got {str(cfg.init)[:60]!r}", field="init")
+        if cfg.dense_eval is None:
+            cfg.dense_eval = [max(1, cfg.eval_every // 10), 2 * cfg.eval_every]
+    if cfg.dense_eval is not None:
+        d = cfg.dense_eval
+        if not (isinstance(d, (list, tuple)) and len(d) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_STEPS for v in d)):
+            raise CadenceError(f"dense_eval must be [every, until], two whole numbers of steps >= 1; got {str(d)[:60]}",
+                               field="dense_eval")
+        cfg.dense_eval = [int(d[0]), int(d[1])]
 
 
 def _check_device(device) -> None:
@@ -304,10 +380,12 @@ _FIELD_TYPES = {  # what run.json may hold for each RunConfig field (before vali
     "batch_size": (int, type(None)), "micro_batch": (int, type(None)), "optimizer": (str,),
     "weight_decay": (int, float, type(None)), "clip": (int, float, type(None)), "eval_every": (int, type(None)),
     "checkpoint_every": (int,), "skip_nonfinite": (bool,), "device": (str,), "guards": (dict, type(None)),
-    "forecast": (dict, type(None)), "data": (str, type(None)),
+    "forecast": (dict, type(None)), "data": (str, type(None)), "init": (dict, type(None)), "init_optimizer": (bool,),
+    "dense_eval": (list, type(None)),
 }
 CONFIG_FIELDS = tuple(_FIELD_TYPES)
-_OPTIONAL_FIELDS = {"guards": None, "forecast": None, "data": None}  # fields a run.json written before they existed may lack
+_OPTIONAL_FIELDS = {"guards": None, "forecast": None, "data": None, "init": None, "init_optimizer": False,
+                    "dense_eval": None}  # fields a run.json written before they existed may lack
 
 
 def _read_json(path: Path, what: str) -> object:
@@ -688,6 +766,8 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
     if previous is not None and os.path.lexists(checkpoint):
         elapsed, offsets = _load_checkpoint(checkpoint, cfg, settings, loop)
     start = plan.clock.step
+    if start == 0 and cfg.init is not None:  # continual pre-training: the weights of the run it starts from
+        _start_from(loop, cfg)
     saved = start if start > 0 else None  # the step of the last checkpoint on disk
 
     segment = {"from_step": start, "threads": torch.get_num_threads(), "torch": torch.__version__}
@@ -834,8 +914,58 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         if board is not None:
             board.close()
     manifest["train_seconds"] = round(elapsed, 3)
+    if cfg.init is not None and manifest["status"] == "complete" and main:
+        gaps = _stability_gap(cfg, out, workload)
+        if gaps is not None:
+            manifest["stability_gap"] = gaps
+            for column, g in gaps.items():
+                say(f"stability gap of {column}: depth {g['depth']:.4f} ({100 * g['depth_rel']:.1f}%) at step "
+                    f"{g['peak_step']}, " + (f"back within {100 * 0.01:.0f}% after {g['length']} steps" if g["recovered"]
+                                             else "not back by the end of the run"))
     write_manifest(manifest)
     return manifest
+
+
+def _start_from(loop: "Loop", cfg: RunConfig) -> None:
+    """Load the init run's weights (and optimizer state) into a fresh loop; the record must still match."""
+    from cadence.bench import continual
+
+    problem = continual.verify(cfg.init)
+    if problem:
+        raise RunError(f"cannot start from {cfg.init['run']}: {problem}", field="init")
+    init = continual.read_init(cfg.init["run"], workload=cfg.workload, size=cfg.size, optimizer=cfg.init_optimizer)
+    continual.check_fits(loop.model, init, loop.opt if cfg.init_optimizer else None)
+    loop.model.load_state_dict(init.model)
+    if init.optimizer is not None:  # the moments and step counts; the settings of this run's param groups stay
+        settings = [{k: v for k, v in g.items() if k != "params"} for g in loop.opt.param_groups]
+        loop.opt.load_state_dict(init.optimizer)
+        for group, mine in zip(loop.opt.param_groups, settings):
+            group.update(mine)
+
+
+def _stability_gap(cfg: RunConfig, out: Path, workload) -> "dict | None":
+    """After a run started from another: the depth and length of each shared domain's dip (continual.stability_gap)."""
+    from cadence.bench import continual
+    from cadence.bench.report import load_metrics
+
+    try:
+        before = load_metrics(Path(cfg.init["run"]) / "metrics.csv")
+        after = load_metrics(out / "metrics.csv")
+    except CadenceError:
+        return None
+    gaps = {}
+    columns = [f"val_loss/{d}" for d in workload.domain_names()] or ["val_loss"]
+    for column in columns:
+        if column not in before or column not in after:
+            continue
+        measured = before[column][np.isfinite(before[column])]
+        if not measured.size:
+            continue
+        try:
+            gaps[column] = continual.stability_gap(after, column, 0, baseline=float(measured[-1]))
+        except CadenceError:
+            continue
+    return gaps or None
 
 
 def _roll_back(loop: "Loop", out: Path, cfg: RunConfig, settings: str, saved: int | None, step: int,
@@ -1129,7 +1259,8 @@ class Loop:
             self.model.eval()
             probe = self.workload.probe(self.model)
             self.plan.observe(probe)
-        if step % self.cfg.eval_every and not self.plan.done:
+        dense = self.cfg.dense_eval is not None and step <= self.cfg.dense_eval[1] and step % self.cfg.dense_eval[0] == 0
+        if step % self.cfg.eval_every and not self.plan.done and not dense:
             return probe
         self.model.eval()
         result = self.workload.evaluate(self.model)
@@ -1188,6 +1319,8 @@ class Loop:
 
 def _setting(key: str, value) -> str:
     """A setting as a message shows it: its repr, and a recorded law in a few words (not its whole report)."""
+    if key == "init" and isinstance(value, dict):
+        return f"{str(value.get('run'))[:200]} (checkpoint sha256 {str(value.get('checkpoint'))[:16]})"
     if key != "forecast" or not isinstance(value, dict):
         return repr(value)
     params = value.get("params")

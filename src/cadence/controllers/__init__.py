@@ -10,6 +10,8 @@ written in the same spec language as schedules and may wrap them:
 * ``noise_batch``: the batch size grown towards the measured gradient noise scale.
 * ``scale_with``: a schedule scaled by another channel (the square-root LR rule).
 * ``mix``: the ``mixture`` channel's weight per domain, each a number or a schedule.
+* ``odm``, ``doremi``, ``aioli``: online data mixing (docs/data.md): a bandit over domains,
+  group reweighting against a reference run, a linear mixing law re-estimated in rounds.
 
 Building blocks: :class:`PlateauRule` and :func:`noise_scale` / :class:`NoiseScale`.
 """
@@ -21,13 +23,15 @@ from cadence.controllers.plateau import Plateau
 from cadence.controllers.plateau_rule import PlateauRule
 from cadence.controllers.base import VectorController
 from cadence.controllers.mixture import Mix
+from cadence.controllers.mixing import MIXERS, ODM, Aioli, DoReMi
 from cadence.schedules.registry import register
 
-CONTROLLERS = (Plateau, NoiseBatch, ScaleWith, Mix)
+CONTROLLERS = (Plateau, NoiseBatch, ScaleWith, Mix, *MIXERS)
 for _cls in CONTROLLERS:
     register(_cls, kind="controller")
 
 plateau, noise_batch, scale_with, mix = Plateau, NoiseBatch, ScaleWith, Mix
+odm, doremi, aioli = ODM, DoReMi, Aioli
 
-__all__ = ["Controller", "VectorController", "Mix", "mix", "Plateau", "NoiseBatch", "ScaleWith", "CONTROLLERS", "NOISE_SIGNALS", "NoiseScale",
+__all__ = ["Controller", "VectorController", "Mix", "mix", "ODM", "DoReMi", "Aioli", "odm", "doremi", "aioli", "Plateau", "NoiseBatch", "ScaleWith", "CONTROLLERS", "NOISE_SIGNALS", "NoiseScale",
            "noise_scale", "PlateauRule", "plateau", "noise_batch", "scale_with"]
