@@ -29,7 +29,11 @@ so a killed comparison loses at most the steps since each run's last checkpoint.
 * ``bench.json`` is format ``cadence.bench/2`` when the comparison is what that format can
   say (a step clock given as ``steps``, LR-spec candidates, no micro-batch), so the previous
   release reads it too; otherwise ``cadence.bench/3`` (``unit``, ``horizon``,
-  ``micro_batch``, plan candidates). ``cadence.bench/1`` and ``/2`` files are read.
+  ``micro_batch``, plan candidates, ``data``). ``cadence.bench/1`` and ``/2`` files are read.
+* ``data`` (the folder of a workload that reads one: ``text``) goes to every run; a plan
+  candidate's own ``data:`` must name the same folder. A comparison without it writes the
+  bench.json it wrote before the setting existed (no ``data`` key), and such a file reads as
+  ``data`` None.
 """
 
 from __future__ import annotations
@@ -59,18 +63,20 @@ __all__ = ["BenchConfig", "run_bench", "plan_candidate", "is_plan_file", "QUICK"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 _RUN_DIR = re.compile(r"^runs/([A-Za-z0-9][A-Za-z0-9_.+-]{0,63})/seed-([0-9]{1,6})$")
-FORMAT = "cadence.bench/3"  # unit, horizon, micro_batch; a candidate may be a plan (a mapping)
+FORMAT = "cadence.bench/3"  # unit, horizon, micro_batch, data; a candidate may be a plan (a mapping)
 FORMAT_2 = "cadence.bench/2"  # a step clock (steps) and LR-spec candidates: still written for such comparisons
 FORMAT_1 = "cadence.bench/1"  # config key "plans" for "candidates"; still read
-_NEW_KEYS = ("unit", "horizon", "micro_batch")  # the config keys FORMAT added to FORMAT_2's
-REPORT_FILES = ("report.md", "summary.csv", "loss.png", "val_loss.png")
+_NEW_KEYS = ("unit", "horizon", "micro_batch", "data")  # the config keys FORMAT added to FORMAT_2's
+# FORMAT keys written only when set: a comparison without them writes (and an earlier release reads) what it did before.
+_IF_SET = ("data",)
+REPORT_FILES = ("report.md", "summary.csv", "loss.png", "val_loss.png", "val_loss_domains.png", "mixture.png")
 BENCH_TEMP = stable_temp("bench.json").name
 # What a plan file may hold besides unit, horizon and channels: the runner's settings.
 _PLAN_SETTINGS = tuple(k for k in CONFIG_FIELDS if k not in PLAN_KEYS)
 _RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
 # The comparison's settings that a plan candidate may also give, and their defaults (given = another value).
 _SHARED = {"size": None, "batch_size": None, "micro_batch": None, "optimizer": "adamw", "weight_decay": None,
-           "eval_every": None, "checkpoint_every": 100, "device": "cpu"}
+           "eval_every": None, "checkpoint_every": 100, "device": "cpu", "data": None}
 
 # Documented limits (docs/runner.md).
 MAX_SEEDS = 1000
@@ -128,10 +134,21 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _channel_value(value) -> bool:
+    """What a channel may be given in a comparison: a spec, a finite number, or a weight per key (the mixture
+    channel's {domain: spec or number})."""
+    if isinstance(value, dict):
+        return bool(value) and all(isinstance(k, str) and _channel_value(v) and not isinstance(v, dict)
+                                   for k, v in value.items())
+    return isinstance(value, str) or (_is_number(value) and math.isfinite(value))
+
+
 def _spec_key(value):
-    """A channel's value in a form two equal specs share (a number, or the normalised spec)."""
+    """A channel's value in a form two equal specs share (a number, or the normalised spec; per key for a mapping)."""
     from cadence.schedules import parse
 
+    if isinstance(value, dict):
+        return {k: _spec_key(v) for k, v in value.items()}
     if _is_number(value):
         return float(value)
     try:
@@ -175,6 +192,7 @@ class BenchConfig:
     unit: str | None = None  # 'step', 'sample' or 'token'; None: the plan candidates', else 'step'
     horizon: int | str | None = None  # in `unit`, or a duration ('2Mtok'); None: the plan candidates', else the workload's
     micro_batch: int | None = None  # samples per forward/backward (a batch is accumulated from micro-batches)
+    data: str | None = None  # the data folder of a workload that reads one (text: its subfolders are the domains)
 
     def check(self) -> "BenchConfig":
         """Validate what the matrix itself needs (names, counts, the clock's form); the runs validate the rest."""
@@ -193,10 +211,9 @@ class BenchConfig:
                 raise CadenceError(f"candidate {name!r}: the spec must be a string or a plan; got {str(spec)[:80]!r}",
                                    field="candidates")
         if not isinstance(self.channels, dict) or not all(
-                isinstance(k, str) and (isinstance(v, str) or (_is_number(v) and math.isfinite(v)))
-                for k, v in self.channels.items()):
-            raise CadenceError(f"channels must map channel names to specs or numbers; got {str(self.channels)[:80]!r}",
-                               field="channels")
+                isinstance(k, str) and _channel_value(v) for k, v in self.channels.items()):
+            raise CadenceError(f"channels must map channel names to specs or numbers (or, for a channel with a weight "
+                               f"per domain, to a mapping of them); got {str(self.channels)[:80]!r}", field="channels")
         if "lr" in self.channels:
             raise CadenceError("the learning rate is each candidate's own; channels cannot drive 'lr'", field="channels")
         if self.baseline is not None and self.baseline not in self.candidates:
@@ -226,6 +243,8 @@ class BenchConfig:
                                              or self.micro_batch < 1):
             raise CadenceError(f"micro_batch must be a positive whole number; got {str(self.micro_batch)[:40]!r}",
                                field="micro_batch")
+        if self.data is not None and (not isinstance(self.data, str) or not self.data.strip() or "\x00" in self.data):
+            raise CadenceError(f"data must name a folder; got {str(self.data)[:60]!r}", field="data")
         return self
 
     def _check_plan(self, name: str, plan: dict) -> None:
@@ -241,9 +260,9 @@ class BenchConfig:
                             field="candidates")
         channels = plan.get("channels")
         if not isinstance(channels, dict) or not channels or not all(
-                isinstance(k, str) and (isinstance(v, str) or (_is_number(v) and math.isfinite(v)))
-                for k, v in channels.items()):
-            raise PlanError(f"{where}: channels must map channel names to specs or numbers", field="candidates")
+                isinstance(k, str) and _channel_value(v) for k, v in channels.items()):
+            raise PlanError(f"{where}: channels must map channel names to specs or numbers (or, for a channel with "
+                            "a weight per domain such as mixture, to a mapping of them)", field="candidates")
         for key, value in plan.items():
             if not _plain(value):
                 raise PlanError(f"{where}: {key} must be plain data (numbers, text, lists, mappings); got "
@@ -296,6 +315,12 @@ class BenchConfig:
                 continue
             if key not in _RUN_FIELDS:
                 raise PlanError(f"{where}: the runner has no setting {key!r}", field="candidates")
+            if key == "data" and shared["data"] is not None:
+                if not isinstance(value, str) or os.path.abspath(value) != os.path.abspath(shared["data"]):
+                    raise PlanError(f"{where}: its plan file's data {str(value)[:120]!r} and the comparison's "
+                                    f"{shared['data'][:120]!r} name different folders; give it in one place",
+                                    field="candidates")
+                continue  # the same folder: the comparison's spelling goes to the run
             if key in shared and shared[key] is not None and shared[key] != _SHARED[key] and shared[key] != value:
                 raise PlanError(f"{where}: its plan file sets {key} {str(value)[:40]} and the comparison "
                                 f"{str(shared[key])[:40]}; give it in one place", field="candidates")
@@ -313,6 +338,8 @@ class BenchConfig:
         except CadenceError as e:
             if type(e).__init__ is not CadenceError.__init__ or not (isinstance(candidate, dict) or e.field == "lr"):
                 raise
+            if e.field == "data" and "data" not in candidate:  # the comparison's folder, not the candidate's
+                raise
             message = " ".join(str(e).split())
             raise type(e)(f"candidate {_label(name, candidate)}: {message}", field="candidates") from None
 
@@ -320,6 +347,10 @@ class BenchConfig:
         """Each candidate's seed-0 run, resolved, after checking that they all count the same unit to the same
         horizon (and that a plan candidate's clock agrees with the one the comparison gives)."""
         self.check()
+        if self.data is not None:  # a workload that reads no folder: said once, for the comparison, not per candidate
+            from cadence.bench.workloads import get_workload
+
+            get_workload(self.workload, os.path.abspath(self.data))
         clock = self._clock()
         first = {name: self._resolve(name, self._run_config(name, 0, clock)) for name in self.candidates}
         clocks = {_label(name, self.candidates[name]): (cfg.unit, cfg.horizon) for name, cfg in first.items()}
@@ -358,7 +389,10 @@ class BenchConfig:
     def record(self) -> dict:
         """What bench.json holds: FORMAT_2 when that format can say it (read by the previous release), else FORMAT."""
         config = asdict(self)
-        old = (self.steps is not None and all(config[k] is None for k in _NEW_KEYS)
+        for key in _IF_SET:
+            if config[key] is None:
+                del config[key]
+        old = (self.steps is not None and all(config.get(k) is None for k in _NEW_KEYS)
                and all(isinstance(c, str) for c in self.candidates.values())
                and all(isinstance(v, str) for v in self.channels.values()))
         if old:
@@ -421,7 +455,7 @@ def _canonical(record: object) -> object:
     config = record["config"]
     if record.get("format") != FORMAT:
         config = {**{k: None for k in _NEW_KEYS}, **config}
-    return config
+    return {**{k: None for k in _IF_SET}, **config}
 
 
 # -- the comparison folder -------------------------------------------------------------------

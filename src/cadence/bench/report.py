@@ -11,6 +11,12 @@ equal samples or tokens, and the figures are drawn against them).
   a run's validation loss is at or below the target (default: the baseline candidate's mean
   final validation loss), averaged over the seeds that reach it. Speed-up: the baseline's
   figure divided by the candidate's.
+* Domains (a workload whose metrics.csv has ``val_loss/<domain>`` columns, such as ``text``):
+  each domain's final validation loss, their mean, and the worst domain (the one whose final
+  loss, averaged over seeds, is highest) with its loss, each mean ± standard deviation over
+  seeds; figures of each domain's validation loss (``val_loss_domains.png``) and of each
+  candidate's mixture weights ``mixture/<domain>`` stacked (``mixture.png``). A comparison
+  without domains gets none of these: its report is what it was before.
 """
 
 from __future__ import annotations
@@ -127,6 +133,41 @@ def _finished(m: dict[str, np.ndarray], path: Path, unit: str, horizon: int) -> 
     return len(reached) > 0
 
 
+_DOMAIN = "val_loss/"  # metrics.csv: a domain's validation loss column is val_loss/<domain>
+_MIXTURE = "mixture/"  # and the weight each step gave it, mixture/<domain>
+
+
+def _domains(runs: dict[str, list[dict]], prefix: str = _DOMAIN) -> list[str]:
+    """The domains named by any run's ``<prefix><domain>`` columns, in the order the runs name them."""
+    seen: dict[str, None] = {}
+    for ms in runs.values():
+        for m in ms:
+            for column in m:
+                if column.startswith(prefix) and len(column) > len(prefix):
+                    seen.setdefault(column[len(prefix):], None)
+    return list(seen)
+
+
+def _domain_rows(rows: list[dict], runs: dict[str, list[dict]], domains: list[str]) -> None:
+    """Each row gains its final validation loss per domain, their mean and the worst domain (mean ± std over seeds).
+
+    A run's final loss in a domain is ``val_loss/<domain>`` at its last row (as the final val loss is
+    ``val_loss`` there); the mean is over the domains the run measured. The worst domain is the one
+    whose final loss, averaged over the seeds, is highest; its loss is that domain's, mean ± std.
+    """
+    for r in rows:
+        ms = runs[r["candidate"]]
+        finals = {d: [float(m[_DOMAIN + d][-1]) for m in ms if _DOMAIN + d in m] for d in domains}
+        finals = {d: xs for d, xs in finals.items() if xs}
+        r["domain_final"] = {d: _mean_std(xs) for d, xs in finals.items()}
+        means = [float(np.mean([m[_DOMAIN + d][-1] for d in domains if _DOMAIN + d in m])) for m in ms
+                 if any(_DOMAIN + d in m for d in domains)]
+        r["domain_mean"] = _mean_std(means) if means else None
+        worst = max(r["domain_final"], key=lambda d: r["domain_final"][d][0], default=None)
+        r["worst_domain"] = worst
+        r["worst_val"] = r["domain_final"][worst] if worst is not None else None
+
+
 def summarise(folder: "str | Path") -> dict:
     from cadence.bench.compare import BenchConfig
     from cadence.bench.runner import _read_json
@@ -190,8 +231,12 @@ def summarise(folder: "str | Path") -> dict:
     for r in rows:
         s, b = r["to_target"], base["to_target"]
         r["speedup"] = (b / s) if (s and b) else None
+    domains = _domains(runs)
+    if domains:
+        _domain_rows(rows, runs, domains)
     return {"workload": bench["workload"], "steps": horizon if unit == "step" else None, "unit": unit,
-            "horizon": horizon, "baseline": baseline, "target": target, "rows": rows, "runs": runs, "bench": bench}
+            "horizon": horizon, "baseline": baseline, "target": target, "rows": rows, "runs": runs, "bench": bench,
+            "domains": domains}
 
 
 def _final_train(m: dict[str, np.ndarray], unit: str, horizon: int) -> float:
@@ -230,6 +275,26 @@ def _table(summary: dict) -> str:
         sp = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
         lines.append(f"| {r['candidate']}{mark} | {v:.4f} ± {s:.4f} | {r['final_train'][0]:.4f} ± {r['final_train'][1]:.4f} "
                      f"| {stt} | {r['reached']} | {sp} |" + (f" {r['steps']:.0f} |" if counted else ""))
+    return "\n".join(lines)
+
+
+def _domain_table(summary: dict) -> str:
+    """Per candidate: the final loss averaged over domains, the worst domain and its loss, then each domain's."""
+    domains = summary["domains"]
+    lines = ["| candidate | mean over domains | worst domain | worst-domain loss | "
+             + " | ".join(f"`{d}`" for d in domains) + " |",
+             "|---|---|---|---|" + "---|" * len(domains)]
+
+    def cell(pair):
+        return "-" if pair is None else f"{pair[0]:.4f} ± {pair[1]:.4f}"
+
+    for r in summary["rows"]:
+        if r.get("domain_mean") is None:  # every run diverged
+            lines.append(f"| {r['candidate']} | - | - | - | " + " | ".join("-" for _ in domains) + " |")
+            continue
+        lines.append(f"| {r['candidate']} | {cell(r['domain_mean'])} | "
+                     f"{'-' if r['worst_domain'] is None else '`' + r['worst_domain'] + '`'} | {cell(r['worst_val'])} | "
+                     + " | ".join(cell(r["domain_final"].get(d)) for d in domains) + " |")
     return "\n".join(lines)
 
 
@@ -346,6 +411,96 @@ def _figures(summary: dict, folder: Path) -> list[str]:
     return made
 
 
+def _grid(n: int) -> tuple[int, int]:
+    """(rows, columns) of panels for ``n`` panels: one row up to 3, then rows of at most 4 (3 for 5, 6 or 9)."""
+    cols = n if n <= 3 else (3 if n in (5, 6, 9) else 4)
+    return -(-n // cols), cols
+
+
+def _domain_figures(summary: dict, folder: Path) -> list[str]:
+    """val_loss_domains.png (a panel per domain: each candidate's validation loss in it) and mixture.png (a panel per
+    candidate: its mixture weights stacked); none for a comparison without domains."""
+    rows = [r for r in summary["rows"] if summary["runs"][r["candidate"]]]
+    domains = summary.get("domains") or []
+    if not rows or not domains:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    unit = summary["unit"]
+    xlabel = _COUNTER[unit]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    made = []
+
+    nrows, ncols = _grid(len(domains))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
+    for ax, d in zip(axes.ravel(), domains):
+        column = _DOMAIN + d
+        seen, ends = [], []
+        for i, row in enumerate(rows):
+            runs = [m for m in summary["runs"][row["candidate"]] if column in m]
+            if not runs:
+                continue
+            masks = [~np.isnan(m[column]) for m in runs]
+            x = _position(runs[0], unit)[masks[0]]
+            vals = np.array([_on(x, _position(m, unit)[k], m[column][k]) for m, k in zip(runs, masks)])
+            c = colors[i % len(colors)]
+            ax.plot(x, vals.mean(0), color=c, lw=1.6, marker=".", ms=3, label=row["candidate"])
+            if len(runs) > 1:
+                ax.fill_between(x, vals.min(0), vals.max(0), color=c, alpha=0.2, lw=0)
+            seen.append(vals.ravel())
+            ends.append(vals.mean(0)[-1])
+        if seen:  # the late part, where candidates differ, with every candidate's end in view
+            every = np.concatenate(seen)
+            lo, hi = np.nanmin(every), max(np.nanpercentile(every, 60), np.nanmax(ends))
+            pad = 0.05 * (hi - lo) + 1e-3 * abs(lo) + 1e-9
+            ax.set_ylim(lo - pad, hi + pad)
+        ax.set_title(f"{d}")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("validation loss")
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(domains):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(f"{summary['workload']}: validation loss per domain (mean, band: min-max over seeds)")
+    fig.tight_layout()
+    atomic_write(folder / "val_loss_domains.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    made.append("val_loss_domains.png")
+
+    mixed = [r for r in rows if any(_MIXTURE + d in m for m in summary["runs"][r["candidate"]] for d in domains)]
+    if not mixed:
+        return made
+    nrows, ncols = _grid(len(mixed))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    shade = {d: colors[k % len(colors)] for k, d in enumerate(domains)}
+    for ax, row in zip(axes.ravel(), mixed):
+        runs = summary["runs"][row["candidate"]]
+        x = _position(runs[0], unit)
+        stack = np.array([np.mean([_on(x, _position(m, unit), m[_MIXTURE + d]) if _MIXTURE + d in m
+                                   else np.zeros(len(x)) for m in runs], axis=0) for d in domains])
+        ax.stackplot(x, stack, colors=[shade[d] for d in domains], labels=domains, alpha=0.85, step="post")
+        ax.set_xlim(x[0], x[-1])
+        ax.set_ylim(0, max(1.0, float(np.nanmax(stack.sum(0)))))
+        ax.set_title(row["candidate"] + (f" (mean over {len(runs)} seeds)" if len(runs) > 1 else ""))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("mixture weight")
+    for ax in axes.ravel()[len(mixed):]:
+        ax.axis("off")
+    height = 3.4 * nrows + 0.4
+    fig.set_figheight(height)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=min(len(domains), 8), fontsize=8,
+               frameon=False)
+    fig.suptitle(f"{summary['workload']}: sampling weight of each domain (mixture, stacked)")
+    fig.tight_layout(rect=(0, 0.35 / height, 1, 1))
+    atomic_write(folder / "mixture.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    made.append("mixture.png")
+    return made
+
+
 def _describe(name: str, spec) -> str:
     """A candidate in the report: its LR spec, or its plan file and what that file holds."""
     if isinstance(spec, str):
@@ -355,13 +510,34 @@ def _describe(name: str, spec) -> str:
     return f"- `{name}`: plan file `{spec['file']}`: {channels}" + (f" ({settings})" if settings else "")
 
 
+def _domain_cells(r: dict, domains: list[str], num) -> list:
+    """summary.csv's per-domain values of a row: the mean over domains, the worst domain, each domain's final loss."""
+    if not domains:
+        return []
+    mean = r.get("domain_mean") or (None, None)
+    worst = r.get("worst_val") or (None, None)
+    finals = r.get("domain_final") or {}
+    return [num(mean[0]), num(mean[1]), r.get("worst_domain") or "", num(worst[0]), num(worst[1]),
+            *(num(v) for d in domains for v in finals.get(d, (None, None)))]
+
+
 def write_report(folder: "str | Path") -> dict:
     folder = Path(folder)
     summary = summarise(folder)
-    figures = _figures(summary, folder)
+    figures = _figures(summary, folder) + _domain_figures(summary, folder)
     bench = summary["bench"]
     unit, horizon = summary["unit"], summary["horizon"]
     table = _table(summary)
+    domains = summary["domains"]
+    by_domain = ""
+    if domains:
+        by_domain = f"""
+Per domain ({len(domains)}: {', '.join(f'`{d}`' for d in domains)}): final validation loss in each domain
+(`val_loss/<domain>` at the last step), their mean, and the worst domain (highest final loss averaged over
+seeds) with its loss; mean ± std over seeds.{' Data: `' + bench['data'] + '`.' if bench.get('data') else ''}
+
+{_domain_table(summary)}
+"""
     specs = "\n".join(_describe(r["candidate"], bench["candidates"][r["candidate"]]) for r in summary["rows"])
     if summary["target"] is None:
         target = f"none (every run of the baseline `{summary['baseline']}` diverged)"
@@ -370,7 +546,8 @@ def write_report(folder: "str | Path") -> dict:
     lost = [f"`{r['candidate']}` seed {seed} at step {at}" for r in summary["rows"] for seed, at in r["diverged"]]
     diverged = (f"\nDiverged (the loss became NaN or infinite; not counted in the statistics): {', '.join(lost)}.\n"
                 if lost else "")
-    alt = {"loss.png": "training loss", "val_loss.png": "validation loss"}
+    alt = {"loss.png": "training loss", "val_loss.png": "validation loss",
+           "val_loss_domains.png": "validation loss per domain", "mixture.png": "mixture weights per candidate"}
     pictures = "".join(f"\n![{alt[name]}]({name})\n" for name in figures)
     every = f"every {bench['eval_every']} steps" if bench['eval_every'] else "at the workload's evaluation interval"
     if unit == "step":
@@ -391,7 +568,7 @@ steps to the horizon, mean over seeds."""
 optimizer {bench['optimizer']}. Target validation loss: {target}.
 {clock}
 {table}
-{diverged}
+{by_domain}{diverged}
 {explained}
 
 Candidates:
@@ -408,14 +585,19 @@ Candidates:
             w = csv.writer(f)
             w.writerow(["candidate", "seeds", "final_val_mean", "final_val_std", "final_train_mean", "final_train_std",
                         f"{unit}s_to_target", *(["steps_to_target"] if counted else []), "reached", "speedup",
-                        *(["steps"] if counted else []), "diverged", "diverged_at"])
+                        *(["steps"] if counted else []), "diverged", "diverged_at",
+                        *(["domains_val_mean", "domains_val_std", "worst_domain", "worst_domain_val_mean",
+                           "worst_domain_val_std"] if domains else []),
+                        *(f"final_val/{d}_{stat}" for d in domains for stat in ("mean", "std"))])
             for r in summary["rows"]:
                 fv, ft = r["final_val"] or (None, None), r["final_train"] or (None, None)
                 w.writerow([r["candidate"], r["seeds"], num(fv[0]), num(fv[1]), num(ft[0]), num(ft[1]),
                             "" if r["to_target"] is None else r["to_target"],
                             *([num(r["steps_to_target"])] if counted else []), r["reached"], num(r["speedup"]),
                             *([num(r["steps"])] if counted else []), len(r["diverged"]),
-                            " ".join(str(at) for _, at in r["diverged"])])
+                            " ".join(str(at) for _, at in r["diverged"]), *(_domain_cells(r, domains, num))])
     atomic_write(folder / "summary.csv", write_csv)
+    if domains:  # what cadence bench and cadence report print: both tables
+        table = f"{table}\n\n{_domain_table(summary)}"
     return {"table": table, "report": str(folder / "report.md"), "figures": figures, "target": summary["target"],
             "rows": summary["rows"], "unit": unit, "horizon": horizon}

@@ -62,6 +62,8 @@ def register(sub) -> None:
 
     b = common.command(sub, "bench", "compare candidate schedules over seeds on one workload and write a report")
     b.add_argument("workload", help="tiny-lm, text, digits, digits-cnn or logreg")
+    b.add_argument("--data", metavar="DIR", help="text: the corpus folder of every run, one subfolder per domain "
+                   "(default: three domains from the standard library)")
     b.add_argument("--candidate", metavar="NAME=SPEC", action="append", default=[],
                    help="a candidate to compare: an LR schedule, or a plan file (NAME=plan.yaml: its channels, unit, "
                         "horizon and run settings); repeat")
@@ -373,6 +375,9 @@ def _cmd_bench(args) -> None:
             raise CadenceError("give at least one --candidate NAME=SPEC (or --quick for tiny-lm)")
         defaults = {}
     plans = {name: c for name, c in candidates.items() if isinstance(c, dict)}
+    if args.data is not None and not args.data.strip():
+        raise CadenceError(f"--data must name a folder of domains; got {args.data!r}")
+    data = None if args.data is None else os.path.abspath(args.data)  # bench.json records where, wherever it is read
     _bench_clashes(args, plans)
     if any(item.partition("=")[0].strip() == "lr" for item in args.set):
         raise CadenceError("--set: the learning rate is each candidate's own; give it with --candidate")
@@ -384,7 +389,7 @@ def _cmd_bench(args) -> None:
         size=args.size or defaults.get("size"), batch_size=args.batch_size, optimizer=args.optimizer or "adamw",
         weight_decay=args.weight_decay, eval_every=args.eval_every or defaults.get("eval_every"),
         device=args.device or "cpu", channels=_fields(args.set), baseline=args.baseline or defaults.get("baseline"),
-        target=args.target,
+        target=args.target, data=data,
     )
     out = args.out or f"out/bench-{args.workload}" + ("-quick" if args.quick else "")
     # `--plan` says it is deprecated once the comparison has accepted its input (run_bench logs or warns before
@@ -459,6 +464,11 @@ def _bench_clashes(args, plans: dict) -> None:
             if mine is not None and key in plan and plan[key] != mine:
                 raise CadenceError(f"{flag} {mine} and {where}'s {key} {str(plan[key])[:40]} contradict each other; "
                                    "keep one")
+        theirs = plan.get("data")
+        if args.data is not None and theirs is not None and (
+                not isinstance(theirs, str) or os.path.abspath(theirs) != os.path.abspath(args.data)):
+            raise CadenceError(f"--data {_show(args.data)} and {where}'s data {_show(str(theirs)[:120])} name different "
+                               "folders; keep one")
 
 
 def _bench_clock(args, plans: dict, default_steps: int):
@@ -485,7 +495,8 @@ def _bench_where(error: CadenceError, args) -> CadenceError:
     field = error.field
     flags = {"horizon": "--steps" if args.steps is not None else "--horizon",
              "steps": "--steps", "unit": "--unit" if args.unit else None,
-             "micro_batch": "--micro-batch" if args.micro_batch is not None else None, "batch": "--set"}
+             "micro_batch": "--micro-batch" if args.micro_batch is not None else None, "batch": "--set",
+             "data": "--data" if args.data is not None else None}
     if field not in flags or type(error).__init__ is not CadenceError.__init__:
         return error
     message = " ".join(str(error).split())
