@@ -70,8 +70,10 @@ def test_a_mixture_needs_domains_and_only_the_mixture_takes_one():
         Plan({"lr": 0.1, "mixture": {"a": 1, "b": 1}}, horizon=5)
     with pytest.raises(PlanError, match="takes one schedule, not an object"):
         Plan({"lr": {"a": 1}}, horizon=5, domains=DOMAINS)
-    with pytest.raises(PlanError, match="mix\\(\\) gives a weight per domain"):
+    with pytest.raises(PlanError, match="channel 'lr': mix\\(\\) drives the 'mixture' channel"):
         Plan({"lr": "mix(a=1, b=1)"}, horizon=5, domains=("a", "b"))
+    with pytest.raises(PlanError, match="channel 'mixture': sec\\(\\) drives the 'curriculum' channel"):
+        Plan({"lr": 0.1, "mixture": "sec()"}, horizon=5, domains=DOMAINS)
     with pytest.raises(PlanError, match="two or more domains"):
         Plan({"lr": 0.1, "mixture": {"a": 1}}, horizon=5, domains=("a",))
     ahead = Plan({"lr": 0.1, "mixture": {"code": "linear(peak=1, final=0)", "numbers": 0, "prose": 0}}, horizon=4,

@@ -52,7 +52,7 @@ from cadence.schedules.families import Constant
 from cadence.schedules.limits import MAX_ITEMS, MAX_TOTAL_STEPS
 from cadence.time import Clock, Duration, Rates, Unit, parse_count, parse_duration
 
-__all__ = ["Plan", "FORMAT", "BATCH", "MIXTURE", "DATA_CHANNELS", "UNITS", "MAX_CHANNELS", "PLAN_KEYS", "PLAN_SUFFIXES", "is_plan_file",
+__all__ = ["Plan", "FORMAT", "BATCH", "MIXTURE", "CURRICULUM", "SAMPLE_WEIGHTS", "DATA_CHANNELS", "BUCKETS", "UNITS", "MAX_CHANNELS", "PLAN_KEYS", "PLAN_SUFFIXES", "is_plan_file",
            "read_plan_file", "MAX_PLAN_FILE_BYTES"]
 
 FORMAT = "cadence.plan/1"
@@ -60,8 +60,10 @@ BATCH = "batch"
 MIXTURE = "mixture"
 # channels that act on the data, not on the optimizer: a weight per domain (mixture), how much of the data
 # a curriculum opens (curriculum), the strength of per-sample loss weights (sample_weights)
-DATA_CHANNELS = (MIXTURE, "curriculum", "sample_weights")
-VECTOR_CHANNELS = (MIXTURE,)  # channels whose value is a weight per key: shown as '<channel>/<key>' values
+DATA_CHANNELS = (MIXTURE, "curriculum", "sample_weights")  # (CURRICULUM and SAMPLE_WEIGHTS below)
+CURRICULUM, SAMPLE_WEIGHTS = "curriculum", "sample_weights"
+VECTOR_CHANNELS = (MIXTURE, CURRICULUM)  # channels whose value may be a weight per key: shown as '<channel>/<key>'
+BUCKETS = 4  # difficulty buckets (quartiles of the data, easiest first) a bandit curriculum chooses among
 MAX_CHANNELS = 64
 MAX_BATCH = 2**40  # samples in one step's batch: beyond it the counters could not add a step exactly
 MAX_PREVIEW_STEPS = 2**20  # optimizer steps one preview() covers (about 60 MB of arrays, a second of CPU)
@@ -112,9 +114,9 @@ def _is_count(text: str) -> bool:
 
 def _schedule(name: str, value) -> Schedule:
     if isinstance(value, Mapping):
-        if name not in VECTOR_CHANNELS:
-            raise PlanError(f"channel {name!r} takes one schedule, not an object of weights (only "
-                            f"{', '.join(map(repr, VECTOR_CHANNELS))} takes a weight per domain)", field="channels")
+        if name != MIXTURE:
+            raise PlanError(f"channel {name!r} takes one schedule, not an object of weights (only {MIXTURE!r} takes "
+                            "a weight per domain)", field="channels")
         from cadence.controllers.mixture import Mix
 
         try:
@@ -294,13 +296,26 @@ class Plan:
             domains = tuple(domains)
         for name, s in self.schedules.items():
             vector = getattr(s, "vector", False)
-            if name in VECTOR_CHANNELS and not vector:
+            if name == SAMPLE_WEIGHTS and not hasattr(s, "weights"):
+                raise PlanError(f"channel {name!r} takes reweight(strategy=...), whose strategy turns a batch's losses "
+                                f"into weights; got {s.spec()}", field=name)
+            if vector and getattr(s, "drives", name) != name:
+                raise PlanError(f"channel {name!r}: {s.name}() drives the {s.drives!r} channel", field=name)
+            if name == CURRICULUM:
+                if vector:
+                    s.bind_keys(tuple(str(k) for k in range(BUCKETS)))
+                elif s.stateful:
+                    raise PlanError(f"channel {name!r} takes pace(...) (how much of the data, easiest first, a step "
+                                    f"draws from) or a bandit over difficulty buckets (sec(), dump()); got {s.spec()}",
+                                    field=name)
+                continue
+            if name == MIXTURE and not vector:
                 raise PlanError(f"channel {name!r} takes a weight per domain: an object such as {{code: 0.5, prose: "
                                 f"0.5}}, mix(...) or a mixing controller (odm(), doremi(...), aioli()); got {s.spec()}",
                                 field=name)
             if vector and name not in VECTOR_CHANNELS:
-                raise PlanError(f"channel {name!r}: {s.name}() gives a weight per domain; it drives the "
-                                f"{' or '.join(map(repr, VECTOR_CHANNELS))} channel", field="channels")
+                raise PlanError(f"channel {name!r}: {s.name}() gives a weight per domain or difficulty bucket; it "
+                                f"drives the {getattr(s, 'drives', MIXTURE)!r} channel", field="channels")
             if vector:
                 if domains is None:
                     raise PlanError(f"channel {name!r} needs the run's domains (a workload with domains, such as "
@@ -976,7 +991,7 @@ def read_plan_file(path, extra_keys: "tuple[str, ...]" = ()) -> dict[str, Any]:
     if not isinstance(channels, dict) or not channels:
         raise PlanError("the plan file's channels must map names to schedule specs or numbers", field="channels")
     for key, value in channels.items():
-        if key in VECTOR_CHANNELS and isinstance(value, dict):
+        if key == MIXTURE and isinstance(value, dict):
             for domain, weight in value.items():
                 if isinstance(weight, bool) or not isinstance(weight, (str, int, float)):
                     raise PlanError(f"the plan file's {key} gives domain {_short_value(domain)} the weight "

@@ -57,7 +57,7 @@ from cadence.controllers import NOISE_SIGNALS, noise_scale
 from cadence.errors import CadenceError, LimitError, PlanError, RunError, TrainingDiverged
 from cadence.bench.distributed import Group, join
 from cadence.guards import settings_of
-from cadence.plan import BATCH, VECTOR_CHANNELS, Plan
+from cadence.plan import BATCH, BUCKETS, CURRICULUM, SAMPLE_WEIGHTS, Plan
 from cadence.torch import OptimizerFields, optimizer_channels
 
 __all__ = ["RunConfig", "train", "resolve", "make_loop", "Loop", "TrainingDiverged", "read_manifest", "RUN_FILES", "TEMP_FILES", "STATUSES",
@@ -117,6 +117,9 @@ class RunConfig:
     # [every, until]: evaluate every `every` steps during the first `until` steps as well (the stability gap after
     # a switch of data); a run with `init` gets [max(1, eval_every // 10), 2 * eval_every] unless given
     dense_eval: "list[int] | None" = None
+    # what a `curriculum` channel orders the data by (text): 'length', 'reference=RUN' or 'column=FILE.csv:NAME';
+    # resolved to a record {by, source, column, hash} (cadence.bench.difficulty) that run.json keeps
+    difficulty: "str | dict | None" = None
 
     def resolved(self) -> "RunConfig":
         """Fill workload defaults and validate; the result is what run.json records."""
@@ -149,7 +152,7 @@ def resolve(config: RunConfig, world: int = 1) -> "tuple[RunConfig, Plan]":
     if "lr" not in cfg.channels:
         raise PlanError("the channels must drive 'lr'", field="lr")
     for name, spec in cfg.channels.items():
-        if name in VECTOR_CHANNELS and isinstance(spec, dict):
+        if name == "mixture" and isinstance(spec, dict):
             continue  # a weight per domain: checked when the plan is built
         if isinstance(spec, bool) or not isinstance(spec, (str, int, float)):
             raise PlanError(f"channel {name!r} must be a schedule spec or a number; got {str(spec)[:60]!r}",
@@ -201,6 +204,7 @@ def resolve(config: RunConfig, world: int = 1) -> "tuple[RunConfig, Plan]":
     cfg.channels, cfg.horizon = plan.channels, plan.horizon
     if cfg.unit == "step" and cfg.horizon > MAX_STEPS:
         raise LimitError(f"horizon is {cfg.horizon} steps; at most {MAX_STEPS} is supported", field="horizon")
+    _check_data_channels(plan, cfg, w)
     _check_monitors(plan, cfg, w)
     _resolve_init(cfg)
     if cfg.forecast is not None:
@@ -209,6 +213,29 @@ def resolve(config: RunConfig, world: int = 1) -> "tuple[RunConfig, Plan]":
         cfg.forecast = law_content(cfg.forecast)
         check_forecastable(plan, cfg.forecast)
     return cfg, plan
+
+
+def _check_data_channels(plan: Plan, cfg: RunConfig, w) -> None:
+    """A curriculum needs a workload that can order its data and the scores to order it by; per-sample
+    weights need a per-sample loss. Resolves ``cfg.difficulty`` to its record."""
+    from cadence.bench.workloads import Workload
+
+    if CURRICULUM in plan.schedules:
+        if not hasattr(w, "ordered"):
+            raise PlanError(f"channel 'curriculum': the {cfg.workload} workload cannot order its data by difficulty "
+                            "(text can)", field="curriculum")
+        if cfg.difficulty is None:
+            raise PlanError("channel 'curriculum' needs the difficulty of each training file: difficulty 'length', "
+                            "'reference=RUN' or 'column=FILE.csv:NAME'", field="difficulty")
+        from cadence.bench import difficulty
+
+        cfg.difficulty = difficulty.resolve(cfg.difficulty, w)
+    elif cfg.difficulty is not None:
+        raise CadenceError("difficulty orders the data for a curriculum channel, and this plan has none",
+                           field="difficulty")
+    if SAMPLE_WEIGHTS in plan.schedules and type(w).per_sample is Workload.per_sample:
+        raise PlanError(f"channel 'sample_weights': the {cfg.workload} workload gives no per-sample loss",
+                        field="sample_weights")
 
 
 def _fill_reference(cfg: RunConfig, w) -> None:
@@ -345,6 +372,8 @@ def signals_of(cfg: RunConfig, w, plan: "Plan | None" = None) -> list[str]:
     names += [f"{what}/{d}" for what in ("mixture", "samples", "train_loss") for d in domains]
     if plan is not None and probe_every(plan):
         names += [f"probe_loss/{d}" for d in domains]
+    if plan is not None and getattr(plan.schedules.get(CURRICULUM), "vector", False):
+        names += [f"bucket_loss/{k}" for k in range(BUCKETS)]
     return names + list(w.metric_names())
 
 
@@ -381,11 +410,11 @@ _FIELD_TYPES = {  # what run.json may hold for each RunConfig field (before vali
     "weight_decay": (int, float, type(None)), "clip": (int, float, type(None)), "eval_every": (int, type(None)),
     "checkpoint_every": (int,), "skip_nonfinite": (bool,), "device": (str,), "guards": (dict, type(None)),
     "forecast": (dict, type(None)), "data": (str, type(None)), "init": (dict, type(None)), "init_optimizer": (bool,),
-    "dense_eval": (list, type(None)),
+    "dense_eval": (list, type(None)), "difficulty": (dict, type(None)),
 }
 CONFIG_FIELDS = tuple(_FIELD_TYPES)
 _OPTIONAL_FIELDS = {"guards": None, "forecast": None, "data": None, "init": None, "init_optimizer": False,
-                    "dense_eval": None}  # fields a run.json written before they existed may lack
+                    "dense_eval": None, "difficulty": None}  # fields a run.json written before they existed may lack
 
 
 def _read_json(path: Path, what: str) -> object:
@@ -809,7 +838,9 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         manifest["tensorboard"] = os.path.abspath(tensorboard)  # where this start or resume logs (not a setting)
     write_manifest(manifest)  # first: a folder with run files always has a manifest
 
-    channels = [c for c in cfg.channels if c not in VECTOR_CHANNELS]  # a mixture is logged as mixture/<domain>
+    # a mixture is logged as mixture/<domain> (with the signals); a bandit curriculum as curriculum/<bucket>
+    channels = [c if k is None else f"{c}/{k}" for c in cfg.channels if c != "mixture"
+                for k in (plan.schedules[c].keys if getattr(plan.schedules[c], "vector", False) else (None,))]
     signals = signals_of(cfg, workload, plan)
     logged = list(signals)  # what each row holds after the channels: the signals, and the forecast after val_loss
     if predicted is not None:
@@ -924,6 +955,17 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
                                              else "not back by the end of the run"))
     write_manifest(manifest)
     return manifest
+
+
+def _order_of(workload, record: dict) -> dict:
+    """The workload's training text sorted by the run's difficulty scores (computed once per process and record)."""
+    from cadence.bench import difficulty
+
+    cache = workload._data
+    key = ("order", record["hash"])
+    if key not in cache:
+        cache[key] = workload.ordered(difficulty.scores(workload, difficulty.parse(record)))
+    return cache[key]
 
 
 def _start_from(loop: "Loop", cfg: RunConfig) -> None:
@@ -1077,6 +1119,11 @@ class Loop:
         self.domains = workload.domain_names()  # a workload with domains: samples drawn from each so far
         self.domain_samples = [0] * len(self.domains)
         self.probe_every = probe_every(plan)
+        self.reweight = plan.schedules.get(SAMPLE_WEIGHTS)  # per-sample loss weights (Sow et al.), or None
+        curriculum = plan.schedules.get(CURRICULUM)
+        self.buckets = curriculum.keys if getattr(curriculum, "vector", False) else None
+        self.order = _order_of(workload, cfg.difficulty) if curriculum is not None else None
+        self.per_sample = bool(self.domains) or self.reweight is not None or self.buckets is not None
 
     # 1
     def apply_values(self) -> dict:
@@ -1097,6 +1144,11 @@ class Loop:
         count = batch // micro
         weights = self.mixture()
         per_domain = torch.zeros(2, len(self.domains), dtype=torch.float64) if self.domains else None
+        per_bucket = torch.zeros(2, len(self.buckets), dtype=torch.float64) if self.buckets else None
+        curriculum = None
+        if self.order is not None:
+            curriculum = (self.order, torch.tensor([values[f"{CURRICULUM}/{k}"] for k in self.buckets],
+                                                   dtype=torch.float64) if self.buckets else values[CURRICULUM])
         torch.manual_seed(cfg.seed * 1_000_003 + self.plan.clock.step + self.plan.clock.skipped)  # dropout and friends
         self.model.train()
         self.opt.zero_grad(set_to_none=True)
@@ -1104,18 +1156,32 @@ class Loop:
         previous = None
         mine = range(self.rank, count, self.world)  # torchrun: micro-batch j of the step goes to rank j % world
         for j in mine:
-            data = self.workload.batch(cfg.seed, self.drawn + j, micro, weights) if self.domains else \
-                self.workload.batch(cfg.seed, self.drawn + j, micro)
+            if curriculum is not None:
+                data = self.workload.batch(cfg.seed, self.drawn + j, micro, weights, curriculum)
+            elif self.domains:
+                data = self.workload.batch(cfg.seed, self.drawn + j, micro, weights)
+            else:
+                data = self.workload.batch(cfg.seed, self.drawn + j, micro)
             if cfg.device != "cpu":
                 data = tuple(t.to(cfg.device, non_blocking=True) for t in data)
-            if self.domains:  # the loss of each sample: its domain's training loss comes from the same pass
+            if self.per_sample:  # the loss of each sample: per-domain losses and sample weights come from one pass
                 parts = self.workload.per_sample(self.model, data, tuple(self.terms))
                 per = parts[""]
-                drawn = data[2].cpu()
-                per_domain[0] += torch.bincount(drawn, weights=per.detach().cpu().double(), minlength=len(self.domains))
-                per_domain[1] += torch.bincount(drawn, minlength=len(self.domains)).double()
-                main = per.mean()
-                loss = main + sum(values[f"loss.{t}"] * parts[t] for t in self.terms)
+                seen = per.detach().cpu().double()
+                if self.domains:
+                    drawn = data[2].cpu()
+                    per_domain[0] += torch.bincount(drawn, weights=seen, minlength=len(self.domains))
+                    per_domain[1] += torch.bincount(drawn, minlength=len(self.domains)).double()
+                if per_bucket is not None:
+                    bucket = data[3].cpu()
+                    per_bucket[0] += torch.bincount(bucket, weights=seen, minlength=len(self.buckets))
+                    per_bucket[1] += torch.bincount(bucket, minlength=len(self.buckets)).double()
+                main = per.mean()  # the training loss the run reports: every sample counts alike
+                objective = main
+                if self.reweight is not None and values[SAMPLE_WEIGHTS] > 0:
+                    w = self.reweight.weights(seen.numpy(), values[SAMPLE_WEIGHTS])
+                    objective = (torch.as_tensor(w, dtype=per.dtype, device=per.device) * per).mean()
+                loss = objective + sum(values[f"loss.{t}"] * parts[t] for t in self.terms)
                 for t in self.terms:
                     terms[t].append(float(parts[t].detach()))
             elif self.terms:
@@ -1137,7 +1203,7 @@ class Loop:
         if self.group is not None:
             self.group.sum_gradients(self.params)
         return {"batch": batch, "count": count, "losses": losses, "terms": terms, "small": small,
-                "weights": weights, "per_domain": per_domain}
+                "weights": weights, "per_domain": per_domain, "per_bucket": per_bucket}
 
     def _micro_norm(self, previous, count: int, small: list, last: bool):
         """|g_j|^2 of micro-batch j's own gradient, from the accumulated gradient's change (no extra backward).
@@ -1181,6 +1247,9 @@ class Loop:
             signals.update({f"samples/{d}": n for d, n in zip(self.domains, self.domain_samples)})
             sums, counts = work["per_domain"].tolist()  # every rank's samples, after _reduce_across_ranks
             signals.update({f"train_loss/{d}": (s / n if n else None) for d, s, n in zip(self.domains, sums, counts)})
+        if self.buckets:
+            sums, counts = work["per_bucket"].tolist()
+            signals.update({f"bucket_loss/{k}": (s / n if n else None) for k, s, n in zip(self.buckets, sums, counts)})
         if self.noise:
             g2 = trace = None
             if work["count"] > 1 and math.isfinite(grad_norm):
@@ -1209,8 +1278,9 @@ class Loop:
                 work[name] = full
             else:
                 work["terms"][name[5:]] = full
-        if work["per_domain"] is not None:  # per-domain loss sums and sample counts of every rank
-            self.group.sum_(work["per_domain"])
+        for key in ("per_domain", "per_bucket"):  # per-domain (per-bucket) loss sums and sample counts of every rank
+            if work[key] is not None:
+                self.group.sum_(work[key])
 
     # 4
     def guards(self, signals: dict) -> bool:

@@ -166,15 +166,17 @@ class Text(_w.TinyLM):
     def _build(self, domains: dict) -> None:
         """Split each domain, pack the training text into one tensor with offsets, and fingerprint it."""
         need = self.context + 2
-        train, val, record = [], [], {}
+        train, val, record, pieces = [], [], {}, {}
         for name, files in domains.items():
             tr = [d for rel, d in files if _bucket(rel) >= self.val_fraction]
             va = [d for rel, d in files if _bucket(rel) < self.val_fraction]
             tr_bytes, va_bytes = b"".join(tr), b"".join(va)
+            pieces[name] = [(rel, d) for rel, d in files if _bucket(rel) >= self.val_fraction and d]
             if len(tr_bytes) < need or len(va_bytes) < need:  # too few files to split by file: split the text
                 whole = b"".join(d for _, d in files)
                 cut = int(len(whole) * (1 - self.val_fraction))
                 tr_bytes, va_bytes = whole[:cut], whole[cut:]
+                pieces[name] = [(f"{name}/(training part)", tr_bytes)]  # one piece: a curriculum cannot order it
             if len(tr_bytes) < need or len(va_bytes) < need:
                 raise CadenceError(f"domain {name!r} has too little text ({len(tr_bytes) + len(va_bytes)} bytes; at "
                                    f"least {int(need / self.val_fraction) + 1} are needed)", field="data")
@@ -192,6 +194,7 @@ class Text(_w.TinyLM):
         self._data["lengths"] = lengths
         self._data["val"] = val
         self._data["record"] = record
+        self._data["pieces"] = pieces  # the training files of each domain, in the packed order (for a curriculum)
         whole = hashlib.sha256(repr(sorted(record.items())).encode())
         self._data["fingerprint"] = whole.hexdigest()[:16]
 
@@ -265,13 +268,55 @@ class Text(_w.TinyLM):
             total += torch.bincount(self.draw(seed, i, size, weights)[0], minlength=len(total))
         return total.tolist()
 
-    def batch(self, seed: int, step: int, batch_size: int, weights=None):
-        """(inputs, targets, domain of each sample) of micro-batch ``step``, drawn under ``weights``."""
+    def batch(self, seed: int, step: int, batch_size: int, weights=None, curriculum=None):
+        """(inputs, targets, domain of each sample) of micro-batch ``step``, drawn under ``weights``.
+
+        ``curriculum``: None, or ``(order, competence)``: each domain's training text sorted easiest
+        first (:meth:`ordered`) and the fraction of it, from the easiest, that windows are drawn from;
+        or ``(order, bucket weights)`` (a tensor, one weight per difficulty bucket): each sample draws
+        a bucket (a quantile of its domain's sorted text), then a window in it. A bucket curriculum
+        adds the bucket of each sample as a fourth element.
+        """
         train, _ = self._corpus()
         domains, u = self.draw(seed, step, batch_size, weights)
-        room = self._data["lengths"][domains] - self.context - 1
-        starts = self._data["offsets"][domains] + (u * room).long()
-        return (*self._windows(train, starts), domains)
+        if curriculum is None:
+            room = self._data["lengths"][domains] - self.context - 1
+            starts = self._data["offsets"][domains] + (u * room).long()
+            return (*self._windows(train, starts), domains)
+        order, how = curriculum
+        lengths = order["lengths"][domains]
+        if isinstance(how, torch.Tensor):  # a bandit's weight per bucket
+            g = _w.step_generator(seed, step, stream=2)
+            buckets = torch.multinomial(how, batch_size, replacement=True, generator=g)
+            k = len(how)
+            lo = (lengths * buckets) // k
+            hi = torch.maximum((lengths * (buckets + 1)) // k, lo + self.context + 2)
+            first = torch.minimum(lo, lengths - self.context - 2)
+            span = torch.minimum(hi, lengths) - first - self.context - 1
+            starts = order["offsets"][domains] + first + (u * span.clamp(min=1)).long()
+            return (*self._windows(order["text"], starts), domains, buckets)
+        c = min(max(float(how), 0.0), 1.0)  # the competence: the easiest fraction c of each domain
+        room = torch.maximum(torch.ceil(lengths * c).long(), torch.full_like(lengths, self.context + 2)).minimum(lengths)
+        starts = order["offsets"][domains] + (u * (room - self.context - 1)).long()
+        return (*self._windows(order["text"], starts), domains)
+
+    def ordered(self, scores: "dict[str, float]") -> dict:
+        """Each domain's training files sorted by ``scores`` ({relative path: difficulty}, lower is easier; ties
+        by path) and packed as the training text is: ``text``, ``offsets``, ``lengths`` per domain."""
+        self._corpus()
+        parts, lengths = [], []
+        for name in self.domain_names():
+            pieces = sorted(self._data["pieces"][name], key=lambda p: (scores[p[0]], p[0]))
+            data = b"".join(d for _, d in pieces)
+            parts.append(torch.frombuffer(bytearray(data), dtype=torch.uint8).long())
+            lengths.append(len(data))
+        lengths = torch.tensor(lengths)
+        return {"text": torch.cat(parts), "offsets": torch.cumsum(lengths, 0) - lengths, "lengths": lengths}
+
+    def pieces(self) -> "dict[str, list[tuple[str, bytes]]]":
+        """The training files of each domain: (path relative to the data folder, bytes)."""
+        self._corpus()
+        return self._data["pieces"]
 
     def loss(self, model, batch):
         return self.per_sample(model, batch)[""].mean()
@@ -279,17 +324,6 @@ class Text(_w.TinyLM):
     def losses(self, model, batch):
         parts = self.per_sample(model, batch, terms=("z",))
         return {"": parts[""].mean(), "z": parts["z"]}
-
-    def per_sample(self, model, batch, terms: "tuple[str, ...]" = ()) -> "dict[str, torch.Tensor]":
-        """The loss of each sample (mean over its positions) under ``""``, and each extra term of ``terms``
-        (the z-loss, a mean over the batch), from one forward pass."""
-        x, y = batch[0], batch[1]
-        logits = model(x)
-        per = F.cross_entropy(logits.reshape(-1, 256), y.reshape(-1), reduction="none").view(y.shape).mean(dim=1)
-        out = {"": per}
-        if "z" in terms:
-            out["z"] = torch.logsumexp(logits.reshape(-1, 256), dim=-1).square().mean()
-        return out
 
     #: held-out windows per domain of the probe a mixing controller may ask for (``probe_loss/<domain>``)
     probe_windows: int = 16

@@ -104,6 +104,14 @@ class Workload(abc.ABC):
         """
         return {"": self.loss(model, batch)}
 
+    def per_sample(self, model: nn.Module, batch, terms: "tuple[str, ...]" = ()) -> dict[str, torch.Tensor]:
+        """The loss of each sample under ``""`` (a vector whose mean is :meth:`loss`), and each extra term of
+        ``terms`` (a mean over the batch), from one forward pass: what per-domain losses and per-sample
+        weights (the ``sample_weights`` channel) are made of."""
+        from cadence.errors import CadenceError
+
+        raise CadenceError(f"the {self.name} workload gives no per-sample loss", field="sample_weights")
+
     @abc.abstractmethod
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Validation metrics on the fixed held-out set."""
@@ -313,6 +321,16 @@ class TinyLM(Workload):
         logits = model(x).reshape(-1, 256)
         return {"": F.cross_entropy(logits, y.reshape(-1)), "z": torch.logsumexp(logits, dim=-1).square().mean()}
 
+    def per_sample(self, model, batch, terms: "tuple[str, ...]" = ()) -> "dict[str, torch.Tensor]":
+        """Each sequence's loss (the mean over its positions), and the z-loss when asked for."""
+        x, y = batch[0], batch[1]
+        logits = model(x)
+        per = F.cross_entropy(logits.reshape(-1, 256), y.reshape(-1), reduction="none").view(y.shape).mean(dim=1)
+        out = {"": per}
+        if "z" in terms:
+            out["z"] = torch.logsumexp(logits.reshape(-1, 256), dim=-1).square().mean()
+        return out
+
     monitor_names: tuple[str, ...] = ("attn_logit_max", "logit_max")
     monitor_every: int = 10  # attn_logit_max costs ~4.5% of an xs step on a CPU: measured every 10th step
 
@@ -399,6 +417,10 @@ class _Tabular(Workload):
     def loss(self, model, batch):
         x, y = batch
         return F.cross_entropy(model(x), y)
+
+    def per_sample(self, model, batch, terms: "tuple[str, ...]" = ()) -> "dict[str, torch.Tensor]":
+        x, y = batch
+        return {"": F.cross_entropy(model(x), y, reduction="none")}
 
     def evaluate(self, model) -> dict[str, float]:
         self._arrays()

@@ -12,6 +12,9 @@ written in the same spec language as schedules and may wrap them:
 * ``mix``: the ``mixture`` channel's weight per domain, each a number or a schedule.
 * ``odm``, ``doremi``, ``aioli``: online data mixing (docs/data.md): a bandit over domains,
   group reweighting against a reference run, a linear mixing law re-estimated in rounds.
+* ``pace`` (a family), ``sec``, ``dump``: the ``curriculum`` channel: how much of the data,
+  easiest first, a step may draw from, or a bandit over difficulty buckets.
+* ``reweight`` (a family): the ``sample_weights`` channel, per-sample loss weights.
 
 Building blocks: :class:`PlateauRule` and :func:`noise_scale` / :class:`NoiseScale`.
 """
@@ -24,14 +27,22 @@ from cadence.controllers.plateau_rule import PlateauRule
 from cadence.controllers.base import VectorController
 from cadence.controllers.mixture import Mix
 from cadence.controllers.mixing import MIXERS, ODM, Aioli, DoReMi
+from cadence.controllers.curriculum import CURRICULA, DUMP, SEC, Pace
+from cadence.controllers.reweight import REWEIGHTS, Reweight
 from cadence.schedules.registry import register
 
 CONTROLLERS = (Plateau, NoiseBatch, ScaleWith, Mix, *MIXERS)
 for _cls in CONTROLLERS:
     register(_cls, kind="controller")
+for _cls in (SEC, DUMP):
+    register(_cls, kind="controller")
+for _cls in (Pace, *REWEIGHTS):  # pure functions of the clock: families of the data channels
+    register(_cls, kind="family")
 
 plateau, noise_batch, scale_with, mix = Plateau, NoiseBatch, ScaleWith, Mix
 odm, doremi, aioli = ODM, DoReMi, Aioli
+pace, sec, dump, reweight = Pace, SEC, DUMP, Reweight
 
-__all__ = ["Controller", "VectorController", "Mix", "mix", "ODM", "DoReMi", "Aioli", "odm", "doremi", "aioli", "Plateau", "NoiseBatch", "ScaleWith", "CONTROLLERS", "NOISE_SIGNALS", "NoiseScale",
+__all__ = ["Controller", "VectorController", "Mix", "mix", "ODM", "DoReMi", "Aioli", "odm", "doremi", "aioli", "Pace", "SEC", "DUMP",
+           "Reweight", "pace", "sec", "dump", "reweight", "CURRICULA", "REWEIGHTS", "Plateau", "NoiseBatch", "ScaleWith", "CONTROLLERS", "NOISE_SIGNALS", "NoiseScale",
            "noise_scale", "PlateauRule", "plateau", "noise_batch", "scale_with"]

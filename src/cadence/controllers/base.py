@@ -95,6 +95,7 @@ class VectorController(Controller):
     """
 
     vector = True
+    drives = "mixture"  # the channel a plan lets it drive ("curriculum": a bandit over difficulty buckets)
     probe_every: "int | None" = None
 
     def __init__(self, schedule: Schedule | None = None, **params: Any) -> None:

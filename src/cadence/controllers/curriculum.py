@@ -145,6 +145,8 @@ def _cycle(low: float, high: float, factor: float) -> list[float]:
 class _Bandit(VectorController):
     """What ``sec`` and ``dump`` share: the buckets' signals, the learning-progress reward, the floor."""
 
+    drives = "curriculum"  # the channel a plan lets it drive
+
     needs_total = False
 
     def __init__(self, floor: float, **params) -> None:
