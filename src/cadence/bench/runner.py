@@ -218,8 +218,11 @@ def resolve(config: RunConfig, world: int = 1) -> "tuple[RunConfig, Plan]":
 def _check_data_channels(plan: Plan, cfg: RunConfig, w) -> None:
     """A curriculum needs a workload that can order its data and the scores to order it by; per-sample
     weights need a per-sample loss. Resolves ``cfg.difficulty`` to its record."""
+    from cadence.bench import difficulty
     from cadence.bench.workloads import Workload
 
+    if cfg.difficulty is not None:
+        difficulty.parse(cfg.difficulty)  # a malformed setting is named as such first
     if CURRICULUM in plan.schedules:
         if not hasattr(w, "ordered"):
             raise PlanError(f"channel 'curriculum': the {cfg.workload} workload cannot order its data by difficulty "
@@ -227,8 +230,6 @@ def _check_data_channels(plan: Plan, cfg: RunConfig, w) -> None:
         if cfg.difficulty is None:
             raise PlanError("channel 'curriculum' needs the difficulty of each training file: difficulty 'length', "
                             "'reference=RUN' or 'column=FILE.csv:NAME'", field="difficulty")
-        from cadence.bench import difficulty
-
         cfg.difficulty = difficulty.resolve(cfg.difficulty, w)
     elif cfg.difficulty is not None:
         raise CadenceError("difficulty orders the data for a curriculum channel, and this plan has none",
@@ -950,9 +951,13 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         if gaps is not None:
             manifest["stability_gap"] = gaps
             for column, g in gaps.items():
+                if g["length"] == 0:
+                    say(f"stability gap of {column}: none (never more than {100 * g['tolerance']:g}% above the finished "
+                        f"run's {g['baseline']:.4f})")
+                    continue
                 say(f"stability gap of {column}: depth {g['depth']:.4f} ({100 * g['depth_rel']:.1f}%) at step "
-                    f"{g['peak_step']}, " + (f"back within {100 * 0.01:.0f}% after {g['length']} steps" if g["recovered"]
-                                             else "not back by the end of the run"))
+                    f"{g['peak_step']}, " + (f"back within {100 * g['tolerance']:g}% after {g['length']} steps"
+                                             if g["recovered"] else "not back by the end of the run"))
     write_manifest(manifest)
     return manifest
 

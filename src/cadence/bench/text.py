@@ -8,10 +8,13 @@ package) and ``prose`` (the help topics of ``pydoc_data.topics``), each read up 
 byte budget so start-up takes a few seconds.
 
 Each file goes to validation or training by a stable hash of its relative path, as in
-tiny-lm. Every sample of micro-batch ``i`` picks its domain with probability given by the
+tiny-lm; a domain with too few files for that keeps the last tenth of every file for
+validation. Every sample of micro-batch ``i`` picks its domain with probability given by the
 mixture weights (the plan's ``mixture`` channel at that step; uniform without one) and then a
 window of that domain, all from a generator seeded by (seed, i): since the weights are a
 function of the clock and the recorded controller state, a resumed run draws the same batches.
+A ``curriculum`` channel narrows where windows start to the easiest part of each domain (its
+training files sorted by difficulty, :meth:`Text.ordered`), or to a difficulty bucket.
 """
 
 from __future__ import annotations
@@ -172,11 +175,11 @@ class Text(_w.TinyLM):
             va = [d for rel, d in files if _bucket(rel) < self.val_fraction]
             tr_bytes, va_bytes = b"".join(tr), b"".join(va)
             pieces[name] = [(rel, d) for rel, d in files if _bucket(rel) >= self.val_fraction and d]
-            if len(tr_bytes) < need or len(va_bytes) < need:  # too few files to split by file: split the text
-                whole = b"".join(d for _, d in files)
-                cut = int(len(whole) * (1 - self.val_fraction))
-                tr_bytes, va_bytes = whole[:cut], whole[cut:]
-                pieces[name] = [(f"{name}/(training part)", tr_bytes)]  # one piece: a curriculum cannot order it
+            if len(tr_bytes) < need or len(va_bytes) < need:  # too few files to split by file: split each file
+                cuts = [(rel, d, int(len(d) * (1 - self.val_fraction))) for rel, d in files]
+                tr_bytes = b"".join(d[:c] for _, d, c in cuts)
+                va_bytes = b"".join(d[c:] for _, d, c in cuts)
+                pieces[name] = [(rel, d[:c]) for rel, d, c in cuts if c]  # each file keeps its name (and score)
             if len(tr_bytes) < need or len(va_bytes) < need:
                 raise CadenceError(f"domain {name!r} has too little text ({len(tr_bytes) + len(va_bytes)} bytes; at "
                                    f"least {int(need / self.val_fraction) + 1} are needed)", field="data")

@@ -32,7 +32,8 @@ EXAMPLES = """examples:
 # fields, forecast included: a law file whose content the run records), and where `cadence run` logs (tensorboard:
 # an output folder, not a setting).
 PLAN_FILE_SETTINGS = ("workload", "seed", "size", "batch_size", "micro_batch", "optimizer", "weight_decay", "clip",
-                      "eval_every", "checkpoint_every", "skip_nonfinite", "device", "tensorboard", "forecast", "data")
+                      "eval_every", "checkpoint_every", "skip_nonfinite", "device", "tensorboard", "forecast", "data",
+                      "init", "init_optimizer", "dense_eval", "difficulty")
 
 
 class Parser(argparse.ArgumentParser):

@@ -13,7 +13,8 @@ from cadence.schedules import parse
 
 # Flags that set a run's settings: with --resume and no WORKLOAD they would be ignored, so they are refused.
 _SETTINGS = ("lr", "set", "guard", "steps", "horizon", "unit", "plan", "size", "batch_size", "micro_batch",
-             "weight_decay", "eval_every", "checkpoint_every", "device", "forecast", "data")
+             "weight_decay", "eval_every", "checkpoint_every", "device", "forecast", "data", "init", "init_optimizer",
+             "dense_eval", "difficulty")
 # Run settings a plan file may hold besides unit, horizon and channels, and the flag that sets each.
 _FILE_SETTINGS = {"workload": None, "seed": "--seed", "size": "--size", "batch_size": "--batch-size",
                   "micro_batch": "--micro-batch", "optimizer": "--optimizer", "weight_decay": "--weight-decay",
@@ -21,7 +22,9 @@ _FILE_SETTINGS = {"workload": None, "seed": "--seed", "size": "--size", "batch_s
                   "skip_nonfinite": "--skip-nonfinite", "device": "--device",
                   "tensorboard": "--tensorboard",  # an output folder, not a run setting: never in RunConfig
                   "forecast": "--forecast",  # a law file: RunConfig (and run.json) hold its content
-                  "data": "--data"}  # the text workload's corpus folder
+                  "data": "--data",  # the text workload's corpus folder
+                  "init": "--init", "init_optimizer": "--init-optimizer",  # continual pre-training
+                  "dense_eval": "--dense-eval", "difficulty": "--difficulty"}
 
 
 def register(sub) -> None:
@@ -56,6 +59,15 @@ def register(sub) -> None:
     r.add_argument("--tensorboard", metavar="DIR",
                    help="also write every metrics.csv row as TensorBoard scalars into DIR (pip install "
                         "'cadence[tensorboard]'); a resumed run may log elsewhere")
+    r.add_argument("--init", metavar="RUN", help="continual pre-training: start from the weights of a finished run "
+                   "(same model and size), on this run's data and plan; run.json records the stability gap")
+    r.add_argument("--init-optimizer", action="store_true", default=None,
+                   help="with --init: take the finished run's optimizer state too (moments, step counts)")
+    r.add_argument("--dense-eval", metavar="EVERY:UNTIL",
+                   help="also evaluate every EVERY steps during the first UNTIL steps (default with --init: "
+                        "eval_every // 10 for 2 * eval_every steps)")
+    r.add_argument("--difficulty", metavar="SCORE",
+                   help="what a curriculum channel orders the data by: length, reference=RUN, or column=FILE.csv:NAME")
     _add_training(r)
     r.add_argument("--checkpoint-every", type=common.positive_int, metavar="K", help="steps between checkpoints (100)")
     r.set_defaults(handler=_guarded(_cmd_run))
@@ -251,7 +263,9 @@ def _run_config(args):
     settings = {"data": args.data, "seed": args.seed, "size": args.size, "batch_size": args.batch_size, "micro_batch": args.micro_batch,
                 "optimizer": args.optimizer, "weight_decay": args.weight_decay, "eval_every": args.eval_every,
                 "checkpoint_every": args.checkpoint_every, "skip_nonfinite": args.skip_nonfinite, "device": args.device,
-                "tensorboard": args.tensorboard, "forecast": args.forecast}
+                "tensorboard": args.tensorboard, "forecast": args.forecast, "init": args.init,
+                "init_optimizer": args.init_optimizer, "dense_eval": _dense_eval(args.dense_eval),
+                "difficulty": args.difficulty}
     guards = _guards(args.guard)
     if args.plan is not None:
         clash = [f for f, v in (("--lr", args.lr), ("--set", args.set), ("--steps", args.steps),
@@ -300,9 +314,20 @@ def _run_config(args):
     if folder is not None and (not isinstance(folder, str) or not folder.strip()):
         where = "--data" if args.data is not None else f"{_show(args.plan)}: data"
         raise CadenceError(f"{where} must name a folder of domains; got {str(folder)[:60]!r}")
-    defaults = {"seed": 0, "optimizer": "adamw", "checkpoint_every": 100, "skip_nonfinite": False, "device": "cpu"}
+    defaults = {"seed": 0, "optimizer": "adamw", "checkpoint_every": 100, "skip_nonfinite": False, "device": "cpu",
+                "init_optimizer": False}
     settings = {k: (defaults[k] if v is None and k in defaults else v) for k, v in settings.items()}
     return RunConfig(workload=args.workload, channels=channels, horizon=horizon, unit=unit, guards=guards, **settings)
+
+
+def _dense_eval(text: "str | None") -> "list[int] | None":
+    """--dense-eval EVERY:UNTIL as [every, until]."""
+    if text is None:
+        return None
+    every, sep, until = text.partition(":")
+    if not (sep and every.strip().isdigit() and until.strip().isdigit()):
+        raise CadenceError(f"--dense-eval expects EVERY:UNTIL, two whole numbers of steps such as 5:200; got {text!r}")
+    return [int(every), int(until)]
 
 
 def _guards(items: list[str]) -> "dict | None":
@@ -339,8 +364,10 @@ def _where(error: CadenceError, args) -> CadenceError:
         source = args.plan or {"horizon": "--steps" if args.steps is not None else "--horizon", "unit": "--unit"}[field]
     elif field in ("channels", "batch", "lr", "micro_batch", "plan", "tokens_per_sample", "rates", "guards"):
         source = args.plan or {"micro_batch": "--micro-batch", "guards": "--guard"}.get(field)  # the message names the channel
-    elif field == "data":  # the flag (a plan file does not hold the data folder)
-        source = "--data" if args.data is not None else None
+    elif field in ("data", "init", "init_optimizer", "dense_eval", "difficulty"):  # the flag, or the plan file's key
+        flag = "--" + field.replace("_", "-")
+        given = getattr(args, field.replace("-", "_"), None) is not None
+        source = flag if given else (f"{args.plan}: {field}" if args.plan else None)
     elif field == "forecast":  # the flag, the plan file's key, or neither (a resume: run.json's law)
         source = "--forecast" if args.forecast is not None else (f"{args.plan}: forecast" if args.plan else None)
     else:
