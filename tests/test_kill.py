@@ -342,3 +342,56 @@ def test_closed_loop_plan_file_through_the_command_line_sigterm_then_resume(loop
     assert _child(_cli, ["run", "--resume", "--out", str(out), "--no-progress"], {}) == 0
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
     assert (out / "metrics.csv").read_bytes() == loop_reference["plateau"]
+
+
+# -- data over time: an online mixer, a bandit curriculum and per-sample weights, all acting ----------------------
+
+DATA_LOOP = dict(workload="text", size="xs", horizon=48, batch_size=16, eval_every=8, checkpoint_every=5,
+                 difficulty="length",
+                 channels={"lr": "cosine(peak=3e-3, warmup=4)",
+                           "mixture": "aioli(rounds=3, sweeps=1, probe_every=2, eta=2.0)",
+                           "curriculum": "sec()", "sample_weights": "reweight(burn_in=10)"})
+
+
+@pytest.fixture(scope="module")
+def data_loop(tmp_path_factory) -> "tuple[dict, bytes, Path]":
+    """The settings (on a small corpus of three domains), the uninterrupted run's bytes, a run killed mid-way;
+    and proof that the mixer, the curriculum and the weights act in that run."""
+    from test_text_workload import make_corpus
+
+    root = tmp_path_factory.mktemp("data-loop")
+    settings = {**DATA_LOOP, "data": str(make_corpus(root / "corpus"))}
+    train(RunConfig(**settings), root / "reference", threads=1)
+    data = (root / "reference" / "metrics.csv").read_bytes()
+    for domain in ("code", "numbers", "prose"):
+        assert len(set(_column(data, f"mixture/{domain}"))) >= 3, f"the mixture of {domain} never moved"
+    assert len(set(_column(data, "curriculum/0"))) >= 3, "the curriculum never moved"
+    assert set(_column(data, "sample_weights")) == {"0.0", "1.0"}
+    assert any(_column(data, "probe_loss/code")), "the mixer's probe was never measured"
+    base = root / "killed"
+    assert _child(_victim, str(base), "row:23", False, settings) == SIGKILLED
+    return settings, data, base
+
+
+@pytest.mark.parametrize("point", ["truncate:metrics.csv:1", "rename:run.json:1", "write:checkpoint.pt:1",
+                                   "renamed:checkpoint.pt:2", "row:5"])
+def test_data_channels_killed_during_resume_at_an_exact_point(point, data_loop, tmp_path):
+    settings, reference, base = data_loop
+    out = tmp_path / "run"
+    shutil.copytree(base, out)
+    assert _child(_victim, str(out), point, True, settings) == SIGKILLED, f"{point} was never reached"
+    assert _finish(out, settings) == reference
+
+
+def test_data_channels_killed_at_random_rows_again_and_again(data_loop, tmp_path):
+    settings, reference, _ = data_loop
+    rng = random.Random("data-loop")
+    rows = reference.count(b"\n") - 1
+    out = tmp_path / "run"
+    kills = []
+    for attempt in range(3):
+        done = torch.load(out / "checkpoint.pt", weights_only=True)["step"] if (out / "checkpoint.pt").exists() else 0
+        row = rng.randrange(1, rows - done)
+        kills.append((done, row))
+        assert _child(_victim, str(out), f"row:{row}", attempt > 0, settings) == SIGKILLED, kills
+    assert _finish(out, settings) == reference, kills
