@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/kill_runner.py [--random 30] [--chains 5] [--workload digits] [--steps 60]
        python benchmarks/kill_runner.py --closed-loop [--horizon 12000] [--checkpoint-every 5] ...
+       python benchmarks/kill_runner.py --data-channels [--steps 120] ...
 
 Each scenario starts from nothing or from a run killed mid-way, kills a child process
 (SIGKILL, or SIGTERM/SIGINT through the real command line) once or several times, resumes
@@ -23,6 +24,12 @@ the first 40% of a sample clock (``--horizon`` samples), micro-batches of 32, va
 3 steps. The signals go through ``cadence run WORKLOAD --plan plan.yaml``. The uninterrupted
 run is checked to have reduced the LR and changed the batch, and its step count takes the
 place of ``--steps``.
+
+``--data-channels`` runs them on the text workload (its default corpus: code, tests, prose)
+with every data channel acting: an ``aioli`` mixer (held-out probes every 2 steps), a ``sec``
+bandit curriculum over difficulty buckets (files by length) and ``reweight`` per-sample
+weights after a burn-in; the uninterrupted run is checked to have moved its mixture and
+curriculum. The signals go through ``cadence run text --plan plan.yaml``.
 
 Victims are forked from a forkserver with torch already imported. Prints one line per
 scenario and a summary (kills, points, byte-identical).
@@ -53,7 +60,14 @@ CLOSED_LOOP = {"lr": "plateau(warmup(cosine(peak=0.05), '10%'), patience=1, fact
                "batch": "ramp(32, 128, '40%', shape='linear')"}
 
 
+DATA_CHANNELS = {"lr": "cosine(peak=3e-3, warmup=6)", "mixture": "aioli(rounds=4, sweeps=1, probe_every=2, eta=2.0)",
+                 "curriculum": "sec()", "sample_weights": "reweight(burn_in='10%')"}
+
+
 def _settings(args) -> dict:
+    if args.data_channels:
+        return dict(workload="text", channels=dict(DATA_CHANNELS), horizon=args.steps, batch_size=16, eval_every=10,
+                    checkpoint_every=args.checkpoint_every, size="xs", difficulty="length")
     if args.closed_loop:
         return dict(workload=args.workload, channels=dict(CLOSED_LOOP), unit="sample", horizon=args.horizon,
                     micro_batch=32, eval_every=3, checkpoint_every=args.checkpoint_every,
@@ -167,10 +181,24 @@ def _closed_loop_acts(run: Path, settings: dict, steps: int) -> str:
             f"{len(state['reductions'])} LR reductions, batches {batches}")
 
 
+def _data_channels_act(run: Path) -> str:
+    """Check that the uninterrupted run moved its mixture and its curriculum; says how far."""
+    lines = (run / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    moved = {}
+    for name in [h for h in header if h.startswith(("mixture/", "curriculum/"))]:
+        at = header.index(name)
+        values = [float(line.split(",")[at]) for line in lines[1:]]
+        moved[name] = (min(values), max(values))
+    if any(lo == hi for lo, hi in moved.values()):
+        raise SystemExit(f"the data channels did not act: {moved}")
+    return "data channels acting: " + ", ".join(f"{k} {lo:.2f}-{hi:.2f}" for k, (lo, hi) in moved.items())
+
+
 def _plan_file(path: Path, settings: dict) -> Path:
     """The closed-loop settings as a plan file for `cadence run WORKLOAD --plan` (written once)."""
     if not path.exists():
-        keys = ("unit", "horizon", "micro_batch", "eval_every", "checkpoint_every", "size")
+        keys = ("unit", "horizon", "micro_batch", "batch_size", "eval_every", "checkpoint_every", "size", "difficulty")
         lines = [f"{k}: {settings[k]}" for k in keys if settings.get(k) is not None]
         lines += ["channels:"] + [f"  {name}: {json.dumps(spec)}" for name, spec in settings["channels"].items()]
         path.write_text("\n".join(lines) + "\n")
@@ -189,6 +217,8 @@ def main() -> None:
     ap.add_argument("--closed-loop", action="store_true",
                     help="a plateau on val_loss with a batch ramp on a sample clock (see above) instead of a cosine")
     ap.add_argument("--horizon", type=int, default=12000, help="--closed-loop: the horizon in samples")
+    ap.add_argument("--data-channels", action="store_true",
+                    help="the text workload with a mixer, a bandit curriculum and sample weights acting (see above)")
     args = ap.parse_args()
     # torch._dynamo: the optimizers import it on first use, 3 s a child if the forkserver has not
     CTX.set_forkserver_preload(["cadence.bench.runner", "cadence.cli", "sklearn.datasets", "torch._dynamo"])
@@ -205,7 +235,9 @@ def main() -> None:
         what = f"{steps} steps"
         if args.closed_loop:
             what = _closed_loop_acts(root / "reference", settings, steps)
-        print(f"{args.workload}, {what}, checkpoint every {args.checkpoint_every}; a child runs "
+        if args.data_channels:
+            what = _data_channels_act(root / "reference")
+        print(f"{settings['workload']}, {what}, checkpoint every {args.checkpoint_every}; a child runs "
               f"{duration:.2f}s after writing run.json", flush=True)
         mid = steps // 2
         base = root / "base"  # killed mid-run: the start of every resume scenario
@@ -258,8 +290,8 @@ def main() -> None:
         for i in range(args.signals):
             out = root / f"s{(n := n + 1)}"
             sig = (signal.SIGTERM, signal.SIGINT)[i % 2]
-            if args.closed_loop:
-                argv = ["run", args.workload, "--plan", str(_plan_file(root / "plan.yaml", settings)), "--threads", "1",
+            if args.closed_loop or args.data_channels:
+                argv = ["run", settings["workload"], "--plan", str(_plan_file(root / "plan.yaml", settings)), "--threads", "1",
                         "--no-progress", "--out", str(out)]
             else:
                 argv = ["run", args.workload, "--lr", settings["channels"]["lr"], "--steps", str(args.steps), "--eval-every",
