@@ -138,3 +138,16 @@ def test_a_bad_mixture_on_the_command_line_is_one_line_before_anything_is_writte
                  "--out", str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "needs the run's domains" in err and not (tmp_path / "out").exists()
+
+
+def test_the_schedule_command_previews_a_mixture_per_domain(tmp_path, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text("horizon: 10\nchannels:\n  lr: cosine(peak=1e-3)\n  mixture: {code: 3, prose: 1}\n")
+    assert main(["schedule", "--plan", str(path), "--csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "step,samples,tokens,lr,mixture/code,mixture/prose" and lines[1].endswith(",0.75,0.25")
+    path.write_text("horizon: 10\nchannels:\n  lr: cosine(peak=1e-3)\n  mixture: odm()\n")
+    assert main(["schedule", "--plan", str(path)]) == 2
+    assert "name them with --domains" in capsys.readouterr().err
+    assert main(["schedule", "--plan", str(path), "--domains", "a,b,c"]) == 0
+    assert "mixture/c" in capsys.readouterr().out

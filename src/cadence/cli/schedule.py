@@ -21,6 +21,8 @@ def register(sub) -> None:
     p.add_argument("--unit", default="st", choices=["st", "sa", "tok", "ep", "dur"],
                    help="second x axis of the plot (needs the matching rates)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing plot file")
+    p.add_argument("--domains", metavar="A,B,...", help="--plan: the run's domains, for a mixture driven by a mixer "
+                   "(a mixture of weights per domain names its own)")
     common.add_rates(p)
     p.set_defaults(handler=_cmd_schedule)
 
@@ -85,14 +87,18 @@ def _cmd_plan(args) -> None:
             rates = Rates(samples_per_step=data["batch_size"], tokens_per_sample=rates.tokens_per_sample,
                           steps_per_epoch=rates.steps_per_epoch)
         plan = Plan(data["channels"], horizon=data.get("horizon"), unit=data.get("unit", "step"), rates=rates,
-                    micro_batch=data.get("micro_batch") if "batch" in data["channels"] else None)
+                    micro_batch=data.get("micro_batch") if "batch" in data["channels"] else None,
+                    domains=_domains(args.domains, data["channels"].get("mixture")))
         preview = plan.preview()
     except CadenceError as e:
         rate = e.field in ("samples_per_step", "tokens_per_sample", "steps_per_epoch")  # flags this command has
         message = str(e) if str(e).startswith(("the plan file", "cannot read the plan file", "a plan file")) \
             else f"{args.plan}: {e}"
+        if "needs the run's domains" in message:
+            message += "; name them with --domains"
         raise type(e)(message, field=e.field if rate else None) from None
-    channels = list(plan.schedules)
+    # a weight per key (mixture, a bandit curriculum) is one column per key: mixture/code, ...
+    channels = [c for c in preview if c not in ("step", "samples", "tokens")]
     unit = {Unit.STEP: "step", Unit.SAMPLE: "sample", Unit.TOKEN: "token"}[plan.unit]
     if args.csv:
         out = sys.stdout
@@ -112,12 +118,30 @@ def _cmd_plan(args) -> None:
         width = max(len(c) for c in channels)
         for c in channels:
             v = preview[c]
+            name = c.split("/")[0]
+            spec = plan.schedules[name].spec() if c == name or c.endswith("/" + plan.schedules[name].keys[0]) else '"'
             print(f"  {c:{width}s}  first {v[0]:.6g}  max {v.max():.6g} (step {int(v.argmax())})  last {v[-1]:.6g}  "
-                  f"{plan.schedules[c].spec()}")
+                  f"{spec}")
         if plan.monitors:
             print("controllers shown as they start; they read: " + ", ".join(
                 f"{sig} ({', '.join(chs)})" for sig, chs in plan.monitors.items()))
         print("(add --csv for every step, --plot PATH for a figure)")
+
+
+def _domains(flag: "str | None", mixture) -> "tuple[str, ...] | None":
+    """--domains A,B,... or, without it, the domains a mixture of weights per domain names."""
+    if flag is not None:
+        names = tuple(n.strip() for n in flag.split(","))
+        if len(names) < 2 or not all(names) or len(set(names)) != len(names):
+            raise CadenceError(f"--domains expects two or more distinct names, comma-separated; got {flag!r}")
+        return names
+    if isinstance(mixture, dict):
+        return tuple(str(d) for d in mixture)
+    if isinstance(mixture, str) and mixture.strip().startswith("mix("):
+        from cadence.schedules import parse
+
+        return parse(mixture).keys
+    return None
 
 
 def _say(text: str, stream) -> None:
