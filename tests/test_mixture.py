@@ -151,3 +151,39 @@ def test_the_schedule_command_previews_a_mixture_per_domain(tmp_path, capsys):
     assert "name them with --domains" in capsys.readouterr().err
     assert main(["schedule", "--plan", str(path), "--domains", "a,b,c"]) == 0
     assert "mixture/c" in capsys.readouterr().out
+
+
+def test_mixers_drive_the_runner_and_doremi_reads_its_reference_once(tmp_path):
+    data = make_corpus(tmp_path / "corpus")
+    base = dict(workload="text", data=str(data), size="xs", horizon=16, batch_size=8, eval_every=8, checkpoint_every=5)
+    train(RunConfig(channels={"lr": "cosine(peak=3e-3, warmup=2)"}, **base), tmp_path / "uniform", threads=1)
+    ref = load_metrics(tmp_path / "uniform" / "metrics.csv")
+    doremi = RunConfig(channels={"lr": "cosine(peak=3e-3, warmup=2)",
+                                 "mixture": f"doremi(reference='{tmp_path / 'uniform'}')"}, **base)
+    manifest = train(doremi, tmp_path / "doremi", threads=1)
+    spec = manifest["config"]["channels"]["mixture"]
+    losses = [float(ref[f"val_loss/{d}"][-1]) for d in DOMAINS]
+    assert f"reference_loss=[{', '.join(repr(x) for x in losses)}]" in spec  # the numbers, in run.json
+    assert sum(manifest["averaged_mixture"].values()) == pytest.approx(1.0)
+    m = load_metrics(tmp_path / "doremi" / "metrics.csv")
+    assert m["mixture/code"][-1] != m["mixture/code"][0]  # it moved
+    train(doremi, tmp_path / "doremi-2", threads=1, stop_after=7)
+    (tmp_path / "uniform" / "metrics.csv").unlink()
+    with pytest.raises(CadenceError, match="doremi: the reference run .*uniform: cannot read"):  # a new run: refused
+        RunConfig(**{**doremi.__dict__}).resolved()
+    assert main(["run", "--resume", "--out", str(tmp_path / "doremi-2"), "--no-progress"]) == 0  # a resume: run.json's
+    assert (tmp_path / "doremi" / "metrics.csv").read_bytes() == (tmp_path / "doremi-2" / "metrics.csv").read_bytes()
+    for spec in ("odm()", "aioli(rounds=2, sweeps=1, probe_every=2)"):
+        train(RunConfig(channels={"lr": "cosine(peak=3e-3, warmup=2)", "mixture": spec}, **base), tmp_path / "m",
+              threads=1, overwrite=True)
+        m = load_metrics(tmp_path / "m" / "metrics.csv")
+        assert np.allclose(sum(m[f"mixture/{d}"] for d in DOMAINS), 1.0)
+        assert ("probe_loss/code" in m) is spec.startswith("aioli")
+
+
+def test_a_reference_that_is_not_a_finished_run_is_refused(tmp_path, capsys):
+    data = make_corpus(tmp_path / "corpus")
+    code = main(["run", "text", "--data", str(data), "--set", f"mixture=doremi(reference='{tmp_path / 'none'}')",
+                 "--steps", "2", "--size", "xs", "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not a run folder" in err and len(err.strip().splitlines()) == 1

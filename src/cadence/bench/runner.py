@@ -260,7 +260,10 @@ def _fill_reference(cfg: RunConfig, w) -> None:
     if manifest.get("status") != "complete":
         raise PlanError(f"doremi: the reference run {str(folder)[:200]} is {manifest.get('status')}, not complete",
                         field="mixture")
-    metrics = load_metrics(folder / "metrics.csv")
+    try:
+        metrics = load_metrics(folder / "metrics.csv")
+    except CadenceError as e:
+        raise PlanError(f"doremi: the reference run {str(folder)[:200]}: {e}", field="mixture") from None
     losses = []
     for d in w.domain_names():
         column = metrics.get(f"val_loss/{d}")
@@ -946,6 +949,13 @@ def _train_locked(asked: RunConfig | None, out: Path, *, resume: bool, overwrite
         if board is not None:
             board.close()
     manifest["train_seconds"] = round(elapsed, 3)
+    mixer = plan.schedules.get("mixture")
+    if hasattr(mixer, "averaged_weights") and manifest["status"] == "complete" and main:
+        # DoReMi's output: the weights averaged over the run, for a second run to train on (Xie et al. 2023)
+        average = mixer.averaged_weights(plan.states["mixture"])
+        manifest["averaged_mixture"] = average
+        say(f"{mixer.name}: the mixture averaged over the run (the paper's output): "
+            + ", ".join(f"{d} {w:.3f}" for d, w in average.items()))
     if cfg.init is not None and manifest["status"] == "complete" and main:
         gaps = _stability_gap(cfg, out, workload)
         if gaps is not None:
