@@ -187,3 +187,25 @@ def test_a_reference_that_is_not_a_finished_run_is_refused(tmp_path, capsys):
                  "--steps", "2", "--size", "xs", "--out", str(tmp_path / "out"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "is not a run folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_scheduler_on_a_plan_with_a_mixture_saves_and_resumes(tmp_path):
+    import torch
+
+    from cadence.torch import Scheduler
+
+    def make():
+        model = torch.nn.Linear(2, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        p = plan({"code": 1, "numbers": "linear(peak=1, final=3)", "prose": 0.5})
+        return opt, p, Scheduler(opt, p)
+
+    opt, p, sched = make()
+    for _ in range(4):
+        opt.step()
+        sched.step()
+    state = json.loads(json.dumps(sched.state_dict()))
+    opt2, p2, sched2 = make()
+    sched2.load_state_dict(state)
+    assert p2.mixture() == p.mixture() and p2.clock.step == 4
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]

@@ -633,7 +633,8 @@ class Scheduler(LRScheduler):
             raise CadenceError(f"Scheduler.load_state_dict: the state has no {', '.join(missing)}")
         mine = self.plan.channels
         theirs = state_dict["schedules"]
-        if not (isinstance(theirs, Mapping) and all(isinstance(v, str) for v in theirs.values()) and dict(theirs) == mine):
+        if not (isinstance(theirs, Mapping) and all(isinstance(v, str) or (k in DATA_CHANNELS and isinstance(v, Mapping))
+                                                    for k, v in theirs.items()) and dict(theirs) == mine):
             raise CadenceError(f"Scheduler.load_state_dict: the checkpoint drives {_short_value(state_dict['schedules'], 300)}, "
                                f"this scheduler drives {_short_value(mine, 300)}")
         step = self._valid_step(state_dict["step"], "load_state_dict")
