@@ -115,3 +115,10 @@ class TestReplan:
     def test_validation(self, totals, fragment):
         with pytest.raises(ScheduleError, match=fragment):
             S.replanned(S.cosine(), totals=totals)
+
+
+def test_rewarm_at_step_0_starts_a_continued_run_from_the_old_lr():
+    """A run started from a finished one (--init): warm from its last LR to the new peak, then decay again."""
+    v = S.rewarm(S.constant(value=2e-4), S.cosine(peak=1e-3, final=1e-4), at=0, warmup=10).values(110)
+    assert v[0] == pytest.approx(2e-4) and v[5] == pytest.approx(6e-4) and v[10] == pytest.approx(1e-3)
+    assert v[-1] == pytest.approx(1e-4, rel=0.01) and (np.diff(v[10:]) <= 0).all()

@@ -202,7 +202,8 @@ class DecayFrom(Schedule):
 
 class Rewarm(Schedule):
     name = "rewarm"
-    formula = "before until `at`; then ramp from its value at `at` to after's first value over `warmup`, then after"
+    formula = ("before until `at`; then ramp from its value at `at` to after's first value over `warmup`, then after "
+               "(at=0: a run started from a finished one re-warms from before's first value)")
     source = "Ibrahim et al. 2024 (re-warming for continual pre-training); Gupta et al. 2023"
 
     def __init__(self, before: Schedule, after: Schedule, at=0, warmup=0, shape: str = "linear") -> None:
@@ -223,8 +224,10 @@ class Rewarm(Schedule):
 
     def _check(self, ctx):
         at, w, rest, after_ctx = self._parts(ctx)
-        if at <= 0:
-            raise ScheduleError("rewarm: at must be after step 0")
+        if at < 0:
+            raise ScheduleError("rewarm: at must be at step 0 or later")
+        # at=0: a run that starts from another's weights (--init) re-warms from before's first value
+        # (the LR the finished run ended at, as constant(...)) to after's peak
         if ctx.total is not None and at + w >= ctx.total:
             raise ScheduleError(f"rewarm: at={at:g} + warmup={w:g} steps leaves nothing of a run of {ctx.total:g} steps")
         self.before._validate(ctx)
