@@ -118,3 +118,26 @@ def test_a_folder_in_use_is_said_once_and_a_default_micro_batch_does_not_block_r
     done = cadence([*args, "--resume"], out, procs=1)  # the same command line, one process: its default would be 64
     assert "not bit-identical" in done.stderr
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_two_processes_mix_domains_as_one(tmp_path):
+    """The text workload with an odm mixer and per-sample weights: each rank draws its micro-batches from the same
+    (seed, index) under the same weights, the per-domain losses are all-reduced, so both mixers move alike."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_text_workload import make_corpus
+
+    data = make_corpus(tmp_path / "corpus")
+    args = ["text", "--data", str(data), "--size", "xs", "--steps", "12", "--batch-size", "16", "--micro-batch", "4",
+            "--eval-every", "6", "--set", "mixture=odm()", "--set", "sample_weights=reweight(burn_in=3)"]
+    cadence(args, tmp_path / "one")
+    cadence(args, tmp_path / "two", procs=2)
+    one, two = (pd.read_csv(tmp_path / name / "metrics.csv") for name in ("one", "two"))
+    assert list(one.columns) == list(two.columns)
+    for column in [c for c in one.columns if c.startswith("samples/")] + ["step", "samples"]:
+        assert one[column].tolist() == two[column].tolist()  # the same samples drawn from each domain
+    for column in [c for c in one.columns if c.startswith(("mixture/", "train_loss"))] + ["val_loss"]:
+        a, b = one[column].to_numpy(float), two[column].to_numpy(float)
+        both = ~np.isnan(a)
+        assert (np.isnan(b) == ~both).all()
+        assert np.abs(a[both] - b[both]).max() <= 1e-4 * np.abs(a[both]).max(), column
+    assert one["mixture/code"].nunique() > 3  # the mixer acted
