@@ -11,6 +11,12 @@ loop that drives it does, per optimizer step (docs/plans.md)::
     plan.observe(signals)         # controllers see what the step measured
     plan.advance(samples=..., tokens=...)   # the clock moves; a skipped step calls skip()
 
+The data channels (``mixture``, ``curriculum``, ``sample_weights``; docs/data.md) are channels
+like the others. ``mixture`` gives a weight per domain of the run (``Plan(..., domains=[...])``):
+an object ``{domain: number or schedule}`` or a vector controller (``odm()``, ...), shown in
+``values()`` as ``mixture/<domain>``; a bandit ``curriculum`` likewise gives a weight per
+difficulty bucket (``curriculum/0`` ... ``curriculum/3``).
+
 Guards (:mod:`cadence.guards`, ``guards={'loss_spike': {'sigma': 6}}``) judge a step between
 its gradients and its optimizer step: ``plan.guard(signals)`` is ``'apply'``, ``'skip'`` (the
 loop calls ``skip()`` instead of stepping) or ``'rollback'``; their state is saved with the plan's.
