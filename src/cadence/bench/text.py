@@ -259,10 +259,9 @@ class Text(_w.TinyLM):
 
     def draw(self, seed: int, i: int, size: int, weights: "torch.Tensor | None" = None):
         """(domain of each sample, a uniform number in [0, 1) per sample) of micro-batch ``i``."""
-        g = _w.step_generator(seed, i)
-        w = self.weights() if weights is None else weights
-        domains = torch.multinomial(w, size, replacement=True, generator=g)
-        return domains, torch.rand(size, generator=g, dtype=torch.float64)
+        from cadence.torch.data import draw_domains  # the one drawing function of the runner and cadence.torch
+
+        return draw_domains(self.weights() if weights is None else weights, seed, i, size)
 
     def domain_counts(self, seed: int, first: int, count: int, size: int, weights=None) -> list[int]:
         """Samples drawn from each domain by micro-batches ``first .. first + count - 1``."""
