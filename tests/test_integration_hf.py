@@ -423,3 +423,34 @@ def test_importing_cadence_does_not_import_transformers():
     code = ("import sys, cadence, cadence.integrations; "
             "assert 'transformers' not in sys.modules, 'transformers imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_mixer_reads_the_per_domain_losses_compute_loss_reports(tmp_path):
+    """odm() on two domains in the Trainer: a custom compute_loss reports train_loss/<domain> through the
+    callback; the plan observes their step means before its clock moves, and the mixture moves."""
+    from cadence.torch.data import domain_signals
+
+    plan = Plan({"lr": 1e-3, "mixture": "odm()"}, horizon=8, domains=("easy", "hard"))
+    callback = PlanCallback(plan)
+    seen = []
+
+    class Reporting(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+            out = model(input_ids=inputs["input_ids"])
+            logits = out.logits[:, :-1].reshape(-1, 64)
+            per = torch.nn.functional.cross_entropy(logits, inputs["input_ids"][:, 1:].reshape(-1), reduction="none")
+            per = per.view(inputs["input_ids"].shape[0], -1).mean(dim=1)
+            domains = (inputs["input_ids"][:, 0] % 2).long()  # a made-up domain per sequence
+            callback.report(domain_signals(per.detach(), domains, ("easy", "hard")))
+            seen.append(plan.mixture())
+            loss = per.mean()
+            return (loss, out) if return_outputs else loss
+
+    trainer = Reporting(model=model(), args=arguments(tmp_path, gradient_accumulation_steps=2),
+                        train_dataset=Sequences(64), callbacks=[callback])
+    trainer.train()
+    assert plan.clock.step == 8 and len(seen) == 16
+    assert seen[0] == {"easy": 0.5, "hard": 0.5} and seen[-1] != seen[0]  # the mixer saw the reported losses
+    assert seen[0] == seen[1]  # one value per optimizer step: both micro-batches of a step see the same mixture
+    with pytest.raises(PlanError, match="not a signal a training step reports"):
+        callback.report({"val_loss": 1.0})

@@ -433,3 +433,24 @@ def test_a_second_fit_with_the_same_callback_starts_the_plan_again(tmp_path):
                   enable_checkpointing=False, default_root_dir=tmp_path, callbacks=[callback]).fit(module, data)
         runs.append(module.used)
     assert runs[0] == runs[1] == list(plan.preview()["lr"]) and plan.clock.step == 8
+
+
+def test_a_mixer_reads_the_per_domain_losses_training_step_reports(tmp_path):
+    """odm() in a Lightning fit: training_step reports train_loss/<domain> through the callback; the plan
+    observes them at the step's end and the mixture moves."""
+    from cadence.torch.data import domain_signals
+
+    plan = Plan({"lr": 0.05, "mixture": "odm()"}, horizon=6, domains=("a", "b"))
+    callback = PlanCallback(plan)
+    Base = module_class(lp)
+    seen = []
+
+    class Net(Base):
+        def training_step(self, batch, batch_idx):
+            per = F.mse_loss(self(batch[0]), batch[1], reduction="none").mean(dim=1)
+            callback.report(domain_signals(per.detach(), (batch[0][:, 0] > 0).long(), ("a", "b")))
+            seen.append(plan.mixture())
+            return per.mean()
+
+    trainer(lp, tmp_path, max_steps=6, callbacks=[callback]).fit(Net(), loader(data(24)))
+    assert plan.clock.step == 6 and seen[0] == {"a": 0.5, "b": 0.5} and seen[-1] != seen[0]

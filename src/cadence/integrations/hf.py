@@ -107,6 +107,7 @@ from cadence.guards import LossSpike
 from cadence.plan import BATCH, Plan
 from cadence.schedules.base import _short_value
 from cadence.torch import Scheduler, discard_gradients, gradient_norm, optimizer_channels
+from cadence.torch.data import Reports, reported
 
 __all__ = ["PlanCallback", "STATE_FILE", "FORMAT"]
 
@@ -219,6 +220,7 @@ class PlanCallback(TrainerCallback):
         self._hook = None
         self._active = False
         self._data_parallel = False
+        self._reports = Reports()
         self._reset_step()
 
     def _reset_step(self) -> None:
@@ -308,6 +310,8 @@ class PlanCallback(TrainerCallback):
                 if not logs:
                     raise PlanError(f"PlanCallback: channel {channels[0]!r} reads {signal}, which the Trainer gives "
                                     "when it logs, and its logging_strategy is 'no'", field="channels")
+            elif reported(signal):  # per-domain (per-bucket) losses: the user's compute_loss gives them via report()
+                continue
             elif signal in _EVAL_SIGNALS or signal.startswith("eval_"):
                 if not evaluates:
                     raise PlanError(f"PlanCallback: channel {channels[0]!r} reads {signal}, which the Trainer gives "
@@ -315,7 +319,8 @@ class PlanCallback(TrainerCallback):
             else:
                 raise PlanError(f"PlanCallback: channel {channels[0]!r} reads {signal!r}, which the Trainer does not "
                                 "give; it gives train_loss and grad_norm when it logs, val_loss and its eval_* metrics "
-                                "when it evaluates", field="channels")
+                                "when it evaluates, and what compute_loss reports (train_loss/<domain>, "
+                                "bucket_loss/<k>: PlanCallback.report)", field="channels")
         if self._guarded:
             if getattr(trainer, "is_fsdp_enabled", False):
                 raise PlanError("PlanCallback: the plan's guards read grad_norm, but under FSDP each process holds a "
@@ -389,10 +394,20 @@ class PlanCallback(TrainerCallback):
                 discard_gradients(optimizer)  # optimizer.step() leaves the weights and its state alone
                 self._skip = True
 
+    def report(self, signals) -> None:
+        """Give the plan signals the Trainer does not measure, from a custom ``compute_loss``: the step's
+        per-domain losses (``train_loss/<domain>``, e.g. ``cadence.torch.data.domain_signals``) or per-bucket
+        losses (``bucket_loss/<k>``). Called once per micro-batch; the plan observes each signal's mean over
+        the optimizer step, before its clock moves. Under data parallelism each process reports its own."""
+        self._reports.add(signals)
+
     def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+        reports = self._reports.take()
         if self._skip or getattr(optimizer, "step_was_skipped", False):
             self.scheduler.skip()
         else:
+            if reports and self._controllers:
+                self._observe(reports)
             samples, tokens = self._counts(args)
             try:
                 self.scheduler.advance(samples, tokens)

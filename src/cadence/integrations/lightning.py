@@ -87,6 +87,7 @@ from cadence.guards import Rollback
 from cadence.plan import BATCH, Plan
 from cadence.schedules.base import _short_value
 from cadence.torch import OptimizerFields, discard_gradients, gradient_norm, optimizer_channels
+from cadence.torch.data import Reports, reported
 
 __all__ = ["PlanCallback", "plan_callback_class", "count_samples", "PACKAGES"]
 
@@ -171,10 +172,12 @@ class _PlanCallback:
                                 "in the middle of fit(); keep loss_spike or grad_spike, which skip steps",
                                 field="guards")
             signals.setdefault(guard.signal, f"guard {name!r}")
-        unknown = [name for name in signals if name not in _STEP_SIGNALS and not name.startswith("val")]
+        unknown = [name for name in signals if name not in _STEP_SIGNALS and not name.startswith("val")
+                   and not (reported(name) and not signals[name].startswith("guard"))]
         if unknown:
-            raise PlanError(f"PlanCallback gives the plan train_loss, grad_norm and validation metrics (names starting "
-                            f"with 'val'); {signals[unknown[0]]} reads {unknown[0]!r}", field="channels")
+            raise PlanError(f"PlanCallback gives the plan train_loss, grad_norm, validation metrics (names starting "
+                            f"with 'val') and what training_step reports (train_loss/<domain>, bucket_loss/<k>: "
+                            f"PlanCallback.report); {signals[unknown[0]]} reads {unknown[0]!r}", field="channels")
         super().__init__()
         self.plan = plan
         self._initial = plan.state_dict()  # where a fit that does not resume starts the plan
@@ -194,6 +197,7 @@ class _PlanCallback:
         self._loaded = False
         self._world = 1
         self._grad_scaler = None
+        self._reports = Reports()
         self._reset_window()
 
     # -- the optimizer step under way ------------------------------------------------------
@@ -340,6 +344,7 @@ class _PlanCallback:
         if verdict == "apply" and self._scale is not None and self._grad_scaler.get_scale() < self._scale:
             verdict = "skip"  # the gradient scaler found inf/NaN gradients and did not step
         plan = self.plan
+        reports = self._reports.take()
         if verdict == "skip":
             plan.skip()
         else:
@@ -347,7 +352,7 @@ class _PlanCallback:
             if self._world > 1:
                 samples, tokens = self._summed(trainer, samples, tokens)
             if self._stateful:
-                plan.observe(self._signals)
+                plan.observe({**self._signals, **reports})
             if tokens is None and samples == self._per_step:
                 plan.advance()  # the plan's own count for a step is this one: the same clock, counted faster
             else:
@@ -357,6 +362,13 @@ class _PlanCallback:
         self._loss_sum = self._verdict = self._scale = None
         if self._signals:
             self._signals = {}
+
+    def report(self, signals) -> None:
+        """Give the plan signals Lightning does not measure, from ``training_step``: the step's per-domain
+        losses (``train_loss/<domain>``, e.g. ``cadence.torch.data.domain_signals``) or per-bucket losses
+        (``bucket_loss/<k>``). Called once per batch; the plan observes each signal's mean over the optimizer
+        step (its accumulated batches), before its clock moves. Under DDP each process reports its own."""
+        self._reports.add(signals)
 
     def _summed(self, trainer, samples: int, tokens: int | None) -> tuple[int, int | None]:
         device = trainer.strategy.root_device

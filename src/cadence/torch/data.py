@@ -408,3 +408,51 @@ def weighted_loss(plan: Plan, losses: torch.Tensor) -> torch.Tensor:
         return losses.mean()
     w = reweight.weights(losses.detach().cpu().double().numpy(), strength)
     return (torch.as_tensor(w, dtype=losses.dtype, device=losses.device) * losses).mean()
+
+
+#: signals a training step measures per domain or bucket: an integration's ``PlanCallback.report``
+#: takes them from the user's loss code, as the runner computes them itself
+REPORTED_PREFIXES = ("train_loss/", "bucket_loss/", "probe_loss/")
+
+
+def reported(name: str) -> bool:
+    """Whether a signal is one a training step reports itself (``train_loss/<domain>``, ...)."""
+    return isinstance(name, str) and name.startswith(REPORTED_PREFIXES)
+
+
+class Reports:
+    """What a training step reported through ``PlanCallback.report``, until the plan observes it: each
+    signal's mean over the step's micro-batches (None: not measured this step)."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, list[float]] = {}
+
+    def add(self, signals: Mapping[str, Any]) -> None:
+        from cadence.errors import PlanError
+
+        if not isinstance(signals, Mapping):
+            raise PlanError(f"report: signals must be a mapping of names to numbers; got {type(signals).__name__}",
+                            field="signals")
+        for name, value in signals.items():
+            if not reported(name):
+                raise PlanError(f"report: {str(name)[:60]!r} is not a signal a training step reports; names start "
+                                f"with {', '.join(REPORTED_PREFIXES)}", field="signals")
+            if value is None:
+                self._sums.setdefault(name, [0.0, 0])
+                continue
+            if isinstance(value, torch.Tensor):
+                value = float(value.detach())
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise PlanError(f"report: signal {name!r} must be a number or None; got {type(value).__name__}",
+                                field="signals")
+            total = self._sums.setdefault(name, [0.0, 0])
+            if math.isfinite(float(value)):
+                total[0] += float(value)
+                total[1] += 1
+
+    def take(self) -> dict[str, "float | None"]:
+        """The step's means, and forget them."""
+        out = {name: (s / n if n else None) for name, (s, n) in self._sums.items()}
+        self._sums = {}
+        return out
+
