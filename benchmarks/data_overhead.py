@@ -10,6 +10,13 @@ workload's default corpus, size ``xs`` or ``small``, batch 32, one torch thread,
 * ``all``: ``odm()``, a ``sec()`` curriculum over difficulty buckets (files by length) and
   ``reweight()`` per-sample weights, all at once.
 
+On a shared machine the step time moves by several percent from one block to the next, more
+than the effect measured; so the data work is also timed by itself (``bookkeeping``): per
+step, the plan's values, the mixture's weights, drawing the micro-batch's windows (under the
+curriculum), the per-domain counts and loss sums (on stand-in per-sample losses), the
+per-sample weights, the controllers' ``observe`` and the clock's ``advance``; each arm's
+figure is that time as a share of the median tiny-lm step measured in the same run.
+
 The arms are interleaved (a block of steps of each, in turn, ``--rounds`` times) so that a
 slower stretch of a shared machine falls on all of them; the figure is the median step time
 per arm and its ratio to ``uniform`` (the data channels' own cost) and to ``tiny-lm``.
@@ -48,6 +55,41 @@ def loops(size: str, horizon: int):
     return out
 
 
+def bookkeeping(loop, steps: int) -> float:
+    """Seconds per step of the data work of ``loop``'s plan and workload, without the model (see above)."""
+    from cadence.plan import CURRICULUM, SAMPLE_WEIGHTS
+
+    plan, w, cfg = loop.plan, loop.workload, loop.cfg
+    g = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    for i in range(steps):
+        values = plan.values()
+        weights = loop.mixture()
+        curriculum = None
+        if loop.order is not None:
+            curriculum = (loop.order, torch.tensor([values[f"{CURRICULUM}/{k}"] for k in loop.buckets],
+                                                   dtype=torch.float64) if loop.buckets else values[CURRICULUM])
+        data = w.batch(cfg.seed, i, 32, weights, curriculum) if loop.domains else w.batch(cfg.seed, i, 32)
+        per = torch.rand(32, generator=g, dtype=torch.float64) + 2.0  # stand-in per-sample losses
+        signals = {"train_loss": float(per.mean()), "grad_norm": 1.0}
+        if loop.domains:
+            counts = w.domain_counts(cfg.seed, i, 1, 32, weights)
+            sums = torch.bincount(data[2], weights=per, minlength=len(loop.domains))
+            n = torch.bincount(data[2], minlength=len(loop.domains))
+            signals.update({f"train_loss/{d}": (float(s / c) if c else None) for d, s, c in
+                            zip(loop.domains, sums, n)})
+            signals.update({f"samples/{d}": c for d, c in zip(loop.domains, counts)})
+        if loop.buckets:
+            sums = torch.bincount(data[3], weights=per, minlength=len(loop.buckets))
+            n = torch.bincount(data[3], minlength=len(loop.buckets))
+            signals.update({f"bucket_loss/{k}": (float(s / c) if c else None) for k, s, c in zip(loop.buckets, sums, n)})
+        if loop.reweight is not None:
+            loop.reweight.weights(per.numpy(), max(values[SAMPLE_WEIGHTS], 1.0))
+        plan.observe(signals)
+        plan.advance(samples=32, tokens=32 * 128)
+    return (time.perf_counter() - start) / steps
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="xs")
@@ -68,11 +110,21 @@ def main() -> None:
                 loop.run_step()
                 times[name].append(time.perf_counter() - t0)
     base, lm = statistics.median(times["uniform"]), statistics.median(times["tiny-lm"])
+    books = {name: [] for name in arms}
+    spare = loops(args.size, 10 * horizon)  # fresh plans: the timed loops' clocks stay where they are
+    for _ in range(args.rounds):
+        for name, loop in spare.items():
+            books[name].append(bookkeeping(loop, args.block))
     print(f"size {args.size}, batch 32 x 128 bytes, 1 thread, {args.rounds} x {args.block} steps per arm, interleaved")
     print(f"{'arm':10} {'median ms':>10} {'vs uniform':>11} {'vs tiny-lm':>11}")
     for name, ts in times.items():
         m = statistics.median(ts)
         print(f"{name:10} {1000 * m:10.2f} {100 * (m / base - 1):+10.2f}% {100 * (m / lm - 1):+10.2f}%")
+    print(f"\nbookkeeping alone (no model), per step, and its share of the median tiny-lm step ({1000 * lm:.1f} ms)")
+    print(f"{'arm':10} {'median ms':>10} {'of a step':>10}")
+    for name, bs in books.items():
+        m = statistics.median(bs)
+        print(f"{name:10} {1000 * m:10.3f} {100 * m / lm:9.2f}%")
 
 
 if __name__ == "__main__":
