@@ -209,3 +209,16 @@ def test_a_scheduler_on_a_plan_with_a_mixture_saves_and_resumes(tmp_path):
     sched2.load_state_dict(state)
     assert p2.mixture() == p.mixture() and p2.clock.step == 4
     assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+
+
+def test_a_forecast_of_a_plan_that_sets_the_data_is_refused(tmp_path):
+    from cadence.errors import ForecastError
+    from cadence.forecast.plans import plan_schedule
+
+    path = tmp_path / "p.yaml"
+    path.write_text("horizon: 100\nchannels:\n  lr: cosine(peak=1e-3)\n  mixture: {code: 1, prose: 1}\n")
+    with pytest.raises(ForecastError, match="channel 'mixture' sets the data"):
+        plan_schedule(path)
+    path.write_text("horizon: 100\ninit: runs/a\nchannels:\n  lr: cosine(peak=1e-3)\n")
+    with pytest.raises(ForecastError, match="starts from a finished run"):
+        plan_schedule(path)

@@ -98,7 +98,8 @@ def _cmd_plan(args) -> None:
             message += "; name them with --domains"
         raise type(e)(message, field=e.field if rate else None) from None
     # a weight per key (mixture, a bandit curriculum) is one column per key: mixture/code, ...
-    channels = [c for c in preview if c not in ("step", "samples", "tokens")]
+    channels = [c if k is None else f"{c}/{k}" for c in plan.schedules
+                for k in (plan.schedules[c].keys if getattr(plan.schedules[c], "vector", False) else (None,))]
     unit = {Unit.STEP: "step", Unit.SAMPLE: "sample", Unit.TOKEN: "token"}[plan.unit]
     if args.csv:
         out = sys.stdout

@@ -53,7 +53,8 @@ __all__ = ["PLAN_SUFFIXES", "PLAN_SETTINGS", "MODELLED", "PlanSchedule", "is_pla
 # cadence.cli.common.PLAN_FILE_SETTINGS, which a test keeps in step). None changes the forecast: the batch is
 # read from batch_size.
 PLAN_SETTINGS = ("workload", "seed", "size", "batch_size", "micro_batch", "optimizer", "weight_decay", "clip",
-                 "eval_every", "checkpoint_every", "skip_nonfinite", "device", "tensorboard", "forecast", "data")
+                 "eval_every", "checkpoint_every", "skip_nonfinite", "device", "tensorboard", "forecast", "data",
+                 "init", "init_optimizer", "dense_eval", "difficulty")
 # The channels the laws model: every law in cadence.forecast.laws predicts from the LR sequence alone.
 MODELLED = ("lr",)
 _RATE_FIELDS = ("samples_per_step", "tokens_per_sample", "steps_per_epoch")
@@ -106,6 +107,12 @@ def _is_constant(schedule: Schedule) -> bool:
 def _check_modelled(schedules: Mapping[str, Schedule], law, where: str) -> None:
     """A one-line ForecastError for the first channel a law cannot forecast: a controller that follows a signal
     measured during the run, a batch that changes, or any other channel that is not a constant."""
+    from cadence.plan import DATA_CHANNELS
+
+    for ch in schedules:
+        if ch in DATA_CHANNELS:
+            raise ForecastError(f"{where}: channel {ch!r} sets the data, which {_law_name(law)} does not model (it "
+                                "predicts from the learning rate, on the data of the runs it was fitted on): drop it")
     for ch, s in schedules.items():
         if s.stateful and s.monitors:
             raise ForecastError(f"{where}: channel {ch!r} is a controller ({', '.join(_controllers(s))}) that follows "
@@ -164,6 +171,9 @@ def plan_schedule(path, law=None, rates: Rates | None = None) -> PlanSchedule:
         raise PlanError("a plan file needs a path", field="plan")
     data = read_plan_file(name, PLAN_SETTINGS)
     where = f"plan file {_shown(name)!r}"
+    if data.get("init") is not None:
+        raise ForecastError(f"{where} starts from a finished run (init); {_law_name(law)} predicts a run from its "
+                            "first step: drop init")
     channels = data["channels"]
     if "lr" not in channels:
         raise ForecastError(f"{where} has no lr channel; {_law_name(law)} predicts the loss from the learning rate")
