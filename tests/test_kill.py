@@ -311,19 +311,22 @@ def test_closed_loop_killed_in_a_new_run_at_an_exact_point(loop, point, loop_ref
     assert _finish(out, LOOPS[loop]) == loop_reference[loop]
 
 
-@pytest.mark.parametrize("loop", list(LOOPS))
-def test_closed_loop_killed_at_random_rows_again_and_again(loop, loop_reference, tmp_path):
+def _killed_at_random_rows(settings: dict, reference: bytes, out: Path, seed: str) -> None:
     """SIGKILL at a random row, resume, SIGKILL the resume at a random row of its own, twice more, finish."""
-    rng = random.Random(f"closed-loop-{loop}")
-    rows = loop_reference[loop].count(b"\n") - 1
-    out = tmp_path / "run"
+    rng = random.Random(seed)
+    rows = reference.count(b"\n") - 1
     kills = []
     for attempt in range(3):
         done = torch.load(out / "checkpoint.pt", weights_only=True)["step"] if (out / "checkpoint.pt").exists() else 0
         row = rng.randrange(1, rows - done)
         kills.append((done, row))
-        assert _child(_victim, str(out), f"row:{row}", attempt > 0, LOOPS[loop]) == SIGKILLED, kills
-    assert _finish(out, LOOPS[loop]) == loop_reference[loop], kills
+        assert _child(_victim, str(out), f"row:{row}", attempt > 0, settings) == SIGKILLED, kills
+    assert _finish(out, settings) == reference, kills
+
+
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_closed_loop_killed_at_random_rows_again_and_again(loop, loop_reference, tmp_path):
+    _killed_at_random_rows(LOOPS[loop], loop_reference[loop], tmp_path / "run", f"closed-loop-{loop}")
 
 
 def test_closed_loop_plan_file_through_the_command_line_sigterm_then_resume(loop_reference, tmp_path):
@@ -385,13 +388,4 @@ def test_data_channels_killed_during_resume_at_an_exact_point(point, data_loop, 
 
 def test_data_channels_killed_at_random_rows_again_and_again(data_loop, tmp_path):
     settings, reference, _ = data_loop
-    rng = random.Random("data-loop")
-    rows = reference.count(b"\n") - 1
-    out = tmp_path / "run"
-    kills = []
-    for attempt in range(3):
-        done = torch.load(out / "checkpoint.pt", weights_only=True)["step"] if (out / "checkpoint.pt").exists() else 0
-        row = rng.randrange(1, rows - done)
-        kills.append((done, row))
-        assert _child(_victim, str(out), f"row:{row}", attempt > 0, settings) == SIGKILLED, kills
-    assert _finish(out, settings) == reference, kills
+    _killed_at_random_rows(settings, reference, tmp_path / "run", "data-loop")
