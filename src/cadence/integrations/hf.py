@@ -74,6 +74,11 @@ replaced (a plan with an ``lr`` channel is refused then). To avoid the stack loo
 callback: the Trainer steps, logs, saves and restores that scheduler itself, with the plan's
 default sample counts and no guards or controller signals.
 
+Data channels. A mixer or bandit reads per-domain (per-bucket) losses that the Trainer does not
+compute: a custom ``compute_loss`` hands them to :meth:`PlanCallback.report` each micro-batch,
+and the plan observes their means over the optimizer step at its end, before the clock moves
+(docs/integrations.md, "Data channels in your own loop").
+
 Guards. The Trainer hands callbacks nothing of the step before its optimizer step but the
 gradients. A ``grad_spike`` guard gets the gradient norm computed from them (all param groups,
 L2); on ``'skip'`` every gradient is set to None, and torch's optimizers pass over a

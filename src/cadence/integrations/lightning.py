@@ -54,8 +54,10 @@ optimizer channels (every channel but ``batch`` and dotted names such as ``loss.
 Refused at construction (one line, PlanError): a ``batch`` channel (a Lightning run's batch
 is its DataLoader's times ``accumulate_grad_batches``), a ``rollback`` guard (a callback
 cannot restore a checkpoint in the middle of ``fit()``), and a controller or guard reading a
-signal the callback never gives (it gives ``train_loss``, ``grad_norm`` and metrics whose
-names start with ``val``).
+signal the callback never gives (it gives ``train_loss``, ``grad_norm``, metrics whose
+names start with ``val``, and what ``training_step`` hands it with :meth:`PlanCallback.report`:
+per-domain ``train_loss/<domain>`` and per-bucket ``bucket_loss/<k>`` losses, for the data
+channels' mixers and bandits; docs/integrations.md, "Data channels in your own loop").
 
 Counting: the samples of a batch are the leading dimension of the first tensor found in it
 (depth first through tuples, lists and mappings), or ``samples(batch)`` when given. With
