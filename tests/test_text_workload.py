@@ -160,3 +160,13 @@ def test_a_plan_file_names_the_data_folder(tmp_path, capsys):
     plan.write_text("workload: text\nhorizon: 4\ndata: 3\nchannels:\n  lr: 'constant(1e-3)'\n")
     assert main(["run", "text", "--plan", str(plan), "--out", str(tmp_path / "three")]) == 2
     assert "plan.yaml: data must name a folder of domains; got '3'" in capsys.readouterr().err
+
+
+def test_the_text_module_may_be_imported_before_the_workloads():
+    import subprocess
+    import sys
+
+    code = ("import cadence.bench.text; from cadence.bench.workloads import WORKLOADS, Text; "
+            "assert list(WORKLOADS) == ['tiny-lm', 'text', 'digits', 'digits-cnn', 'logreg'] and Text.name == 'text'")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+

@@ -240,8 +240,11 @@ def _check_data_channels(plan: Plan, cfg: RunConfig, w) -> None:
 
 
 def _fill_reference(cfg: RunConfig, w) -> None:
-    """``doremi(reference='RUN')``: the reference run's final validation loss per domain, read once and written
-    into the spec (``reference_loss``), so that run.json holds the numbers and a resume never reads the run again."""
+    """``doremi(reference='RUN')``: the reference run's final training loss per domain (``train_loss/<domain>``,
+    the mean over its last 5% of steps), read once and written into the spec (``reference_loss``), so that
+    run.json holds the numbers and a resume never reads the run again. Training loss against training loss:
+    the run compares it with its own ``train_loss/<domain>``, and a domain's validation text can be far from
+    its training text (the default corpus's code: 0.9 nats apart)."""
     spec = cfg.channels.get("mixture")
     if not isinstance(spec, str) or "doremi" not in spec:
         return
@@ -266,12 +269,13 @@ def _fill_reference(cfg: RunConfig, w) -> None:
         raise PlanError(f"doremi: the reference run {str(folder)[:200]}: {e}", field="mixture") from None
     losses = []
     for d in w.domain_names():
-        column = metrics.get(f"val_loss/{d}")
-        measured = column[np.isfinite(column)] if column is not None else []
-        if not len(measured):
-            raise PlanError(f"doremi: the reference run {str(folder)[:200]} has no validation loss of domain {d!r}; "
-                            "it must be a run of the same domains", field="mixture")
-        losses.append(float(measured[-1]))
+        column = metrics.get(f"train_loss/{d}")
+        measured = column[np.isfinite(column)] if column is not None else np.empty(0)
+        if not measured.size:
+            raise PlanError(f"doremi: the reference run {str(folder)[:200]} has no training loss of domain {d!r}; "
+                            "it must be a run of the same domains (of this release: train_loss/<domain>)",
+                            field="mixture")
+        losses.append(float(np.mean(measured[-max(1, len(measured) // 20):])))
     params = dict(mixer.params)
     params.update(reference=os.path.abspath(folder), reference_loss=losses)
     cfg.channels = {**cfg.channels, "mixture": type(mixer)(**params).spec()}

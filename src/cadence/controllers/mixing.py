@@ -202,12 +202,12 @@ class DoReMi(_Mixer):
         a_i  = (1 - c) a'_i / sum_j a'_j + c prior_i          (c = smoothing)
 
     The running average of the a's, the paper's output (the weights for a second run), is
-    kept. ``reference_loss`` is the reference run's final validation loss per domain, in the
+    kept. ``reference_loss`` is the reference run's final training loss per domain, in the
     run's domain order; ``reference`` names that run for the runner, which reads it and fills
     ``reference_loss`` (this class never reads files).
 
     Differences from the paper: the excess is per domain (the domain's smoothed training
-    loss minus the reference run's final validation loss), not per token against a reference
+    loss minus the reference run's final training loss), not per token against a reference
     model scored on the same tokens. Per token, the sampling noise of a batch is the same for
     both models and cancels; per domain it does not, and clipping turns it into excess (a
     domain of pure noise, at its reference loss on average, would get max(noise, 0) > 0 at
