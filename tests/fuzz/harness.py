@@ -256,8 +256,14 @@ def check_schedule(case: dict) -> None:
     if not np.all(np.isfinite(values)):
         bad = int(np.argmax(~np.isfinite(values)))
         raise Violation("wrong", f"values() gives {values[bad]} at step {bad}", "values")
-    other = attempt(again.values, total, rates)
-    if failed(other) or not _same(values, other):
+    if isinstance(total, int) and total > 2**24:  # a second array of 2**26 values would double the case's 1 GiB
+        other = [attempt(value_at, again, i, total, rates) for i in (0, total // 3, total // 2, total - 1)]
+        same = not any(map(failed, other)) and all(_same(o, values[i]) for o, i in
+                                                   zip(other, (0, total // 3, total // 2, total - 1)))
+    else:
+        other = attempt(again.values, total, rates)
+        same = not failed(other) and _same(values, other)
+    if not same:
         raise Violation("wrong", "the round-tripped spec gives other values", "spec round trip")
     step = case["step"]
     one = attempt(value_at, s, step, total, rates)
@@ -866,6 +872,8 @@ def build_plan(case: dict):
         {"micro_batch": case["micro_batch"]}
     if case.get("guards") is not None:
         kwargs["guards"] = case["guards"]
+    if "domains" in case:
+        kwargs["domains"] = case["domains"]
     return Plan(case["channels"], case["horizon"], case["unit"], rates, **kwargs)
 
 
@@ -874,11 +882,30 @@ def _plan_snapshot(plan) -> tuple:
     return plan.clock.counters(), repr(plan.states), plan.horizons, plan.horizon, repr(plan.guard_states)
 
 
+def value_keys(plan) -> list[str]:
+    """The keys of values() and preview(): a channel's name, or '<channel>/<key>' per key of a vector channel."""
+    return [name if not getattr(s, "vector", False) else f"{name}/{k}" for name, s in plan.schedules.items()
+            for k in (s.keys if getattr(s, "vector", False) else (None,))]
+
+
+def check_weights(plan, vals, what: str, where: str = "Plan.values") -> None:
+    """A vector channel (mixture/<d>, curriculum/<k>): weights >= 0 that sum to 1 within 1e-9."""
+    for name, s in plan.schedules.items():
+        if not getattr(s, "vector", False):
+            continue
+        ws = [vals[f"{name}/{k}"] for k in s.keys]
+        total = math.fsum(float(w) for w in ws)
+        if any(not w >= 0 for w in ws) or not abs(total - 1.0) <= 1e-9:
+            raise Violation("wrong", f"{what}: {name} weights {[float(w) for w in ws]!r:.160} (sum {total!r}) are not "
+                            ">= 0 summing to 1", where)
+
+
 def check_plan_values(plan, vals, what: str) -> None:
-    """values(): one finite number >= 0 per channel; the batch a whole number of micro-batches."""
-    if not isinstance(vals, dict) or set(vals) != set(plan.schedules):
+    """values(): one finite number >= 0 per channel; the batch a whole number of micro-batches;
+    a vector channel's weights (mixture/<d>, curriculum/<k>) >= 0 summing to 1."""
+    if not isinstance(vals, dict) or set(vals) != set(value_keys(plan)):
         raise Violation("wrong", f"{what}: values() has keys {sorted(map(str, vals))[:6]}, the plan has channels "
-                        f"{sorted(plan.schedules)[:6]}", "Plan.values")
+                        f"{sorted(value_keys(plan))[:6]}", "Plan.values")
     m = plan.micro_batch or 1
     for name, v in vals.items():
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
@@ -888,6 +915,7 @@ def check_plan_values(plan, vals, what: str) -> None:
         if name == "batch" and (not float(v).is_integer() or v < m or int(v) % m):
             raise Violation("wrong", f"{what}: batch {v!r} is not a whole number (>= 1) of micro-batches of {m}",
                             "Plan.values")
+    check_weights(plan, vals, what)
 
 
 def _state_json(plan, what: str) -> str:
@@ -949,7 +977,7 @@ class _Drive:
 
     def run(self, n: int, profile: str, seed: int) -> None:
         rng = random.Random(seed)
-        keys = list(dict.fromkeys([*self.plan.monitors, *PLAN_SIGNAL_KEYS]))
+        keys = list(dict.fromkeys([*self.plan.monitors, *PLAN_SIGNAL_KEYS, *self.data_keys()]))
         for _ in range(n):
             if self.steps >= PLAN_MAX_STEPS or self.plan.done:
                 return
@@ -982,6 +1010,12 @@ class _Drive:
             if failed(r):
                 return  # this plan cannot count a step without being told its size
             self.steps += 1
+
+    def data_keys(self) -> list[str]:
+        """Per-domain and per-bucket losses (docs/data.md), read or not by the plan's controllers."""
+        domains = self.plan.domains or ()
+        return [*(f"{p}/{d}" for p in ("train_loss", "probe_loss") for d in domains),
+                *(f"bucket_loss/{k}" for k in range(4))]
 
     def roundtrip(self) -> None:
         text = _state_json(self.plan, "roundtrip")
@@ -1026,6 +1060,14 @@ def _random_signals(rng: random.Random, profile: str, keys: list, channels: list
     out = {}
     for key in keys:
         if rng.random() < 0.4:
+            continue
+        if "/" in key:  # a domain's or a bucket's loss: spread so that the controllers move
+            v = rng.choice([rng.uniform(0.5, 5.0), rng.uniform(1.0, 1.1), 0.0, rng.uniform(1.0, 1.0 + 1e-12)])
+            if profile in ("noisy", "hostile") and rng.random() < 0.3:
+                v = rng.choice([None, math.nan, math.inf, -math.inf, 1e308, -1e308, 5e-324, 2**70, np.float32(2.5)])
+            if profile == "hostile" and rng.random() < 0.1:
+                v = rng.choice(["2.0", "nan", b"1", [], True])
+            out[key] = v
             continue
         if key == "noise_g2":
             v = rng.uniform(-0.01, 0.05)
@@ -1171,7 +1213,7 @@ def _check_preview_call(plan, stop) -> None:
 
 
 def _check_preview_arrays(plan, pv, stop) -> int:
-    keys = ["step", "samples", "tokens", *plan.schedules]
+    keys = ["step", "samples", "tokens", *value_keys(plan)]
     if not isinstance(pv, dict) or sorted(pv) != sorted(keys):
         raise Violation("wrong", f"preview() has keys {sorted(pv)[:8]}", "Plan.preview")
     n = len(pv["step"])
@@ -1189,6 +1231,13 @@ def _check_preview_arrays(plan, pv, stop) -> int:
             raise Violation("wrong", f"preview() batch is not a whole number of micro-batches of {m}", "Plan.preview")
     if np.any(np.diff(pv["samples"]) < 0) or np.any(np.diff(pv["tokens"]) < 0):
         raise Violation("wrong", "preview() samples or tokens decrease", "Plan.preview")
+    for name, s in plan.schedules.items():  # a vector channel's weights, at every step
+        if getattr(s, "vector", False):
+            w = np.stack([pv[f"{name}/{k}"].astype(np.float64) for k in s.keys])
+            bad = np.any(w < 0, axis=0) | ~(np.abs(w.sum(axis=0) - 1.0) <= 1e-9)
+            if np.any(bad):
+                i = int(np.argmax(bad))
+                check_weights(plan, {k: pv[k][i] for k in keys}, f"preview() step {i}", "Plan.preview")
     return n
 
 
@@ -1201,6 +1250,11 @@ def check_preview_steps(case: dict) -> None:
     if failed(pv):
         return
     n = _check_preview_arrays(plan, pv, stop)
+    # A mixing controller or a bandit curriculum previews its initial weights, held (controllers/base.py,
+    # VectorController.preview); stepping gives its real weights (aioli's perturbed mixtures, odm's eps_t
+    # rounding), so only their sums and signs are checked there. mix(...) is a function of the clock: exact.
+    held = {name for name, s in plan.schedules.items() if getattr(s, "vector", False) and s.name != "mix"}
+    exact = [k for k in value_keys(plan) if k.split("/", 1)[0] not in held]
     for k in range(min(n, PLAN_PREVIEW_STEPS)):
         c = plan.clock
         counters = (c.step, c.samples, c.tokens)
@@ -1214,7 +1268,7 @@ def check_preview_steps(case: dict) -> None:
         if failed(vals):
             raise Violation("wrong", f"values() refused at step {k} where preview() gave values: {_line(vals)}",
                             "Plan.values")
-        for name in plan.schedules:
+        for name in exact:
             if not _same(vals[name], pv[name][k]):
                 raise Violation("wrong", f"preview()[{name!r}][{k}] = {pv[name][k]!r} but values() at that step gives "
                                 f"{vals[name]!r}", "Plan.preview")
@@ -1293,7 +1347,7 @@ def _check_plan_run(case: dict, workdir: Path) -> None:
     header = rows[0].split(",")
     micro = manifest["config"].get("micro_batch") or 1
     for name in data["channels"]:
-        if name not in header:
+        if name not in header and not any(h.startswith(name + "/") for h in header):
             raise Violation("wrong", f"metrics.csv has no column for channel {name!r}", "run --plan")
         i = header.index(name)
         for row in rows[1:]:
@@ -1312,11 +1366,14 @@ def _check_plan_schedule(args, r: CliResult, cwd: Path) -> None:
     rates = Rates(args.samples_per_step, args.tokens_per_sample, args.steps_per_epoch)
     if rates.samples_per_step is None and isinstance(data.get("batch_size"), int):
         rates = Rates(data["batch_size"], rates.tokens_per_sample, rates.steps_per_epoch)
+    from cadence.cli.schedule import _domains
+
     plan = Plan(data["channels"], horizon=data.get("horizon"), unit=data.get("unit", "step"), rates=rates,
-                micro_batch=data.get("micro_batch") if "batch" in data["channels"] else None)
+                micro_batch=data.get("micro_batch") if "batch" in data["channels"] else None,
+                domains=_domains(args.domains, data["channels"].get("mixture")))
     pv = plan.preview()
     _check_preview_arrays(plan, pv, None)
-    channels = list(plan.schedules)
+    channels = value_keys(plan)
     n = pv["step"].size
     unit = {Unit.STEP: "step", Unit.SAMPLE: "sample", Unit.TOKEN: "token"}[plan.unit]
     if args.csv:

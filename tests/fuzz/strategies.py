@@ -1091,8 +1091,16 @@ def plan_case(draw):
     options = [(3, st.just("absent")), (2, st.just(None)), (8, st.just(micro))]
     if not clean:
         options.append((2, st.sampled_from([0, -1, 3, 2.0, True, "8", np.int64(8), 10**400, micro * 3])))
+    channels = draw(plan_channels(micro, clean))
+    domains = {}
+    if draw(st.integers(0, 19)) < 7:  # the data channels and the run's domains (docs/data.md)
+        if clean or draw(st.integers(0, 9)) < 8:
+            domains = {"domains": draw(plan_domains(clean))}
+        if isinstance(channels, dict) and (not clean or domains) and draw(st.integers(0, 9)) < 9:
+            channels = {**channels, **draw(data_channels(domains.get("domains", ()), clean))}
     return {
-        "channels": draw(plan_channels(micro, clean)),
+        "channels": channels,
+        **domains,
         "horizon": draw(plan_horizon(clean)),
         "unit": unit,
         "rates": draw(plan_rates(unit, clean)),
@@ -1158,9 +1166,10 @@ def billion_laughs(depth: int, width: int = 9) -> list[str]:
 
 
 @st.composite
-def plan_doc(draw, run: bool = False, small: bool = False):
+def plan_doc(draw, run: bool = False, small: bool = False, domains=None):
     """A plan file's mapping: mostly valid (a run's: tiny horizons), sometimes with wrong types or keys.
-    ``small``: no horizon past 20,000 units (for --csv, which prints a row per step: work asked for)."""
+    ``small``: no horizon past 20,000 units (for --csv, which prints a row per step: work asked for).
+    ``domains``: the run's domains, for data channels (a mixture object names them; a mixer needs --domains)."""
     micro = draw(st.sampled_from([4, 8, 16]))
     n = draw(st.integers(1, 3))
     extra = ["weight_decay", "batch", "batch", "momentum", "loss.z"] if run else ["weight_decay", "batch", "momentum",
@@ -1214,6 +1223,18 @@ def plan_doc(draw, run: bool = False, small: bool = False):
             doc[key] = draw(st.sampled_from(PLAN_FILE_SETTINGS_VALUES[key]))
         if "batch" in channels and _include(draw, 8):
             doc["micro_batch"] = micro
+        if domains is not None:  # the data channels (docs/data.md)
+            channels.update(draw(data_channels(domains, clean=draw(st.integers(0, 9)) < 7)))
+        if chance(draw, 1, 6):  # the run settings of the data channels and continual pre-training
+            for key in draw(st.lists(st.sampled_from(sorted(DATA_FILE_SETTINGS_VALUES)), min_size=1, max_size=2,
+                                     unique=True)):
+                doc[key] = draw(st.sampled_from(DATA_FILE_SETTINGS_VALUES[key]))
+    if run and chance(draw, 1, 10):  # a logreg run has no domains or difficulty: refused in one line, before training
+        if draw(st.booleans()):
+            channels["mixture"] = draw(st.sampled_from(["odm()", {"code": 1, "prose": 1}, "mix(code=1, prose=2)"]))
+        else:
+            key = draw(st.sampled_from(sorted(DATA_FILE_SETTINGS_VALUES)))
+            doc[key] = draw(st.sampled_from(DATA_FILE_SETTINGS_VALUES[key]))
     doc["channels"] = channels
     if chance(draw, 1, 8):  # wrong types and unknown keys
         what = draw(st.integers(0, 5))
@@ -1263,10 +1284,10 @@ def _yaml_text(draw, doc) -> str:
 
 
 @st.composite
-def plan_file_bytes(draw, suffix: str, run: bool = False, small: bool = False):
+def plan_file_bytes(draw, suffix: str, run: bool = False, small: bool = False, domains=None):
     """The bytes of a plan file: a rendered plan, or a broken one (duplicates, tags, alias bombs, nesting, bytes)."""
     yaml_like = suffix.lower() in (".yaml", ".yml")
-    doc = draw(plan_doc(run=run, small=small))
+    doc = draw(plan_doc(run=run, small=small, domains=domains))
     kind = 0 if run and draw(st.integers(0, 9)) < 9 else draw(st.integers(0, 39))
     try:
         text = _yaml_text(draw, doc) if yaml_like else json.dumps(doc, indent=draw(st.sampled_from([None, 2])))
@@ -1332,6 +1353,12 @@ def plan_file_bytes(draw, suffix: str, run: bool = False, small: bool = False):
     return text.encode("utf-8", errors="surrogatepass")
 
 
+DATA_FILE_SETTINGS_VALUES = {
+    "init": ["runs/none", "", 1, None, "."],
+    "init_optimizer": [True, False, "yes", None],
+    "dense_eval": [[1, 4], [0, 4], "1:4", [1], "x", [2, 10**400]],
+    "difficulty": ["length", "reference=runs/none", "column=x.csv:y", "x", "", 3],
+}
 RATE_FLAG_VALUES = mostly(["1", "8", "32", "128", "0.5", "3"], ["0", "-1", "nan", "x", "1e308", "5e-324"], k=12)
 
 
@@ -1342,9 +1369,13 @@ def plan_file_case(draw):
     run = command == "run"
     suffix = weighted(draw, (8, st.sampled_from([".yaml", ".json", ".yml"])),
                       (1, st.sampled_from([".txt", "", ".YAML", ".json.bak", ".Yml"])))
+    domains = None if run or not chance(draw, 1, 4) else list(draw(plan_domains(True)))
     content = draw(plan_file_bytes(suffix if suffix.lower() in (".yaml", ".yml", ".json") else ".yaml", run=run,
-                                   small=command == "csv"))
+                                   small=command == "csv", domains=domains))
     flags = []
+    if domains is not None and _include(draw, 6):  # a mixer needs them; a mixture object names its own
+        flags += ["--domains", weighted(draw, (8, st.just(",".join(domains))), (1, st.sampled_from(
+            ["code", "code,code", "", "code,,prose", " code , prose ", "a,b", ",".join(reversed(domains))])))]
     if run:
         if chance(draw, 1, 10):
             flags = draw(st.sampled_from([["--lr", "cosine(peak=0.1)"], ["--steps", "4"], ["--seed", "1"],
@@ -1356,3 +1387,170 @@ def plan_file_case(draw):
         if chance(draw, 1, 20):
             flags += draw(st.sampled_from([["cosine(peak=1)"], ["--total", "10"], ["--unit", "tok"], ["--overwrite"]]))
     return {"suffix": suffix, "content": content, "command": command, "flags": flags}
+
+
+# -- the data channels (mixture, curriculum, sample_weights; docs/data.md) ---------------------------
+# A case may bind the run's domains (Plan(..., domains=...)): a mixture is an object {domain: weight or spec},
+# a mix(...) spec or a mixer (odm, doremi, aioli); a curriculum is pace(...) or a bandit over difficulty
+# buckets (sec, dump); sample_weights is reweight(...). The ops' signals then carry train_loss/<d>,
+# probe_loss/<d> and bucket_loss/<k> (see harness._random_signals), so the controllers really move.
+
+DOMAIN_NAMES = ["code", "prose", "numbers", "tests", "web"]
+BAD_DOMAINS = [["code"], ["code", "code"], ["code", 1], [], "code,prose", ["code", ""], ["code", None], ("a", "b", "a"),
+               {"code": 1}, 5, ["x" * 300, "y"], ["code", "prose", b"web"]]
+MIX_WEIGHTS = [0.5, 1, 0.0, 2, 0.25, 1e-3, "0.5", "linear(peak=0.2, final=0.4)", "cosine(peak=1.0)",
+               "constant(value=0.3)", "wsd(peak=1.0, decay='20%')"]
+BAD_MIX_WEIGHTS = [-1, -0.0, float("nan"), float("inf"), True, None, {"a": 1}, [0.5], "x", "", "nan", "-1",
+                   "odm()", "plateau(cosine(peak=1), patience=0)", 10**400, 1e308, "cosine(", "mix(a=1)"]
+LOSS_LISTS = [[2.0, 2.5, 3.0, 1.5, 2.2], [0.0, 0.0, 0.0, 0.0, 0.0], [1e308, 1, 1, 1, 1]]
+BAD_LOSS_ITEMS = ["nan", "inf", "-1", "'x'", "None", "True", "[]", "1e999"]
+
+
+@st.composite
+def plan_domains(draw, clean=True):
+    """The run's domains: 2-5 distinct names, or (not clean) one name, duplicates, non-strings, empty."""
+    if not clean and chance(draw, 1, 6):
+        return draw(st.sampled_from(BAD_DOMAINS))
+    n = draw(st.integers(2, 5))
+    names = draw(st.permutations(DOMAIN_NAMES))[:n]
+    return names if draw(st.booleans()) else tuple(names)
+
+
+def _loss_list(draw, n, clean):
+    """reference_loss's text: n numbers (a wrong count or a bad item when not clean)."""
+    k = n if clean or not chance(draw, 1, 4) else draw(st.sampled_from([0, 1, n - 1, n + 1]))
+    items = [repr(draw(st.sampled_from([2.0, 2.5, 3.0, 1.5, 0.0, 4.25]))) for _ in range(max(k, 0))]
+    if not clean and items and chance(draw, 1, 5):
+        items[draw(st.integers(0, len(items) - 1))] = draw(st.sampled_from(BAD_LOSS_ITEMS))
+    return "[" + ", ".join(items) + "]"
+
+
+@st.composite
+def mixer_text(draw, n, clean=True):
+    """odm(...), doremi(reference_loss=[...]) or aioli(...) with small rounds, sweeps and probe_every."""
+    kind = draw(st.sampled_from(["odm", "doremi", "doremi", "aioli", "aioli"]))
+    if kind == "odm":
+        args = _args(draw, [("alpha", ["0.9", "0.5", "0", "0.99"], ["1", "-0.1", "nan", "inf"]),
+                            ("warmup", ["0", "1", "3", "10"], ["-1", "1.5", "nan", "10**400"]),
+                            ("importance", ["'none'", "'weight'"], ["'x'", "None", "''"])], clean)
+    elif kind == "doremi":
+        args = [f"reference_loss={_loss_list(draw, n, clean)}"] if draw(st.integers(0, 9)) < 8 else []
+        args += _args(draw, [("eta", ["1.0", "0.5", "2", "10"], ["0", "-1", "nan", "inf"]),
+                             ("smoothing", ["1e-3", "0", "0.1", "1"], ["-0.1", "1.5", "nan"]),
+                             ("every", ["1", "2", "5"], ["0", "-1", "1.5"]),
+                             ("beta", ["0.9", "0", "0.5"], ["1", "-1", "nan"]),
+                             ("follow", ["'current'", "'average'", "'prior'"], ["'x'", "None"]),
+                             ("prior", ["[" + ", ".join(["1"] * n) + "]", "[" + ", ".join(["0.5"] * n) + "]"],
+                              ["[0]", "[-1, 1]", "[]", "'x'", "[" + ", ".join(["0"] * n) + "]"])], clean)
+    else:
+        args = [_arg(draw, "rounds", ["1", "1", "2", "3"], ["0", "-1", "1.5", "10**6", "True"], clean),
+                _arg(draw, "sweeps", ["1", "2"], ["0", "-2", "2.5"], clean),
+                _arg(draw, "probe_every", ["1", "1", "2", "4"], ["0", "-1", "1.5", "nan"], clean)]
+        args = [a for a in args if draw(st.integers(0, 9)) < 8]
+        args += _args(draw, [("delta", ["0.128", "0.5", "0.9"], ["0", "1", "-0.1", "nan"]),
+                             ("eps", ["0.75", "0", "0.5"], ["1", "-1", "nan"]),
+                             ("eta", ["0.2", "1", "5"], ["0", "-1", "inf"]),
+                             ("seed", ["0", "1", "7"], ["-1", "1.5", "'x'"]),
+                             ("prior", ["[" + ", ".join(["1"] * n) + "]"], ["[0, 1]", "[]", "[-1]"])], clean)
+    return f"{kind}({', '.join(args)})"
+
+
+@st.composite
+def mixture_value(draw, domains, clean=True):
+    """The mixture channel: an object {domain: number or spec}, mix(...) text, or a mixer."""
+    names = [d for d in domains if isinstance(d, str) and d] if isinstance(domains, (list, tuple)) else []
+    names = names or ["code", "prose"]
+    form = draw(st.integers(0, 9))
+    if form < 3 or (form < 5 and not all(n.isidentifier() for n in names)):
+        obj = {d: draw(st.sampled_from(MIX_WEIGHTS)) for d in names}
+        if all(v in (0, 0.0, "0.0") for v in obj.values()) and clean:
+            obj[names[0]] = 1
+        if not clean and chance(draw, 1, 3):
+            what = draw(st.integers(0, 5))
+            if what == 0:
+                obj[draw(st.sampled_from(names))] = draw(st.sampled_from(BAD_MIX_WEIGHTS))
+            elif what == 1:
+                obj[draw(st.sampled_from(["web2", "", "CODE", "1", "λ"]))] = 0.5  # a domain the run lacks
+            elif what == 2 and len(obj) > 1:
+                del obj[draw(st.sampled_from(sorted(obj)))]  # a missing domain
+            elif what == 3:
+                obj = {d: 0 for d in obj}  # all zero
+            elif what == 4:
+                obj[draw(st.sampled_from(names))] = {"code": 1, "prose": {"x": 1}}  # nested
+            else:
+                obj = draw(st.sampled_from([{}, {"code": []}, [0.5, 0.5], {1: 0.5, 2: 0.5}]))
+        return obj
+    if form < 5:
+        weights = [repr(draw(st.sampled_from([0.5, 1.0, 2.0, 0.25]))) if draw(st.integers(0, 3)) else
+                   draw(st.sampled_from(["linear(peak=0.2, final=0.4)", "cosine(peak=1.0)"])) for _ in names]
+        parts = [f"{d}={w}" for d, w in zip(names, weights)]
+        if not clean and chance(draw, 1, 3):
+            bad = draw(st.sampled_from(["-1", "nan", "inf", "True", "None", "odm()", "x"]))
+            parts[draw(st.integers(0, len(parts) - 1))] = f"{names[0]}={bad}"
+        return f"mix({', '.join(parts)})"
+    if not clean and chance(draw, 1, 8):  # not a weight per domain at all
+        return draw(st.sampled_from(["cosine(peak=1.0)", 0.5, "sec()", "pace()", "reweight()", "mix()", "odm",
+                                     "plateau(odm(), patience=0)", "scale(odm(), by=2)"]))
+    return draw(mixer_text(len(names), clean))
+
+
+@st.composite
+def curriculum_value(draw, clean=True):
+    """pace(shape=..., start=..., full=...), sec(), dump(); (not clean) bad ones and wrong things."""
+    kind = draw(st.sampled_from(["pace", "pace", "pace", "sec", "dump"]))
+    if kind == "pace":
+        shape = draw(st.sampled_from(["linear", "root", "step", "cyclical"]))
+        args = [f"shape={shape!r}"] if _include(draw, 7) else []
+        args += _args(draw, [("start", ["0.2", "0.1", "0.5", "1", "1.0"], ["0", "-0.1", "1.5", "nan", "True"]),
+                             ("full", ["'50%'", "'20%'", "'100%'", "5", "'0.3dur'"], ["0", "'0%'", "'200%'", "-1",
+                                                                                  "'x'", "10**9"])], clean, p=6)
+        if shape == "step" and _include(draw, 3):
+            args.append(_arg(draw, "stages", ["2", "4", "10"], ["0", "1.5", "10**6"], clean))
+        if shape == "cyclical":
+            args += _args(draw, [("peak", ["1.0", "0.8"], ["0", "1.5"]), ("factor", ["0.5", "0.9"], ["1", "0"]),
+                                 ("every", ["'10%'", "5", "'1ep'"], ["0", "'x'"])], clean)
+        text = f"pace({', '.join(args)})"
+    elif kind == "sec":
+        text = "sec(" + ", ".join(_args(draw, [("alpha", ["0.5", "1", "0.1"], ["0", "1.5", "nan"]),
+                                               ("tau", ["1.0", "0.1", "10"], ["0", "-1", "inf"]),
+                                               ("floor", ["0.01", "0", "0.2"], ["0.25", "1", "-0.1"])], clean)) + ")"
+    else:
+        text = "dump(" + ", ".join(_args(draw, [("window", ["300", "1", "5"], ["0", "1.5", "10**6"]),
+                                                ("temperature", ["0.1", "1"], ["0", "-1"]),
+                                                ("floor", ["0.01", "0.1"], ["0.3", "1"])], clean)) + ")"
+    if not clean and chance(draw, 1, 6):
+        return draw(st.sampled_from(["odm()", "doremi()", "mix(a=1, b=1)", {"a": 1, "b": 1}, "plateau(pace(), "
+                                     "patience=0)", "reweight()", 0.5, "cosine(peak=1.0)", "pace(shape='x')",
+                                     "scale(pace(), by=2)"]))
+    return text
+
+
+@st.composite
+def sample_weights_value(draw, clean=True):
+    """reweight(strategy=..., burn_in=...); (not clean) a bad strategy or another schedule."""
+    args = []
+    if _include(draw, 7):
+        args.append(_arg(draw, "strategy", ["'linupper'", "'quadratic'", "'extremes'"], ["'x'", "''", "None",
+                                                                                        "'LINUPPER'"], clean, p_bad=10))
+    args += _args(draw, [("burn_in", ["'10%'", "0", "3", "'0.2dur'"], ["'100%'", "-1", "'x'", "10**9"]),
+                         ("ramp", ["0", "5", "'10%'"], ["-1", "'x'"]),
+                         ("temperature", ["1.0", "0.5", "3"], ["0", "-1", "nan"])], clean)
+    if not clean and chance(draw, 1, 6):
+        return draw(st.sampled_from(["cosine(peak=1.0)", 1.0, "odm()", "pace()", "sec()", "constant(value=0.5)"]))
+    return f"reweight({', '.join(args)})"
+
+
+@st.composite
+def data_channels(draw, domains, clean=True):
+    """Some of mixture, curriculum and sample_weights (at least one)."""
+    out = {}
+    which = draw(st.lists(st.sampled_from(["mixture", "mixture", "curriculum", "curriculum", "sample_weights"]),
+                          min_size=1, max_size=3, unique=True))
+    for name in which:
+        if name == "mixture":
+            out[name] = draw(mixture_value(domains, clean))
+        elif name == "curriculum":
+            out[name] = draw(curriculum_value(clean))
+        else:
+            out[name] = draw(sample_weights_value(clean))
+    return out
