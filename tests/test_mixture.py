@@ -222,3 +222,35 @@ def test_a_forecast_of_a_plan_that_sets_the_data_is_refused(tmp_path):
     path.write_text("horizon: 100\ninit: runs/a\nchannels:\n  lr: cosine(peak=1e-3)\n")
     with pytest.raises(ForecastError, match="starts from a finished run"):
         plan_schedule(path)
+
+
+def test_regressions_found_by_the_fuzz_run(tmp_path, capsys):
+    from cadence.errors import DurationError, ScheduleError
+    from cadence.time import Rates
+
+    # preview() and values() add a mixture's weights in the same order: the same bits
+    p = Plan({"mixture": {"a": 0.1, "b": 0.2, "c": 0.3}}, horizon=3, domains=["a", "b", "c"])
+    assert p.preview()["mixture/a"][0] == p.values()["mixture/a"]
+    # weights that decay to 0 at the horizon: a finished plan's state still loads (uniform there: nothing is drawn)
+    def make():
+        return Plan({"mixture": {"a": "cosine(peak=1.0)", "b": "cosine(peak=1.0)"}}, horizon=2, domains=["a", "b"])
+    done = make()
+    done.advance()
+    done.advance()
+    again = make()
+    again.load_state_dict(done.state_dict())
+    assert again.values() == {"mixture/a": 0.5, "mixture/b": 0.5}
+    # scale_with on a huge signal: a cadence error, not an OverflowError
+    p = Plan({"momentum": 0.1, "weight_decay": "plateau(scale_with(constant(value=0.1), reference=16, "
+                                               "channel='momentum', power=4), patience=0)"}, horizon=10)
+    with pytest.raises(ScheduleError, match="too large"):
+        p.observe({"momentum": 1e308, "val_loss": 1.0})
+    # a batch of 0 with steps per epoch: one line, not a ZeroDivisionError
+    with pytest.raises(DurationError):
+        Plan({"batch": 0}, horizon=10, rates=Rates(samples_per_step=1, steps_per_epoch=1))
+    # a bad --domains is the flag's fault, not the plan file's
+    path = tmp_path / "p.yaml"
+    path.write_text("horizon: 10\nchannels:\n  lr: cosine(peak=1e-3)\n  mixture: odm()\n")
+    assert main(["schedule", "--plan", str(path), "--domains", "a"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cadence: error: --domains expects") and "p.yaml" not in err

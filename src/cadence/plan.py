@@ -355,7 +355,7 @@ class Plan:
                             f"got {per_step!r}", field="samples_per_step")
         if self.unit is Unit.STEP:
             rates = Rates(samples_per_step=per_step, tokens_per_sample=tps,
-                          steps_per_epoch=None if per_step is None or samples_per_epoch is None
+                          steps_per_epoch=None if not per_step or samples_per_epoch is None  # no batch, or 0
                           else samples_per_epoch / per_step)
             length = 1.0
         elif self.unit is Unit.SAMPLE:

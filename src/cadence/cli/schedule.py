@@ -80,6 +80,7 @@ def _cmd_plan(args) -> None:
     if args.spec is not None or args.total is not None:
         raise CadenceError("a plan file has its channels and horizon: drop SPEC and --total, or drop --plan")
     rates = common.rates(args)
+    domains = _domains(args.domains, None) if args.domains is not None else None  # a bad flag is the flag's fault
     try:
         data = read_plan_file(args.plan, common.PLAN_FILE_SETTINGS)
         if rates.samples_per_step is None and isinstance(data.get("batch_size"), int) \
@@ -88,7 +89,7 @@ def _cmd_plan(args) -> None:
                           steps_per_epoch=rates.steps_per_epoch)
         plan = Plan(data["channels"], horizon=data.get("horizon"), unit=data.get("unit", "step"), rates=rates,
                     micro_batch=data.get("micro_batch") if "batch" in data["channels"] else None,
-                    domains=_domains(args.domains, data["channels"].get("mixture")))
+                    domains=domains or _domains(None, data["channels"].get("mixture")))
         preview = plan.preview()
     except CadenceError as e:
         rate = e.field in ("samples_per_step", "tokens_per_sample", "steps_per_epoch")  # flags this command has

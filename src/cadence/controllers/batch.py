@@ -131,4 +131,8 @@ class ScaleWith(Controller):
         other = finite((inputs or {}).get(self.channel))
         if other is None:
             return base  # outside a plan: as if the channel sat at its reference
-        return base * (other / self.reference) ** self.power
+        try:
+            return base * (other / self.reference) ** self.power
+        except OverflowError:
+            raise ScheduleError(f"scale_with: channel {self.channel!r} is {other:g}; ({other:g} / {self.reference:g}) ** "
+                                f"{self.power:g} is too large for a number") from None

@@ -119,24 +119,33 @@ class Mix(VectorController):
     def update(self, state, clock, signals) -> None:
         return None
 
-    def _normalise(self, raw: dict[str, float], where: str) -> dict[str, float]:
-        total = math.fsum(raw.values())
-        if not total > 0:
-            raise PlanError(f"the mixture's weights are all zero at {where}; at least one domain needs a weight > 0",
-                            field="mixture")
-        return {d: v / total for d, v in raw.items()}
+    def _total(self, values: dict):
+        """The sum of the weights, added in the domains' order: the same additions for value() and preview()."""
+        total = values[self.keys[0]]
+        for d in self.keys[1:]:
+            total = total + values[d]
+        return total
 
     def value(self, state, clock, inputs=None) -> dict[str, float]:
         ctx, position = clock.context, clock.position
         raw = {d: self.parts[d]._value_on(ctx, position) for d in self.keys}
-        return self._normalise(raw, f"{_UNIT.get(ctx.unit.value, 'position')} {position:g}")
+        total = self._total(raw)
+        if not total > 0:
+            if ctx.total is not None and position >= ctx.total:  # at the horizon (a schedule decayed to 0): no step
+                return {d: 1.0 / len(self.keys) for d in self.keys}  # draws from it; a finished plan still loads
+            raise PlanError(f"weights are all zero at {_UNIT.get(ctx.unit.value, 'position')} {position:g}; at least "
+                            "one domain needs a weight > 0", field="mixture")
+        return {d: v / total for d, v in raw.items()}
 
     def preview(self, t: np.ndarray, ctx, inputs: dict) -> dict[str, np.ndarray]:
         values = {d: self.parts[d].evaluate(t, ctx) for d in self.keys}
-        total = np.sum([values[d] for d in self.keys], axis=0)
-        if np.any(~(total > 0)):
-            i = int(np.argmax(~(total > 0)))
-            raise PlanError(f"the mixture's weights are all zero at {_UNIT.get(ctx.unit.value, 'position')} "
-                            f"{float(np.ravel(t)[i]):g}; at "
-                            "least one domain needs a weight > 0", field="mixture")
-        return {d: values[d] / total for d in self.keys}
+        total = self._total(values)
+        zero = ~(total > 0)
+        if ctx.total is not None:
+            zero &= np.asarray(t) < ctx.total  # at the horizon: uniform, as value() gives
+        if np.any(zero):
+            i = int(np.argmax(zero))
+            raise PlanError(f"weights are all zero at {_UNIT.get(ctx.unit.value, 'position')} "
+                            f"{float(np.ravel(t)[i]):g}; at least one domain needs a weight > 0", field="mixture")
+        safe = np.where(total > 0, total, 1.0)
+        return {d: np.where(total > 0, values[d] / safe, 1.0 / len(self.keys)) for d in self.keys}
