@@ -173,8 +173,9 @@ def test_data_parallel_processes_count_the_samples_of_all(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(DATA_PARALLEL)
     here = os.path.dirname(os.path.abspath(__file__))
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-                    here, str(tmp_path)], check=True, timeout=300, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), here, str(tmp_path)], timeout=300, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]  # what went wrong in the processes, if anything did
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0] == ranks[1]
     assert ranks[0]["clock"] == {"step": 3, "samples": 3 * 2 * 4, "tokens": 3 * 2 * 4 * SEQ, "skipped": 0}
