@@ -42,6 +42,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from _findings import run_job as run_one, status_of  # noqa: E402 - benchmarks/ is this script's folder
 import numpy as np
 import pandas as pd
 
@@ -111,26 +112,6 @@ def key_of(arm: Arm, peak: float, seed: int) -> str:
     return f"{arm.label}/p{peak:g}-s{seed}"
 
 
-def status_of(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "run.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return None
-
-
-def run_one(cfg: dict, folder: Path) -> str:
-    """Train one run here (one torch thread); resumes a folder left unfinished."""
-    from cadence.bench.runner import RunConfig, train
-    from cadence.errors import RunError, TrainingDiverged
-
-    try:
-        try:
-            manifest = train(RunConfig(**cfg), folder, progress=False, threads=1, resume=(folder / "run.json").exists())
-        except RunError:  # an unfinished folder that cannot be resumed: start it over
-            manifest = train(RunConfig(**cfg), folder, progress=False, threads=1, overwrite=True)
-    except TrainingDiverged:
-        return "diverged"
-    return manifest["status"]
 
 
 def summarize(folder: Path) -> dict:

@@ -54,6 +54,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
+from _findings import run_job, status_of  # noqa: E402 - benchmarks/ is this script's folder
 import numpy as np
 import pandas as pd
 
@@ -148,27 +149,6 @@ def write_corpora(out: Path) -> dict:
 
 # -- run folders ----------------------------------------------------------------------------
 
-def status_of(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "run.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return None
-
-
-def run_job(cfg: dict, folder: str) -> str:
-    """Train one run in a worker process (one torch thread); resumes a folder left unfinished."""
-    from cadence.bench.runner import RunConfig, train
-    from cadence.errors import RunError, TrainingDiverged
-
-    folder = Path(folder)
-    try:
-        try:
-            manifest = train(RunConfig(**cfg), folder, progress=False, threads=1, resume=(folder / "run.json").exists())
-        except RunError:  # an unfinished folder that cannot be resumed: start it over
-            manifest = train(RunConfig(**cfg), folder, progress=False, threads=1, overwrite=True)
-    except TrainingDiverged:
-        return "diverged"
-    return manifest["status"]
 
 
 def final_vals(folder: Path) -> dict:
