@@ -166,6 +166,7 @@ trainer = Trainer(model=model(), args=arguments(sys.argv[2], max_steps=3, ddp_ba
 trainer.train()
 with open(os.path.join(sys.argv[2], "rank%s.json" % os.environ["RANK"]), "w") as f:
     json.dump({"clock": plan.clock.counters(), "lr": [g[0][0] for g in rec.used]}, f)
+torch.distributed.destroy_process_group()  # before exit: gloo's threads torn down at exit can abort a rank
 """
 
 
