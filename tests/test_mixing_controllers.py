@@ -359,7 +359,7 @@ def test_odm_check_state_names_what_is_wrong(spoil, words):
 
 @pytest.mark.parametrize("spoil, words", [
     (lambda s: {**s, "weights": [0.5, 0.5]}, "weights must be a list of 3 numbers"),
-    (lambda s: {**s, "weights": [1.2, -0.1, -0.1]}, "weights must hold weights >= 0"),
+    (lambda s: {**s, "weights": [1.2, -0.1, -0.1]}, "weights must hold weights from 0 to 1"),
     (lambda s: {**s, "average": [0.5, 0.5, 0.5]}, "average must sum to 1"),
     (lambda s: {**s, "weights": [math.inf, 0, 0]}, "weights must hold finite numbers"),
     (lambda s: {**s, "loss": [1.0, None]}, "loss must be a list of 3 numbers"),
@@ -376,7 +376,7 @@ def test_doremi_check_state_names_what_is_wrong(spoil, words):
 @pytest.mark.parametrize("spoil, words", [
     (lambda s: {**s, "weights": [0.5, 0.5]}, "weights must be a list of 3 numbers"),
     (lambda s: {**s, "weights": [1.0, 0.0, 0.0]}, "weights must be > 0"),
-    (lambda s: {**s, "weights": [0.6, 0.6, -0.2]}, "weights must hold weights >= 0"),
+    (lambda s: {**s, "weights": [0.6, 0.6, -0.2]}, "weights must hold weights from 0 to 1"),
     (lambda s: {**s, "rounds_done": 6}, "rounds_done is at most rounds=5"),
     (lambda s: {**s, "last": {"step": 4, "loss": [1.0, 2.0]}}, "last: loss must be a list of 3 numbers"),
     (lambda s: {**s, "last": {"step": -4, "loss": [1.0, 2.0, 3.0]}}, "last: step must be a whole number >= 0"),

@@ -254,3 +254,47 @@ def test_regressions_found_by_the_fuzz_run(tmp_path, capsys):
     assert main(["schedule", "--plan", str(path), "--domains", "a"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cadence: error: --domains expects") and "p.yaml" not in err
+
+
+def test_regressions_found_by_review(tmp_path, capsys):
+    from cadence.bench import continual, difficulty
+    from cadence.controllers import DoReMi
+    from cadence.errors import ScheduleError
+
+    # --dense-eval with digits int() cannot read: one line, exit 2
+    code = main(["run", "logreg", "--lr", "0.1", "--steps", "2", "--out", str(tmp_path / "x"), "--dense-eval", "²:5",
+                 "--no-progress"])
+    assert code == 2 and "--dense-eval expects EVERY:UNTIL" in capsys.readouterr().err
+    # a plateau over a stateless schedule: its inner state stays None (any record in it is refused)
+    p = Plan({"lr": "plateau(cosine(peak=0.1))"}, horizon=1000)
+    state = p.state_dict()
+    state["states"]["lr"]["inner"] = {"x": 1}
+    with pytest.raises(PlanError, match="do not fit"):
+        Plan({"lr": "plateau(cosine(peak=0.1))"}, horizon=1000).load_state_dict(state)
+    # mixer weights beyond 1 in a tampered state, and a prior too large to add up: cadence errors
+    p = Plan({"lr": 0.1, "mixture": "doremi(reference_loss=[1, 2, 3])"}, horizon=2000, domains=DOMAINS)
+    state = p.state_dict()
+    state["states"]["mixture"]["weights"] = [1e308] * 3
+    with pytest.raises(PlanError, match="from 0 to 1"):
+        Plan({"lr": 0.1, "mixture": "doremi(reference_loss=[1, 2, 3])"}, horizon=2000, domains=DOMAINS
+             ).load_state_dict(state)
+    with pytest.raises(ScheduleError, match="at most 1e12"):
+        DoReMi(reference_loss=[1, 2], prior=[1e308, 1e308])
+    # an init record whose run path holds a NUL
+    with pytest.raises(CadenceError, match="init record"):
+        continual.check_record({"run": "/tmp/a\x00b", "workload": "text", "size": "xs", "step": 1,
+                                "checkpoint": "0" * 16, "optimizer": False})
+    # a difficulty CSV with a BOM reads; a path given twice, or a field past csv's limit, is one line
+    data = make_corpus(tmp_path / "corpus")
+    from cadence.bench.text import Text
+
+    w = Text(data_dir=str(data))
+    rows = [f"{rel},{k}" for k, rel in enumerate(r for files in w.pieces().values() for r, _ in files)]
+    (tmp_path / "bom.csv").write_text("\ufeffpath,score\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    assert len(difficulty.scores(w, difficulty.parse(f"column={tmp_path / 'bom.csv'}:score"))) == len(rows)
+    (tmp_path / "twice.csv").write_text("path,score\n" + "\n".join(rows + rows[:1]) + "\n")
+    with pytest.raises(CadenceError, match="is given twice"):
+        difficulty.scores(w, difficulty.parse(f"column={tmp_path / 'twice.csv'}:score"))
+    (tmp_path / "long.csv").write_text('path,score\n"' + "x" * 200_000 + '",1\n')
+    with pytest.raises(CadenceError, match="not a CSV row"):
+        difficulty.scores(w, difficulty.parse(f"column={tmp_path / 'long.csv'}:score"))

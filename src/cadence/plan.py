@@ -175,13 +175,15 @@ def _plain(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def _same_shape(model: Any, value: Any) -> bool:
-    """A loaded state has the keys of a fresh one, recursively (leaf values may differ)."""
+def _same_shape(model: Any, value: Any, records: bool = False) -> bool:
+    """A loaded state has the keys of a fresh one, recursively (leaf values may differ). ``records``: a field
+    that starts as None may later hold a record (a dict or list), for controllers whose check_state checks it."""
     if isinstance(model, dict):
         return isinstance(value, dict) and set(model) == set(value) and all(
-            _same_shape(model[k], value[k]) for k in model)
-    if model is None:  # not known yet: a number, or a record a controller fills later (its check_state checks it)
-        return value is None or _is_number(value) or value in ("inf", "-inf") or isinstance(value, (dict, list))
+            _same_shape(model[k], value[k], records) for k in model)
+    if model is None:  # not known yet: a number (or, with records, a dict or list the controller fills later)
+        return value is None or _is_number(value) or value in ("inf", "-inf") or (
+            records and isinstance(value, (dict, list)))
     if _is_number(model):  # a number that may be unknown (None) or infinite ("inf", "-inf")
         return value is None or _is_number(value) or value in ("inf", "-inf")
     if isinstance(model, list):
@@ -873,7 +875,8 @@ class Plan:
                             f"is {_short_value(self._records[0][1] if self._records else None)}", field="state")
         states = state["states"]
         if not (isinstance(states, dict) and set(states) == set(self.schedules) and _plain(states) and all(
-                _same_shape(self.schedules[n].init(), states[n]) for n in self.schedules)):
+                _same_shape(self.schedules[n].init(), states[n], getattr(self.schedules[n], "vector", False))
+                for n in self.schedules)):
             raise PlanError("the plan state's controller states do not fit this plan's controllers", field="state")
         for name, s in self.schedules.items():
             problem = s.check_state(states[name]) if s.stateful else None

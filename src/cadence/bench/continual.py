@@ -220,7 +220,7 @@ def check_record(record: object) -> dict:
     """``record`` as :func:`read_init` made it, or a one-line RunError (for reading it back from run.json)."""
     if not (isinstance(record, dict) and set(record) == set(_RECORD_TYPES) and all(
             isinstance(record[k], t) and (t is bool or not isinstance(record[k], bool)) for k, t in _RECORD_TYPES.items())
-            and len(record["checkpoint"]) == HASH_CHARS):
+            and len(record["checkpoint"]) == HASH_CHARS and record["run"].strip() and "\x00" not in record["run"]):
         raise _fail(f"the init record must be {{{', '.join(_RECORD_TYPES)}}} as cadence wrote it; got "
                     f"{json.dumps(record, default=str)[:80]}")
     return record
@@ -242,8 +242,8 @@ def verify(record: dict) -> str | None:
     path = Path(record["run"]) / "checkpoint.pt"
     try:
         data = path.read_bytes()
-    except OSError as e:
-        return f"the init run's checkpoint {path} cannot be read ({e.strerror or type(e).__name__})"
+    except (OSError, ValueError) as e:
+        return f"the init run's checkpoint {path} cannot be read ({getattr(e, 'strerror', None) or type(e).__name__})"
     now = _digest(data)
     if now != record["checkpoint"]:
         return (f"the init run's checkpoint {path} changed since this run started from it "

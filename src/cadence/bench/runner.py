@@ -983,7 +983,7 @@ def _order_of(workload, record: dict) -> dict:
     cache = workload._data
     key = ("order", record["hash"])
     if key not in cache:
-        cache[key] = workload.ordered(difficulty.scores(workload, difficulty.parse(record)))
+        cache[key] = workload.ordered(difficulty.resolved_scores(workload, record))
     return cache[key]
 
 

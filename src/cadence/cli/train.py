@@ -324,10 +324,12 @@ def _dense_eval(text: "str | None") -> "list[int] | None":
     """--dense-eval EVERY:UNTIL as [every, until]."""
     if text is None:
         return None
-    every, sep, until = text.partition(":")
-    if not (sep and every.strip().isdigit() and until.strip().isdigit()):
+    import re
+
+    found = re.fullmatch(r"\s*(\d{1,10})\s*:\s*(\d{1,10})\s*", text, flags=re.ASCII)
+    if found is None:
         raise CadenceError(f"--dense-eval expects EVERY:UNTIL, two whole numbers of steps such as 5:200; got {text!r}")
-    return [int(every), int(until)]
+    return [int(found.group(1)), int(found.group(2))]
 
 
 def _guards(items: list[str]) -> "dict | None":

@@ -83,8 +83,8 @@ class _Mixer(VectorController):
                 continue
             if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
                 return f"{field} must hold finite numbers; got {_short_value(x)}"
-            if weights and x < 0:
-                return f"{field} must hold weights >= 0; got {x!r}"
+            if weights and not 0 <= x <= 1:
+                return f"{field} must hold weights from 0 to 1; got {x!r}"
         if weights and abs(math.fsum(v) - 1.0) > 1e-6:
             return f"{field} must sum to 1; got {math.fsum(v)!r}"
         return None
@@ -240,6 +240,8 @@ class DoReMi(_Mixer):
         self.eta = self._number("eta", eta, low=0, low_open=True)
         self.smoothing = self._number("smoothing", smoothing, low=0, high=1)
         self.prior = self._numbers("prior", prior, low=0)
+        if self.prior is not None and max(self.prior, default=0.0) > 1e12:
+            raise ScheduleError("doremi: prior holds relative weights, each at most 1e12")
         if self.prior is not None and not math.fsum(self.prior) > 0:
             raise ScheduleError("doremi: prior must have at least one weight > 0")
         self.every = self._whole("every", every, 1)
