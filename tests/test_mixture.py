@@ -298,3 +298,14 @@ def test_regressions_found_by_review(tmp_path, capsys):
     (tmp_path / "long.csv").write_text('path,score\n"' + "x" * 200_000 + '",1\n')
     with pytest.raises(CadenceError, match="not a CSV row"):
         difficulty.scores(w, difficulty.parse(f"column={tmp_path / 'long.csv'}:score"))
+
+
+def test_the_callbacks_refuse_a_mixer_that_probes():
+    from cadence.integrations.hf import PlanCallback as HFCallback
+    from cadence.integrations.lightning import PlanCallback as LightningCallback
+
+    for callback in (HFCallback, LightningCallback):
+        with pytest.raises(PlanError, match="reads 'probe_loss/code', a held-out probe"):
+            callback(Plan({"lr": 1e-3, "mixture": "aioli(rounds=2, sweeps=1, probe_every=2)"}, horizon=100,
+                          domains=DOMAINS))
+        callback(Plan({"lr": 1e-3, "mixture": "odm()"}, horizon=100, domains=DOMAINS))  # per-domain losses: accepted

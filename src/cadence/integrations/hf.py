@@ -217,6 +217,11 @@ class PlanCallback(TrainerCallback):
                 raise PlanError(f"PlanCallback: guard {name!r} reads {guard.signal!r}, which the Trainer does not give "
                                 "callbacks before its optimizer step; only grad_norm (from the gradients) is known "
                                 "then: use a grad_spike guard", field="guards")
+        probes = [(signal, channels) for signal, channels in plan.monitors.items() if signal.startswith("probe_loss/")]
+        if probes:
+            raise PlanError(f"PlanCallback: channel {probes[0][1][0]!r} reads {probes[0][0]!r}, a held-out probe measured "
+                            "after the clock moves (aioli), which a callback cannot time; use odm() or doremi(...), or "
+                            "cadence's runner", field="channels")
         self.plan = plan
         self.scheduler: Scheduler | None = None
         self._initial = plan.state_dict()  # where a train() that does not resume starts the plan

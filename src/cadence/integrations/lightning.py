@@ -167,6 +167,11 @@ class _PlanCallback:
             if fn is not None and not callable(fn):
                 raise CadenceError(f"PlanCallback: {name} must be a function of the batch; got {_short_value(fn)}",
                                    field=name)
+        probes = [(signal, channels) for signal, channels in plan.monitors.items() if signal.startswith("probe_loss/")]
+        if probes:
+            raise PlanError(f"PlanCallback: channel {probes[0][1][0]!r} reads {probes[0][0]!r}, a held-out probe measured "
+                            "after the clock moves (aioli), which a callback cannot time; use odm() or doremi(...), or "
+                            "cadence's runner", field="channels")
         signals = {name: f"channel {', '.join(map(repr, channels))}" for name, channels in plan.monitors.items()}
         for name, guard in plan.guards.items():
             if isinstance(guard, Rollback):
