@@ -28,3 +28,17 @@ def run_job(cfg: dict, folder: "str | Path") -> str:
     except TrainingDiverged:
         return "diverged"
     return manifest["status"]
+
+
+def write_summary(out: Path, results: dict, tables: dict, started: float) -> None:
+    """Add the compute to ``tables``, write out/summary.json, print every table and the compute used."""
+    import math
+    import sys
+    import time
+
+    compute = sum(r["train_seconds"] for r in results.values() if math.isfinite(r["train_seconds"]))
+    tables.update(compute_seconds=compute, runs=len(results), wall_seconds_this_call=time.time() - started)
+    (Path(out) / "summary.json").write_text(json.dumps(tables, indent=2, default=str) + "\n")
+    for k, v in tables.items():
+        print(f"\n## {k}\n\n{v}")
+    print(f"\n{len(results)} runs, {compute / 60:.1f} min of training compute (sum over runs)", file=sys.stderr)

@@ -48,7 +48,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _findings import run_job, status_of  # noqa: E402 - benchmarks/ is this script's folder
+from _findings import write_summary, run_job, status_of  # noqa: E402 - benchmarks/ is this script's folder
 import numpy as np
 import pandas as pd
 
@@ -641,15 +641,7 @@ def main() -> None:
                 planner.results[k] = summarize(out / k)
     else:
         execute(planner, args.jobs)
-    tables = analyse(planner, Path(args.figures))
-    compute = sum(r["train_seconds"] for r in planner.results.values() if np.isfinite(r["train_seconds"]))
-    tables["compute_seconds"] = compute
-    tables["runs"] = len(planner.results)
-    tables["wall_seconds_this_call"] = time.time() - t0
-    (out / "summary.json").write_text(json.dumps(tables, indent=2, default=str) + "\n")
-    for k, v in tables.items():
-        print(f"\n## {k}\n\n{v}")
-    print(f"\n{len(planner.results)} runs, {compute / 60:.1f} min of training compute (sum over runs)", file=sys.stderr)
+    write_summary(out, planner.results, analyse(planner, Path(args.figures)), t0)
 
 
 if __name__ == "__main__":
