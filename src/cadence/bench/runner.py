@@ -1215,9 +1215,6 @@ class Loop:
             losses.append(main.item())
             if count > 1:
                 previous = self._micro_norm(previous, count, small, last=j == mine[-1])
-        if self.domains:  # counted for every micro-batch of the step (every rank's): a function of (seed, index)
-            counts = self.workload.domain_counts(cfg.seed, self.drawn, count, micro, weights)
-            self.domain_samples = [a + b for a, b in zip(self.domain_samples, counts)]
         self.drawn += count
         if self.group is not None:
             self.group.sum_gradients(self.params)
@@ -1262,9 +1259,11 @@ class Loop:
             signals.update({k: (v if math.isfinite(v) else None) for k, v in monitors.items()})  # NaN: not measured
         if self.domains:
             weights = work["weights"].tolist()
+            sums, counts = work["per_domain"].tolist()  # every rank's samples, after _reduce_across_ranks
+            # the samples drawn from each domain, skipped steps' too (this runs before the guards)
+            self.domain_samples = [a + int(n) for a, n in zip(self.domain_samples, counts)]
             signals.update({f"mixture/{d}": w for d, w in zip(self.domains, weights)})
             signals.update({f"samples/{d}": n for d, n in zip(self.domains, self.domain_samples)})
-            sums, counts = work["per_domain"].tolist()  # every rank's samples, after _reduce_across_ranks
             signals.update({f"train_loss/{d}": (s / n if n else None) for d, s, n in zip(self.domains, sums, counts)})
         if self.buckets:
             sums, counts = work["per_bucket"].tolist()
